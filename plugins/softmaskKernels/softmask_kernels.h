@@ -1,0 +1,78 @@
+/*
+ * softmask_kernels: C ABI of the fused soft-masked attention forward kernel.
+ *
+ * Contract: shared/reference/soft_masked_attention.md (math) and docs/ops.md (layout):
+ *   query [B, I, E], key/value [B, S, E], mask [B, I, S], alpha [H], key_padding_mask [B, S]
+ *   (uint8/bool, nonzero = padded, may be NULL), output [B, I, E]; E = H * D; all contiguous.
+ * Rows whose keys are all padded produce zeros.
+ *
+ * The kernels are Triton-compiled cubins (plus PTX) embedded at build time; this library needs
+ * only the CUDA runtime (no TensorRT, no libcuda link).
+ */
+#ifndef SOFTMASK_KERNELS_H
+#define SOFTMASK_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum SoftmaskDtype
+{
+    SOFTMASK_DTYPE_FLOAT32 = 0,
+    SOFTMASK_DTYPE_FLOAT16 = 1,
+    SOFTMASK_DTYPE_BFLOAT16 = 2
+} SoftmaskDtype;
+
+typedef enum SoftmaskStatus
+{
+    SOFTMASK_STATUS_SUCCESS = 0,
+    SOFTMASK_STATUS_INVALID_ARGUMENT = 1,   /* null pointer, non-positive size, bad dtype */
+    SOFTMASK_STATUS_UNSUPPORTED = 2,        /* head dim / dtype combination without a kernel */
+    SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH = 3, /* no cubin for this GPU and PTX JIT failed */
+    SOFTMASK_STATUS_WORKSPACE_TOO_SMALL = 4,
+    SOFTMASK_STATUS_CUDA_ERROR = 5
+} SoftmaskStatus;
+
+typedef struct SoftmaskSmaParams
+{
+    const void* query;            /* [B, I, E], dtype */
+    const void* key;              /* [B, S, E], dtype */
+    const void* value;            /* [B, S, E], dtype */
+    const void* mask;             /* [B, I, S], mask_dtype */
+    const void* alpha;            /* [H], alpha_dtype */
+    const uint8_t* key_padding_mask; /* [B, S] or NULL */
+    void* output;                 /* [B, I, E], dtype */
+    void* workspace;              /* split-KV partials; see softmask_sma_workspace_size */
+    size_t workspace_size;        /* bytes available at workspace */
+    int32_t batch;                /* B >= 1 */
+    int32_t num_queries;          /* I >= 1 */
+    int32_t num_keys;             /* S >= 1 */
+    int32_t num_heads;            /* H >= 1 */
+    int32_t head_dim;             /* D in {16, 32, 64, 128} */
+    SoftmaskDtype dtype;          /* query, key, value, output */
+    SoftmaskDtype mask_dtype;     /* mask */
+    SoftmaskDtype alpha_dtype;    /* alpha */
+    int32_t num_splits;           /* 0 = choose from the device's SM count; > 0 forces it */
+} SoftmaskSmaParams;
+
+/* Upper bound of the workspace bytes any call with these sizes may need, independent of the GPU
+ * (the plugin sizes its workspace from the profile's largest shapes with it). */
+size_t softmask_sma_workspace_size(int32_t batch, int32_t num_queries, int32_t num_keys,
+    int32_t num_heads, int32_t head_dim);
+
+/* Enqueue the forward pass on stream. Returns a SoftmaskStatus; never aborts. */
+int32_t softmask_sma_forward(const SoftmaskSmaParams* params, cudaStream_t stream);
+
+/* Human-readable text of a status, including the last detailed error message of this thread. */
+const char* softmask_status_string(int32_t status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SOFTMASK_KERNELS_H */

@@ -1,0 +1,76 @@
+"""``softmask::soft_masked_attention``: the op as a torch.library custom op.
+
+One registration point: schema, CPU kernel, fake (meta) kernel for torch.export / ONNX export,
+autograd, and the CUDA kernel (the fused Triton kernel, when importable). The math itself lives in
+``softmask.ops.reference``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from softmask.ops import reference
+from softmask.ops.validation import check_inputs
+
+OP_NAME = "softmask::soft_masked_attention"
+
+
+@torch.library.custom_op(OP_NAME, mutates_args=())
+def soft_masked_attention_op(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor,
+    alpha: torch.Tensor,
+    num_heads: int,
+    key_padding_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Default (CPU and any device without a dedicated kernel): the reference math."""
+    return reference.soft_masked_attention(
+        query, key, value, mask, alpha, num_heads, key_padding_mask
+    )
+
+
+@soft_masked_attention_op.register_fake
+def _fake(query, key, value, mask, alpha, num_heads, key_padding_mask=None):
+    return torch.empty_like(query)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    query, key, value, mask, alpha, num_heads, key_padding_mask = inputs
+    ctx.num_heads = num_heads
+    ctx.has_padding = key_padding_mask is not None
+    saved = (query, key, value, mask, alpha)
+    ctx.save_for_backward(*saved, *((key_padding_mask,) if ctx.has_padding else ()))
+
+
+def _backward(ctx, grad_out):
+    query, key, value, mask, alpha, *rest = ctx.saved_tensors
+    key_padding_mask = rest[0] if ctx.has_padding else None
+    grads = reference.soft_masked_attention_backward(
+        grad_out, query, key, value, mask, alpha, ctx.num_heads, key_padding_mask
+    )
+    return (*grads, None, None)
+
+
+soft_masked_attention_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def soft_masked_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor,
+    alpha: torch.Tensor,
+    num_heads: int,
+    key_padding_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Soft-masked attention through the custom op (exports to ONNX as one node).
+
+    Same signature, shapes and semantics as ``softmask.ops.reference.soft_masked_attention``:
+    query [B, I, E], key/value [B, S, E], mask [B, I, S], alpha [H], key_padding_mask [B, S] bool
+    (True = padded) -> [B, I, E]. Inputs are validated before dispatch, so a bad call raises a
+    ValueError naming the tensor instead of failing inside a kernel.
+    """
+    check_inputs(query, key, value, mask, alpha, num_heads, key_padding_mask)
+    return soft_masked_attention_op(query, key, value, mask, alpha, num_heads, key_padding_mask)
