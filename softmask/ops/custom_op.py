@@ -7,12 +7,16 @@ autograd, and the CUDA kernel (the fused Triton kernel, when importable). The ma
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from softmask.ops import reference
 from softmask.ops.validation import check_inputs
 
 OP_NAME = "softmask::soft_masked_attention"
+
+logger = logging.getLogger(__name__)
 
 
 @torch.library.custom_op(OP_NAME, mutates_args=())
@@ -34,6 +38,19 @@ def soft_masked_attention_op(
 @soft_masked_attention_op.register_fake
 def _fake(query, key, value, mask, alpha, num_heads, key_padding_mask=None):
     return torch.empty_like(query)
+
+
+@soft_masked_attention_op.register_kernel("cuda")
+def _cuda(query, key, value, mask, alpha, num_heads, key_padding_mask=None):
+    """CUDA forward: the fused Triton kernel; the reference math (on the GPU) without Triton."""
+    try:
+        from softmask.kernels import sma_forward  # triton is an optional (gpu/dev) dependency
+    except ImportError as exc:
+        logger.warning("fused kernel unavailable (%s); using the reference math on the GPU", exc)
+        return reference.soft_masked_attention(
+            query, key, value, mask, alpha, num_heads, key_padding_mask
+        )
+    return sma_forward(query, key, value, mask, alpha, num_heads, key_padding_mask)
 
 
 def _setup_context(ctx, inputs, output) -> None:
