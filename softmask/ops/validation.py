@@ -35,7 +35,7 @@ class SmaDims:
 
 
 def _shape(t: torch.Tensor) -> str:
-    return "[" + ", ".join(str(int(d)) for d in t.shape) + "]"
+    return "[" + ", ".join(str(d) for d in t.shape) + "]"
 
 
 def _expect_shape(name: str, t: torch.Tensor, expected: tuple[int, ...], spelled: str) -> None:
@@ -67,7 +67,9 @@ def check_inputs(
         raise InputError(f"num_heads must be a positive int, got {num_heads!r}")
     if query.dim() != 3:
         raise InputError(f"query must have shape [B, I, E] (3 dims), got {_shape(query)}")
-    batch, queries, embed = (int(d) for d in query.shape)
+    # Sizes stay as given (ints, or SymInts while torch.export traces): int() would specialise
+    # dynamic dimensions.
+    batch, queries, embed = query.shape
     if embed % num_heads != 0:
         raise InputError(
             f"embedding dim E={embed} of query {_shape(query)} is not divisible by "
@@ -75,7 +77,7 @@ def check_inputs(
         )
     if key.dim() != 3:
         raise InputError(f"key must have shape [B, S, E] = [{batch}, S, {embed}], got {_shape(key)}")
-    keys = int(key.shape[1])
+    keys = key.shape[1]
     _expect_shape("key", key, (batch, keys, embed), "[B, S, E]")
     _expect_shape("value", value, (batch, keys, embed), "[B, S, E]")
     _expect_shape("mask", mask, (batch, queries, keys), "[B, I, S]")

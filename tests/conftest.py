@@ -1,0 +1,24 @@
+"""Shared pytest setup: GPU / TensorRT tests skip with a reason where those are absent."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+
+def _tensorrt_available() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none is visible to torch on this machine")
+    no_trt = pytest.mark.skip(reason="needs the TensorRT runtime; `import tensorrt` is unavailable")
+    has_gpu = torch.cuda.is_available()
+    has_trt = _tensorrt_available()
+    for item in items:
+        if "gpu" in item.keywords and not has_gpu:
+            item.add_marker(no_gpu)
+        if "tensorrt" in item.keywords and not has_trt:
+            item.add_marker(no_trt)
