@@ -7,6 +7,7 @@ autograd, and the CUDA kernel (the fused Triton kernel, when importable). The ma
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import torch
@@ -40,13 +41,18 @@ def _fake(query, key, value, mask, alpha, num_heads, key_padding_mask=None):
     return torch.empty_like(query)
 
 
+@functools.lru_cache(maxsize=None)
+def _warn_no_kernel(reason: str) -> None:
+    logger.warning("fused kernel unavailable (%s); using the reference math on the GPU", reason)
+
+
 @soft_masked_attention_op.register_kernel("cuda")
 def _cuda(query, key, value, mask, alpha, num_heads, key_padding_mask=None):
     """CUDA forward: the fused Triton kernel; the reference math (on the GPU) without Triton."""
     try:
         from softmask.kernels import sma_forward  # triton is an optional (gpu/dev) dependency
     except ImportError as exc:
-        logger.warning("fused kernel unavailable (%s); using the reference math on the GPU", exc)
+        _warn_no_kernel(str(exc))
         return reference.soft_masked_attention(
             query, key, value, mask, alpha, num_heads, key_padding_mask
         )
