@@ -1,0 +1,145 @@
+"""softmask.plugins on CPU: finding the plugin library and the errors when it or TensorRT is missing.
+
+TensorRT is replaced by a small fake module here, so these tests run everywhere; the real
+registration is in test_plugins_tensorrt.py (marked ``tensorrt``).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from softmask.errors import BackendUnavailable
+from softmask.plugins import library
+
+
+@pytest.fixture()
+def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(library.ENV_VAR, raising=False)
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x7fELF")
+    return path
+
+
+def test_env_var_naming_a_file_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = _touch(tmp_path / "custom" / "libsoftmask_trt_plugin.so")
+    monkeypatch.setenv(library.ENV_VAR, str(lib))
+    monkeypatch.setattr(library, "candidate_paths", lambda: [_touch(tmp_path / "other.so")])
+    assert library.library_path() == lib.resolve()
+
+
+def test_env_var_naming_a_missing_file_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "nowhere" / "libsoftmask_trt_plugin.so"
+    monkeypatch.setenv(library.ENV_VAR, str(missing))
+    with pytest.raises(BackendUnavailable) as caught:
+        library.library_path()
+    message = str(caught.value)
+    assert library.ENV_VAR in message
+    assert str(missing) in message
+    assert "cmake --build" in message
+
+
+def test_first_existing_candidate_is_returned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_env: None) -> None:
+    first, second, third = (tmp_path / d / library.LIBRARY_NAME for d in ("a", "b", "c"))
+    _touch(second)
+    _touch(third)
+    monkeypatch.setattr(library, "candidate_paths", lambda: [first, second, third])
+    assert library.library_path() == second
+
+
+def test_missing_library_error_lists_searched_paths_and_build_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_env: None
+) -> None:
+    searched = [tmp_path / "build" / "lib" / library.LIBRARY_NAME, tmp_path / "pkg" / library.LIBRARY_NAME]
+    monkeypatch.setattr(library, "candidate_paths", lambda: searched)
+    with pytest.raises(BackendUnavailable) as caught:
+        library.library_path()
+    message = str(caught.value)
+    for path in searched:
+        assert str(path) in message
+    assert "cmake -S . -B build" in message
+    assert "TensorRT_ROOT" in message
+    assert library.ENV_VAR in message
+    assert "docs/deploy-tensorrt.md" in message
+
+
+def test_default_candidates_start_with_the_cmake_build_tree() -> None:
+    repo_root = Path(library.__file__).resolve().parents[2]
+    candidates = library.candidate_paths()
+    assert candidates[0] == repo_root / "build" / "lib" / "libsoftmask_trt_plugin.so"
+    assert all(p.name == "libsoftmask_trt_plugin.so" for p in candidates)
+
+
+def test_load_without_tensorrt_says_it_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A None entry in sys.modules makes `import tensorrt` raise ImportError, installed or not.
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(BackendUnavailable, match="import tensorrt"):
+        library.load_into_tensorrt(path="/unused/libsoftmask_trt_plugin.so")
+
+
+class _FakeCreator:
+    def __init__(self, name: str, version: str) -> None:
+        self.name = name
+        self.plugin_version = version
+
+
+class _FakeRegistry:
+    """Records load_library calls; `creators` is what the library registers on load."""
+
+    def __init__(self, handle: object | None, creators: list[_FakeCreator]) -> None:
+        self.handle = handle
+        self.loaded: list[str] = []
+        self._on_load = creators
+        self.all_creators: list[_FakeCreator] = []
+
+    def load_library(self, path: str) -> object | None:
+        self.loaded.append(path)
+        if self.handle is not None:
+            self.all_creators.extend(self._on_load)
+        return self.handle
+
+
+def _fake_tensorrt(monkeypatch: pytest.MonkeyPatch, registry: _FakeRegistry) -> None:
+    module = types.ModuleType("tensorrt")
+    module.__version__ = "10.14.1-fake"
+    module.get_plugin_registry = lambda: registry
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+
+
+def test_load_registers_the_library_and_finds_the_creator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = _touch(tmp_path / library.LIBRARY_NAME)
+    handle = object()
+    registry = _FakeRegistry(handle, [_FakeCreator("SoftMaskedAttention", "1")])
+    _fake_tensorrt(monkeypatch, registry)
+    assert library.load_into_tensorrt(path=lib) is handle
+    assert registry.loaded == [str(lib)]
+
+
+def test_load_uses_library_path_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = _touch(tmp_path / library.LIBRARY_NAME)
+    monkeypatch.setenv(library.ENV_VAR, str(lib))
+    registry = _FakeRegistry(object(), [_FakeCreator("SoftMaskedAttention", "1")])
+    _fake_tensorrt(monkeypatch, registry)
+    library.load_into_tensorrt()
+    assert registry.loaded == [str(lib.resolve())]
+
+
+def test_load_refused_by_tensorrt_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = _touch(tmp_path / library.LIBRARY_NAME)
+    _fake_tensorrt(monkeypatch, _FakeRegistry(None, []))
+    with pytest.raises(BackendUnavailable, match="could not load") as caught:
+        library.load_into_tensorrt(path=lib)
+    assert "10.14.1-fake" in str(caught.value)
+
+
+def test_load_without_the_creator_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = _touch(tmp_path / library.LIBRARY_NAME)
+    _fake_tensorrt(monkeypatch, _FakeRegistry(object(), [_FakeCreator("SoftMaskedAttention", "2")]))
+    with pytest.raises(BackendUnavailable, match="no creator 'SoftMaskedAttention' version '1'"):
+        library.load_into_tensorrt(path=lib)
