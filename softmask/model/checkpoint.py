@@ -1,0 +1,148 @@
+"""Checkpoints in HODOR's format: ``torch.save({'model': state_dict, ...})``.
+
+Original HODOR checkpoints hold ``model`` (plus optimiser/logger state, ignored) and have the
+training config in ``config.yaml`` beside the file. Ours add ``softmask_config`` (``ModelConfig``
+as a dict), so every config (e.g. "tiny") round-trips.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from softmask.errors import InputError
+from softmask.model.config import ModelConfig, resolve_config
+from softmask.model.hodor import HodorModel
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_KEY = "model"
+# Names listed per category in a mismatch error before it summarises the rest as a count.
+MAX_LISTED = 50
+CONFIG_KEY = "softmask_config"
+
+# HODOR config.yaml MODEL keys -> ModelConfig fields.
+_YAML_MODEL_KEYS = {
+    "ENCODER_LAYERS": "encoder_layers",
+    "DECODER_LAYERS": "decoder_layers",
+    "NUM_ATTN_HEADS": "num_heads",
+    "NUM_BG_DESCRIPTORS": "num_bg_descriptors",
+    "POS_ENCODINGS_IN_FMQ": "encoder_key_pos",
+    "POS_ENCODINGS_IN_FQM": "decoder_query_pos",
+}
+
+
+def save_checkpoint(
+    model: HodorModel, path: str | os.PathLike, extra: Mapping[str, Any] | None = None
+) -> None:
+    """Write ``{'model': state_dict, 'softmask_config': config dict, **extra}`` to path."""
+    payload: dict[str, Any] = dict(extra or {})
+    payload[WEIGHTS_KEY] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload[CONFIG_KEY] = model.config.to_dict()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(payload, path)
+
+
+def config_from_hodor_yaml(path: Path) -> ModelConfig:
+    """The "hodor" preset with the shape-relevant MODEL values of a HODOR config.yaml."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read HODOR config {path}: {exc}") from exc
+    model_section = data.get("MODEL", {}) if isinstance(data, dict) else {}
+    if model_section.get("TRANSFORMER_PRE_NORMALIZE", False):
+        raise InputError(f"{path}: TRANSFORMER_PRE_NORMALIZE=True (pre-norm) is not supported")
+    if model_section.get("NUM_CATCH_ALL_QUERIES", 1) != 1:
+        raise InputError(f"{path}: NUM_CATCH_ALL_QUERIES must be 1 (HODOR asserts it)")
+    overrides = {
+        field: model_section[key] for key, field in _YAML_MODEL_KEYS.items() if key in model_section
+    }
+    return resolve_config({"preset": "hodor", **overrides})
+
+
+def _read(path: Path, trust_pickle: bool) -> Mapping[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not trust_pickle:
+            raise InputError(
+                f"{path} holds objects other than tensors and plain containers; if you trust the "
+                "file, load it with trust_pickle=True (runs arbitrary pickle code)"
+            ) from exc
+        logger.warning("loading %s with weights_only=False (trusted pickle)", path)
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def state_dict_mismatches(
+    expected: Mapping[str, torch.Tensor], given: Mapping[str, Any]
+) -> tuple[list[str], list[str], list[str]]:
+    """(missing names, unexpected names, 'name: checkpoint [..] vs model [..]' shape mismatches)."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    misshaped = []
+    for name in sorted(set(expected) & set(given)):
+        value = given[name]
+        if not isinstance(value, torch.Tensor):
+            misshaped.append(f"{name}: not a tensor ({type(value).__name__})")
+        elif tuple(value.shape) != tuple(expected[name].shape):
+            misshaped.append(
+                f"{name}: checkpoint {list(value.shape)} vs model {list(expected[name].shape)}"
+            )
+    return missing, unexpected, misshaped
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    config: ModelConfig | Mapping[str, Any] | str | None = None,
+    trust_pickle: bool = False,
+) -> HodorModel:
+    """Build the model and load weights strictly; the model is returned in eval mode.
+
+    Config, first found: ``config``; the checkpoint's ``softmask_config``; ``config.yaml`` beside
+    the file (HODOR's); the "hodor" preset.
+
+    Raises:
+        InputError: unreadable file, no 'model' dict, or missing / unexpected / mis-shaped tensors
+            (all of them listed, with the file path).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    payload = _read(path, trust_pickle)
+    if not isinstance(payload, Mapping) or not isinstance(payload.get(WEIGHTS_KEY), Mapping):
+        raise InputError(
+            f"{path} is not a HODOR-format checkpoint: expected a dict with a '{WEIGHTS_KEY}' dict"
+        )
+    if config is not None:
+        resolved = resolve_config(config)
+    elif CONFIG_KEY in payload:
+        resolved = ModelConfig.from_dict(payload[CONFIG_KEY])
+    elif (path.parent / "config.yaml").is_file():
+        resolved = config_from_hodor_yaml(path.parent / "config.yaml")
+    else:
+        resolved = resolve_config("hodor")
+    model = HodorModel(resolved)
+    weights = payload[WEIGHTS_KEY]
+    missing, unexpected, misshaped = state_dict_mismatches(model.state_dict(), weights)
+    if missing or unexpected or misshaped:
+        lines = [f"checkpoint {path} does not match the '{resolved.name}' model:"]
+        for title, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("mis-shaped", misshaped),
+        ):
+            if items:
+                more = f" (+{len(items) - MAX_LISTED} more)" if len(items) > MAX_LISTED else ""
+                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:MAX_LISTED]) + more)
+        raise InputError("\n".join(lines))
+    model.load_state_dict(weights, strict=True)
+    logger.info("loaded %s (%s config, %d tensors)", path, resolved.name, len(weights))
+    return model.eval()
