@@ -2,7 +2,7 @@
  * What the SoftMaskedAttention plugin accepts: fields, tensor types and formats, shapes, and how
  * they map to the fused kernel's launch parameters.
  *
- * The op's contract is shared/reference/soft_masked_attention.md (math) and the layout of
+ * The op's contract is docs/ops.md (math, reference: softmask/ops/reference.py) and the layout of
  * plugins/softmaskKernels/softmask_kernels.h:
  *   inputs  0 query [B, I, E], 1 key [B, S, E], 2 value [B, S, E], 3 mask [B, I, S],
  *           4 alpha [H] (an initializer), optional 5 key_padding_mask [B, S] (kBOOL, true = padded)

@@ -2,7 +2,7 @@
  * SoftMaskedAttention: a TensorRT IPluginV3 plugin running the fused soft-masked attention kernel.
  *
  *   out = softmax_s(q.k / sqrt(D) - alpha[h] * (1 - M)) v   per batch, head, query
- * (contract: shared/reference/soft_masked_attention.md; inputs, types and shapes:
+ * (contract: docs/ops.md; inputs, types and shapes:
  * softMaskedAttentionContract.h). Name "SoftMaskedAttention", version "1", namespace "".
  * Fields: num_heads (kINT32, required), num_splits (kINT32, default 0 = automatic).
  */

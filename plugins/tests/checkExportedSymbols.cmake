@@ -27,7 +27,7 @@ list(SORT exported)
 set(expected ${EXPECTED})
 list(SORT expected)
 
-if(NOT exported STREQUAL expected)
+if(NOT "${exported}" STREQUAL "${expected}")
   message(FATAL_ERROR "${LIBRARY} exports [${exported}], expected exactly [${expected}]\n${nm_output}")
 endif()
 message(STATUS "${LIBRARY} exports exactly: ${exported}")
