@@ -30,7 +30,7 @@ def _touch(path: Path) -> Path:
 def test_env_var_naming_a_file_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lib = _touch(tmp_path / "custom" / "libsoftmask_trt_plugin.so")
     monkeypatch.setenv(library.ENV_VAR, str(lib))
-    monkeypatch.setattr(library, "candidate_paths", lambda: [_touch(tmp_path / "other.so")])
+    monkeypatch.setattr(library, "candidate_paths", lambda name: [_touch(tmp_path / "other.so")])
     assert library.library_path() == lib.resolve()
 
 
@@ -49,7 +49,7 @@ def test_first_existing_candidate_is_returned(tmp_path: Path, monkeypatch: pytes
     first, second, third = (tmp_path / d / library.LIBRARY_NAME for d in ("a", "b", "c"))
     _touch(second)
     _touch(third)
-    monkeypatch.setattr(library, "candidate_paths", lambda: [first, second, third])
+    monkeypatch.setattr(library, "candidate_paths", lambda name: [first, second, third])
     assert library.library_path() == second
 
 
@@ -57,7 +57,7 @@ def test_missing_library_error_lists_searched_paths_and_build_steps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_env: None
 ) -> None:
     searched = [tmp_path / "build" / "lib" / library.LIBRARY_NAME, tmp_path / "pkg" / library.LIBRARY_NAME]
-    monkeypatch.setattr(library, "candidate_paths", lambda: searched)
+    monkeypatch.setattr(library, "candidate_paths", lambda name: searched)
     with pytest.raises(BackendUnavailable) as caught:
         library.library_path()
     message = str(caught.value)
@@ -71,9 +71,31 @@ def test_missing_library_error_lists_searched_paths_and_build_steps(
 
 def test_default_candidates_start_with_the_cmake_build_tree() -> None:
     repo_root = Path(library.__file__).resolve().parents[2]
-    candidates = library.candidate_paths()
-    assert candidates[0] == repo_root / "build" / "lib" / "libsoftmask_trt_plugin.so"
-    assert all(p.name == "libsoftmask_trt_plugin.so" for p in candidates)
+    for name in ("libsoftmask_trt_plugin.so", "libsoftmask_trt_plugin_autoregister.so"):
+        candidates = library.candidate_paths(name)
+        assert candidates[0] == repo_root / "build" / "lib" / name
+        assert all(p.name == name for p in candidates)
+
+
+def test_autoregister_library_has_its_own_variable_and_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_env: None
+) -> None:
+    monkeypatch.delenv(library.AUTOREGISTER_ENV_VAR, raising=False)
+    searched: list[str] = []
+
+    def record(name: str) -> list[Path]:
+        searched.append(name)
+        return [tmp_path / name]
+
+    monkeypatch.setattr(library, "candidate_paths", record)
+    with pytest.raises(BackendUnavailable) as caught:
+        library.autoregister_library_path()
+    assert searched == ["libsoftmask_trt_plugin_autoregister.so"]
+    assert "SOFTMASK_PLUGIN_AUTOREGISTER_LIB" in str(caught.value)
+
+    lib = _touch(tmp_path / "elsewhere" / "libsoftmask_trt_plugin_autoregister.so")
+    monkeypatch.setenv(library.AUTOREGISTER_ENV_VAR, str(lib))
+    assert library.autoregister_library_path() == lib.resolve()
 
 
 def test_load_without_tensorrt_says_it_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,3 +165,21 @@ def test_load_without_the_creator_is_an_error(tmp_path: Path, monkeypatch: pytes
     _fake_tensorrt(monkeypatch, _FakeRegistry(object(), [_FakeCreator("SoftMaskedAttention", "2")]))
     with pytest.raises(BackendUnavailable, match="no creator 'SoftMaskedAttention' version '1'"):
         library.load_into_tensorrt(path=lib)
+
+
+def test_plugin_config_declares_the_onnx_nodes_inputs_and_attributes() -> None:
+    import yaml
+
+    from softmask.ops import onnx_op
+
+    config_path = (
+        Path(library.__file__).resolve().parents[2]
+        / "plugins" / "softMaskedAttentionPlugin" / "SoftMaskedAttention_PluginConfig.yaml"
+    )
+    config = yaml.safe_load(config_path.read_text())
+    assert config["name"] == onnx_op.OP_TYPE == library.PLUGIN_NAME
+    version = config["versions"][onnx_op.PLUGIN_VERSION]
+    assert tuple(version["inputs"]) == onnx_op.INPUT_NAMES
+    assert version["attributes_required"] == ["num_heads"]
+    assert "num_heads" in onnx_op.ATTRIBUTE_NAMES
+    assert set(version["attribute_types"].values()) == {"int32"}

@@ -7,6 +7,8 @@ absent, which includes CI. They need the plugin library built (see docs/deploy-t
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -15,7 +17,7 @@ from onnx import TensorProto
 from op_cases import as_float64, make_inputs
 from softmask.ops import onnx_op
 from softmask.ops.reference import soft_masked_attention
-from softmask.plugins import PLUGIN_NAME, load_into_tensorrt
+from softmask.plugins import PLUGIN_NAME, autoregister_library_path, load_into_tensorrt
 
 pytestmark = pytest.mark.tensorrt
 
@@ -27,6 +29,18 @@ def test_load_into_tensorrt_registers_the_creator() -> None:
     handle = load_into_tensorrt(registry)
     assert handle is not None
     assert registry.get_creator(PLUGIN_NAME, "1", "") is not None
+
+
+def test_autoregister_library_registers_itself_when_dlopened() -> None:
+    # A fresh interpreter: this process may already hold the other variant's creator.
+    script = (
+        "import ctypes, sys, tensorrt as trt\n"
+        "registry = trt.get_plugin_registry()\n"
+        f"ctypes.CDLL({str(autoregister_library_path())!r})\n"
+        f"sys.exit(0 if registry.get_creator({PLUGIN_NAME!r}, '1', '') is not None else 3)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def _build_engine(trt, model, shapes: dict[str, tuple[int, ...]]):

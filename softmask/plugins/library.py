@@ -1,8 +1,17 @@
-"""Find the TensorRT plugin library (libsoftmask_trt_plugin.so) and register it with TensorRT.
+"""Find the TensorRT plugin libraries and register the plugin with TensorRT.
 
-The library is built by CMake (see docs/deploy-tensorrt.md) and exports only ``getCreators`` and
-``setLoggerFinder``: TensorRT loads it with ``IPluginRegistry::loadLibrary``. Its creator is
-``SoftMaskedAttention``, version "1", namespace "" (the ONNX node's op_type and attributes).
+CMake builds two variants of the SoftMaskedAttention plugin (see docs/deploy-tensorrt.md); load
+exactly one of them into a process:
+
+- ``libsoftmask_trt_plugin.so`` exports only ``getCreators`` and ``setLoggerFinder`` and is
+  loaded with ``IPluginRegistry::loadLibrary`` (``load_into_tensorrt``, ``trtexec
+  --dynamicPlugins``);
+- ``libsoftmask_trt_plugin_autoregister.so`` registers itself when ``dlopen``-ed, for hosts
+  that do nothing else (ONNX Runtime's ``trt_extra_plugin_lib_paths``, Triton's TensorRT backend,
+  Polygraphy ``--plugins``).
+
+The creator is ``SoftMaskedAttention``, version "1", namespace "" (the ONNX node's op_type and
+attributes).
 """
 
 from __future__ import annotations
@@ -18,7 +27,9 @@ from softmask.errors import BackendUnavailable
 logger = logging.getLogger(__name__)
 
 LIBRARY_NAME = "libsoftmask_trt_plugin.so"
+AUTOREGISTER_LIBRARY_NAME = "libsoftmask_trt_plugin_autoregister.so"
 ENV_VAR = "SOFTMASK_PLUGIN_LIB"
+AUTOREGISTER_ENV_VAR = "SOFTMASK_PLUGIN_AUTOREGISTER_LIB"
 PLUGIN_NAME = "SoftMaskedAttention"
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = ""
@@ -26,30 +37,55 @@ PLUGIN_NAMESPACE = ""
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _REPO_ROOT = _PACKAGE_DIR.parents[1]
 
-BUILD_INSTRUCTIONS = (
-    "Build it from the repository root with:\n"
-    "  cmake -S . -B build -DTensorRT_ROOT=<TensorRT install>   # folder holding include/NvInferRuntime.h\n"
-    "  cmake --build build -j\n"
-    f"which writes build/lib/{LIBRARY_NAME}; or set {ENV_VAR} to the library's path. "
-    "See docs/deploy-tensorrt.md."
-)
+
+def _build_instructions(library_name: str, env_var: str) -> str:
+    return (
+        "Build it from the repository root with:\n"
+        "  cmake -S . -B build -DTensorRT_ROOT=<TensorRT install>   # folder holding include/NvInferRuntime.h\n"
+        "  cmake --build build -j\n"
+        f"which writes build/lib/{library_name}; or set {env_var} to the library's path. "
+        "See docs/deploy-tensorrt.md."
+    )
 
 
-def candidate_paths() -> list[Path]:
-    """Where ``library_path`` looks when ``SOFTMASK_PLUGIN_LIB`` is unset, in order.
+def candidate_paths(library_name: str = LIBRARY_NAME) -> list[Path]:
+    """Where the library ``library_name`` is looked for when its variable is unset, in order.
 
     The CMake build tree of a source checkout first (``build/lib``, the folder the top-level
-    CMakeLists.txt writes both libraries to), then a copy installed inside the package.
+    CMakeLists.txt writes the libraries to), then a copy installed inside the package.
     """
     return [
-        _REPO_ROOT / "build" / "lib" / LIBRARY_NAME,
-        _REPO_ROOT / "build" / "plugins" / "softMaskedAttentionPlugin" / LIBRARY_NAME,
-        _PACKAGE_DIR / "lib" / LIBRARY_NAME,
+        _REPO_ROOT / "build" / "lib" / library_name,
+        _REPO_ROOT / "build" / "plugins" / "softMaskedAttentionPlugin" / library_name,
+        _PACKAGE_DIR / "lib" / library_name,
     ]
 
 
+def _find_library(library_name: str, env_var: str) -> Path:
+    instructions = _build_instructions(library_name, env_var)
+    configured = os.environ.get(env_var)
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_file():
+            raise BackendUnavailable(
+                f"{env_var}={configured!r} does not name an existing file; point it at "
+                f"{library_name} or unset it to search the build tree. {instructions}"
+            )
+        return path.resolve()
+    searched = candidate_paths(library_name)
+    for path in searched:
+        if path.is_file():
+            logger.debug("TensorRT plugin library: %s", path)
+            return path
+    listing = "\n".join(f"  {p}" for p in searched)
+    raise BackendUnavailable(
+        f"the TensorRT plugin library {library_name} was not found ({env_var} is unset); "
+        f"searched:\n{listing}\n{instructions}"
+    )
+
+
 def library_path() -> Path:
-    """Absolute path of the built plugin library.
+    """Absolute path of ``libsoftmask_trt_plugin.so`` (for ``IPluginRegistry::loadLibrary``).
 
     ``SOFTMASK_PLUGIN_LIB`` wins when set (it must name an existing file); otherwise the first
     existing path of ``candidate_paths()``.
@@ -58,25 +94,20 @@ def library_path() -> Path:
         BackendUnavailable: the variable names a missing file, or no candidate exists; the message
             lists what was searched and how to build the library.
     """
-    configured = os.environ.get(ENV_VAR)
-    if configured:
-        path = Path(configured).expanduser()
-        if not path.is_file():
-            raise BackendUnavailable(
-                f"{ENV_VAR}={configured!r} does not name an existing file; point it at "
-                f"{LIBRARY_NAME} or unset it to search the build tree. {BUILD_INSTRUCTIONS}"
-            )
-        return path.resolve()
-    searched = candidate_paths()
-    for path in searched:
-        if path.is_file():
-            logger.debug("TensorRT plugin library: %s", path)
-            return path
-    listing = "\n".join(f"  {p}" for p in searched)
-    raise BackendUnavailable(
-        f"the TensorRT plugin library {LIBRARY_NAME} was not found ({ENV_VAR} is unset); "
-        f"searched:\n{listing}\n{BUILD_INSTRUCTIONS}"
-    )
+    return _find_library(LIBRARY_NAME, ENV_VAR)
+
+
+def autoregister_library_path() -> Path:
+    """Absolute path of ``libsoftmask_trt_plugin_autoregister.so`` (for hosts that only dlopen).
+
+    Pass it to ONNX Runtime's ``trt_extra_plugin_lib_paths``, Triton's
+    ``--backend-config=tensorrt,plugins=...`` or Polygraphy ``--plugins``. Looked up like
+    ``library_path``, with ``SOFTMASK_PLUGIN_AUTOREGISTER_LIB`` as the variable.
+
+    Raises:
+        BackendUnavailable: as for ``library_path``.
+    """
+    return _find_library(AUTOREGISTER_LIBRARY_NAME, AUTOREGISTER_ENV_VAR)
 
 
 def _import_tensorrt() -> Any:
