@@ -6,6 +6,8 @@ import json
 import math
 from pathlib import Path
 
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
@@ -14,7 +16,7 @@ import softmask.model
 from softmask.errors import InputError
 from softmask.model import ModelConfig, build_model, resolve_config
 from softmask.model.decoder import INVALID_LOGIT
-from softmask.model.deform_conv import deform_conv2d
+from softmask.model.deform_conv import DeformConvBlock, deform_conv2d
 from softmask.model.encoder import grid_cell_masks, initial_descriptors
 from softmask.model.position import sine_position_encoding
 from softmask.ops import SoftMaskedAttention
@@ -241,3 +243,17 @@ def test_encoder_and_decoder_are_differentiable_on_batches(tiny_model):
     logits.logsumexp(1).mean().backward()
     assert masks.grad is not None and masks.grad.abs().sum() > 0
     assert model.feature_extractor.stage4[0][0].weight.grad is not None
+
+
+def test_deform_conv_exports_to_standard_onnx_and_runs_in_onnxruntime(tmp_path):
+    block = DeformConvBlock(16).eval()
+    x = torch.randn(1, 16, 6, 7)
+    path = tmp_path / "deform.onnx"
+    torch.onnx.export(block, (x,), str(path), dynamo=True, opset_version=18)
+    graph = onnx.load(str(path))
+    ops = {node.op_type for node in graph.graph.node}
+    assert "DeformConv" not in ops and "GridSample" in ops
+    assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) <= 18
+    got = ort.InferenceSession(str(path)).run(None, {graph.graph.input[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(got), block(x), rtol=1e-4, atol=1e-5)

@@ -259,3 +259,18 @@ def test_bad_inputs_raise_input_error(model):
         segment_video(model, frames, {0: np.zeros((16, 16), np.uint8)})
     with pytest.raises(InputError, match="frame index"):
         segment_video(model, frames, {5: np.zeros((32, 32), np.uint8)})
+
+
+def test_window_counts_frames_not_decoded_steps(model, monkeypatch):
+    # Frame 0's only object is too small to encode (dropped), so frames 0..1 track nothing; frame 2
+    # starts tracking. HODOR's window is by frame number: at frame 3 with W=2 it spans frames 1..2,
+    # so frame 0's background descriptors must no longer be valid.
+    spy = DecodeSpy(model)
+    monkeypatch.setattr(model, "decode", spy)
+    ann = {0: _box(32, 32, 1, 3, 4, 3, 4), 1: np.zeros((32, 32), np.uint8)}
+    ann[2] = _box(32, 32, 2, 8, 24, 8, 24)
+    labels = segment_video(model, _video(4, 32, 32), ann, temporal_window=2)
+    assert (labels[:2] == 0).all()
+    assert len(spy.calls) == 1  # frame 3 only; frame 2 is the first frame with a kept object
+    assert spy.calls[0]["bg_valid"][0, 0].tolist() == [False, True, False]
+    assert spy.calls[0]["fg_valid"][0].tolist() == [[False, False, False], [False, True, False]]

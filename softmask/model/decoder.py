@@ -55,7 +55,8 @@ class PixelQueryAttention(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """fmap += GN(ReLU(DeformConv(fmap))); cross-attention (pixels -> descriptors) -> LN -> FFN -> LN."""
+    """fmap += GN(ReLU(DeformConv(fmap))); cross-attention (pixels -> descriptors) -> LN
+    -> FFN -> LN."""
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float) -> None:
         super().__init__()

@@ -72,7 +72,8 @@ def initial_descriptors(
 
 
 class EncoderLayer(nn.Module):
-    """Post-norm: self-attention over descriptors -> LN -> soft-masked cross-attention -> LN -> FFN -> LN."""
+    """Post-norm layer: descriptor self-attention -> LN -> soft-masked cross-attention -> LN
+    -> FFN -> LN."""
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float) -> None:
         super().__init__()
@@ -83,7 +84,7 @@ class EncoderLayer(nn.Module):
         self.cross_attn = SoftMaskedAttention(dim, num_heads, dropout=dropout)
         self.dropout2 = nn.Dropout(dropout)
         self.norm3 = nn.LayerNorm(dim)
-        # Indices 0 and 3 hold the weights (HODOR's Sequential: Linear, ReLU, Dropout, Linear, Dropout).
+        # Weights at indices 0 and 3: HODOR's (Linear, ReLU, Dropout, Linear, Dropout).
         self.ffn = nn.Sequential(
             nn.Linear(dim, ffn_dim),
             nn.ReLU(),

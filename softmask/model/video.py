@@ -3,9 +3,10 @@
 A frame's journey (``segment_video`` runs it per frame; a streaming runtime or the ONNX export runs
 the same functions):
 
-1. ``preprocess_frame``: uint8 RGB [H, W, 3] -> resized (short side ``min_dim``, long side capped at
-   ``max_dim``; None keeps the size), normalised (ImageNet mean/std in 0..255 units; HODOR states them
-   in BGR order and flips to RGB), zero-padded right/bottom to multiples of 32 -> [1, 3, Hp, Wp].
+1. ``preprocess_frame``: uint8 RGB [H, W, 3] -> resized (short side ``min_dim``, long side capped
+   at ``max_dim``; None keeps the size), normalised (ImageNet mean/std in 0..255 units; HODOR states
+   them in BGR order and flips to RGB), zero-padded right/bottom to multiples of 32
+   -> [1, 3, Hp, Wp].
    Annotations go through ``prepare_annotation`` (bilinear resize, > 0.5, pad).
 2. ``model.features``: stride-4 and stride-8 maps of this frame only.
 3. ``annotate`` (only on frames that carry annotations): descriptors of the annotated objects from
@@ -49,7 +50,7 @@ MASK_THRESHOLD = 0.5
 
 @dataclass(frozen=True)
 class FrameGeometry:
-    """Sizes of one video's frames: original, resized (before padding) and padded (multiple of 32)."""
+    """Sizes of a video's frames: original, resized (before padding), padded (multiple of 32)."""
 
     original: tuple[int, int]
     resized: tuple[int, int]
@@ -163,6 +164,21 @@ def push(
     )
 
 
+def push_empty(state: VideoState) -> VideoState:
+    """Advance the ring buffer by one frame that holds no valid descriptor."""
+    b, n, _, c = state.fg.shape
+    qb = state.bg.shape[1]
+    device = state.fg.device
+    return push(
+        state,
+        torch.zeros(b, n, c, device=device, dtype=state.fg.dtype),
+        torch.zeros(b, n, dtype=torch.bool, device=device),
+        torch.zeros(b, qb, c, device=device, dtype=state.bg.dtype),
+        torch.zeros(b, dtype=torch.bool, device=device),
+        state.active,
+    )
+
+
 def _to_stride8(x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
     return F.interpolate(
@@ -174,8 +190,9 @@ def _to_stride8(x: torch.Tensor) -> torch.Tensor:
 class Annotated:
     """Descriptors of the objects annotated on the current frame.
 
-    fg: [B, N, C]; valid: [B, N] (annotated and still visible at stride 8); bg: [B, Qb, C] (used only
-    when this is the first annotated frame); masks: [B, N, Hp, Wp] 0/1 (zeros where not valid).
+    fg: [B, N, C]; valid: [B, N] (annotated and still visible at stride 8); bg: [B, Qb, C] (used
+    only when this is the first annotated frame); masks: [B, N, Hp, Wp] 0/1 (zeros where not
+    valid).
     """
 
     fg: torch.Tensor
@@ -220,8 +237,11 @@ def first_frame(state: VideoState, ann: Annotated) -> tuple[VideoState, torch.Te
 def override_with_annotation(
     probs: torch.Tensor, num_bg: int, ann: Annotated | None
 ) -> torch.Tensor:
-    """HODOR's ground-truth override on [B, 1 + Qb + N, H, W] probabilities: where any kept annotated
-    mask is on, every channel is zeroed; each kept annotated object's channel becomes its mask."""
+    """HODOR's ground-truth override on [B, 1 + Qb + N, H, W] probabilities.
+
+    Where any kept annotated mask is on, every channel is zeroed; each kept annotated object's
+    channel becomes its mask (everywhere: its prediction is replaced, not merged).
+    """
     if ann is None:
         return probs
     covered = ann.masks.amax(dim=1, keepdim=True) > MASK_THRESHOLD
@@ -252,7 +272,8 @@ def step(
     (unless ``encode`` is False, e.g. on the last frame) encode it into the ring buffer.
 
     Two probability paths, as in HODOR: the output upsamples logits to the input size then applies
-    softmax; the encoder's masks apply softmax at stride 4, upsample, override, and resize to stride 8.
+    softmax; the encoder's masks apply softmax at stride 4, upsample, override, and resize to
+    stride 8.
     """
     b, n = state.active.shape
     qb = model.num_bg
@@ -322,7 +343,8 @@ def _check_inputs(frames: torch.Tensor, annotations: dict) -> int:
             raise InputError(f"annotation key {index!r} is not a frame index in [0, {t})")
         if tuple(labels.shape) != (h, w) or labels.dtype != torch.uint8:
             raise InputError(
-                f"annotation of frame {index} must be uint8 [{h}, {w}], got {labels.dtype} {list(labels.shape)}"
+                f"annotation of frame {index} must be uint8 [{h}, {w}], "
+                f"got {labels.dtype} {list(labels.shape)}"
             )
         num_objects = max(num_objects, int(labels.max()))
     return num_objects
@@ -357,6 +379,7 @@ def segment_video(
     frames_t = _as_tensor(frames, "frames")
     anns = {int(k): _as_tensor(v, f"annotations[{k}]") for k, v in annotations.items()}
     num_objects = _check_inputs(frames_t, anns)
+    anns = {k: v for k, v in anns.items() if bool(v.any())}  # a map without objects annotates none
     if temporal_window < 1:
         raise InputError(f"temporal_window must be >= 1, got {temporal_window}")
     t_len, height, width, _ = frames_t.shape
@@ -372,7 +395,10 @@ def segment_video(
         for t in range(t_len):
             has_ann = t in anns
             if not bool(state.active.any()) and not has_ann:
-                continue  # nothing tracked yet: all-zero labels and probabilities
+                # Nothing tracked yet: all-zero labels and probabilities. The ring buffer still
+                # advances, so its window counts frames, as HODOR's (indexed by frame number).
+                state = push_empty(state)
+                continue
             f4, f8 = model.features(preprocess_frame(frames_t[t].to(device), geometry))
             ann = None
             if has_ann:
