@@ -47,7 +47,6 @@ SOFTMASK_TEST(workspaceCoversEveryShapeOfTheProfile)
     AttentionShape const minimum{1, 1, 1, 256, 8};
     AttentionShape const maximum{4, 40, 25680, 256, 8};
     size_t const allocated = profileWorkspace(plugin, minimum, maximum);
-    CHECK(allocated > 0);
     for (int32_t const batch : {1, 2, 4})
     {
         for (int32_t const queries : {1, 5, 17, 40})
