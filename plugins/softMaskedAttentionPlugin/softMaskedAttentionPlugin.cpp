@@ -94,7 +94,7 @@ SoftMaskedAttentionPlugin::SoftMaskedAttentionPlugin(SoftMaskedAttentionPlugin c
     bindSerializedFields();
 }
 
-void SoftMaskedAttentionPlugin::bindSerializedFields() noexcept
+void SoftMaskedAttentionPlugin::bindSerializedFields()
 {
     mSerializedFields.clear();
     mSerializedFields.emplace_back(kFIELD_NUM_HEADS, &mFields.numHeads, nvinfer1::PluginFieldType::kINT32, 1);
@@ -106,15 +106,18 @@ void SoftMaskedAttentionPlugin::bindSerializedFields() noexcept
 nvinfer1::IPluginCapability* SoftMaskedAttentionPlugin::getCapabilityInterface(
     nvinfer1::PluginCapabilityType type) noexcept
 {
-    switch (type)
-    {
-    case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
-    case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
-    case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
-    }
-    logError(std::string(kSOFT_MASKED_ATTENTION_NAME) + ": unknown PluginCapabilityType "
-        + std::to_string(static_cast<int32_t>(type)));
-    return nullptr;
+    return callGuarded<nvinfer1::IPluginCapability*>("SoftMaskedAttention::getCapabilityInterface", nullptr, [&]() {
+        switch (type)
+        {
+        case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginCapability*>(
+            static_cast<nvinfer1::IPluginV3OneCore*>(this));
+        case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginCapability*>(
+            static_cast<nvinfer1::IPluginV3OneBuild*>(this));
+        case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginCapability*>(
+            static_cast<nvinfer1::IPluginV3OneRuntime*>(this));
+        }
+        throw PluginError("unknown PluginCapabilityType " + std::to_string(static_cast<int32_t>(type)));
+    });
 }
 
 nvinfer1::IPluginV3* SoftMaskedAttentionPlugin::clone() noexcept
@@ -278,7 +281,7 @@ nvinfer1::IPluginV3* SoftMaskedAttentionPlugin::attachToContext(nvinfer1::IPlugi
 
 nvinfer1::PluginFieldCollection const* SoftMaskedAttentionPlugin::getFieldsToSerialize() noexcept
 {
-    bindSerializedFields();
+    // Bound to this object's members in the constructors; nothing to allocate here.
     return &mSerializedCollection;
 }
 

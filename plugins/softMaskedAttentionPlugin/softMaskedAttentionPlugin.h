@@ -75,7 +75,8 @@ public:
     nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
 
 private:
-    void bindSerializedFields() noexcept;
+    //! Points mSerializedCollection at this object's field values (called by the constructors).
+    void bindSerializedFields();
 
     SoftMaskedAttentionFields mFields;
     //! Number of inputs (5 or 6) of the network layer; enqueue is not told, the shape callbacks are.

@@ -152,6 +152,17 @@ SOFTMASK_TEST(createPluginFromFieldsUsesDefaults)
     CHECK_EQ(std::string(runtime->getInterfaceInfo().kind), std::string("PLUGIN_V3ONE_RUNTIME"));
 }
 
+SOFTMASK_TEST(unknownCapabilityIsRefusedWithAMessage)
+{
+    Fields fields;
+    fields.addInt32("num_heads", {8});
+    std::unique_ptr<nvinfer1::IPluginV3> plugin = create(&fields.collection);
+    CHECK(plugin != nullptr);
+    softmask_test::CapturedLog log;
+    CHECK(plugin->getCapabilityInterface(static_cast<nvinfer1::PluginCapabilityType>(7)) == nullptr);
+    CHECK_CONTAINS(log.logger().errorText(), "unknown PluginCapabilityType 7");
+}
+
 SOFTMASK_TEST(serializeThenRecreateGivesIdenticalFields)
 {
     for (int32_t const numHeads : {1, 8, 16})
