@@ -163,24 +163,37 @@ def test_initial_descriptors_match_nonzero_means():
     torch.testing.assert_close(got_bg[0, 1], torch.zeros(5))
 
 
-@pytest.mark.parametrize("num_objects", range(1, 11))
-def test_encoder_and_decoder_shapes(tiny_model, num_objects):
-    cfg = tiny_model.config
+@pytest.mark.parametrize("preset", ["tiny", "hodor"])
+def test_encoder_and_decoder_shapes(preset, tiny_model, hodor_model):
+    model = {"tiny": tiny_model, "hodor": hodor_model}[preset]
+    cfg = model.config
     b, t, h8, w8 = 2, 3, 4, 6
     f4 = torch.randn(b, cfg.dim, 2 * h8, 2 * w8)
     f8 = torch.randn(b, cfg.dim, h8, w8)
-    with torch.no_grad():
-        fg, bg = tiny_model.encode(f8, torch.rand(b, num_objects, h8, w8) / num_objects)
-        assert fg.shape == (b, num_objects, cfg.dim) and bg.shape == (
-            b,
-            cfg.num_bg_descriptors,
-            cfg.dim,
-        )
-        logits = tiny_model.decode(
-            f4, f8, fg[:, :, None].expand(-1, -1, t, -1), bg[:, :, None].expand(-1, -1, t, -1)
-        )
-    assert logits.shape == (b, 1 + cfg.num_bg_descriptors + num_objects, 2 * h8, 2 * w8)
-    assert torch.isfinite(logits).all()
+    for num_objects in range(1, 11):
+        with torch.no_grad():
+            fg, bg = model.encode(f8, torch.rand(b, num_objects, h8, w8) / num_objects)
+            assert fg.shape == (b, num_objects, cfg.dim)
+            assert bg.shape == (b, cfg.num_bg_descriptors, cfg.dim)
+            fg_t = fg[:, :, None].expand(-1, -1, t, -1)
+            bg_t = bg[:, :, None].expand(-1, -1, t, -1)
+            logits = model.decode(f4, f8, fg_t, bg_t)
+        assert logits.shape == (b, 1 + cfg.num_bg_descriptors + num_objects, 2 * h8, 2 * w8)
+        assert torch.isfinite(logits).all()
+
+
+def test_mismatched_shapes_name_the_tensor(tiny_model):
+    dim = tiny_model.config.dim
+    f4, f8 = torch.randn(1, dim, 8, 12), torch.randn(1, dim, 4, 6)
+    fg, bg = torch.randn(1, 2, 3, dim), torch.randn(1, 9, 3, dim)
+    with pytest.raises(InputError, match=r"fg_masks must be \[B, I, h, w\] = \[1, \?, 4, 6\]"):
+        tiny_model.encode(f8, torch.rand(1, 2, 4, 5))
+    with pytest.raises(InputError, match=r"f4 must be \[B, C, 2h, 2w\]"):
+        tiny_model.decode(f8, f8, fg, bg)
+    with pytest.raises(InputError, match=r"bg must be \[B, Qb, T, C\] = \[1, 9, 3, 64\]"):
+        tiny_model.decode(f4, f8, fg, bg[:, :, :2])
+    with pytest.raises(InputError, match="both fg_valid and bg_valid"):
+        tiny_model.decode(f4, f8, fg, bg, fg_valid=torch.ones(1, 2, 3, dtype=torch.bool))
 
 
 def test_full_hodor_forward_at_small_resolution(hodor_model):

@@ -16,6 +16,7 @@ from softmask.model.config import ModelConfig, resolve_config
 from softmask.model.decoder import Decoder
 from softmask.model.encoder import Encoder, background_masks
 from softmask.model.features import build_features, check_image_size
+from softmask.model.shapes import check_decode_inputs, check_encode_inputs
 
 
 class HodorModel(nn.Module):
@@ -63,9 +64,13 @@ class HodorModel(nn.Module):
 
         bg_masks [B, Qb, h, w]: None uses ``background_masks(fg_masks)``. fg_valid [B, I] bool marks
         real object slots (None: all). Returns ([B, I, C], [B, Qb, C]).
+
+        Raises:
+            InputError: a tensor's shape does not fit the others (the message names it).
         """
         if bg_masks is None:
             bg_masks = self.background_masks(fg_masks)
+        check_encode_inputs(f8, fg_masks, bg_masks, fg_valid, self.config.dim, self.num_bg)
         return self.encoder(f8, fg_masks, bg_masks, fg_valid)
 
     def decode(
@@ -77,7 +82,12 @@ class HodorModel(nn.Module):
         fg_valid: torch.Tensor | None = None,
         bg_valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Mask logits at stride 4 from descriptors [B, I, T, C], [B, Qb, T, C] (see class doc)."""
+        """Mask logits at stride 4 from descriptors [B, I, T, C], [B, Qb, T, C] (see class doc).
+
+        Raises:
+            InputError: a tensor's shape does not fit the others, or only one validity mask given.
+        """
+        check_decode_inputs(f4, f8, fg, bg, fg_valid, bg_valid, self.config.dim, self.num_bg)
         return self.decoder(
             f4,
             f8,

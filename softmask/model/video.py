@@ -129,16 +129,22 @@ def prepare_annotation(
 
 
 def init_state(
-    model: HodorModel, num_objects: int, window: int, batch: int = 1, device=None
+    model: HodorModel,
+    num_objects: int,
+    window: int,
+    batch: int = 1,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> VideoState:
-    """An empty ring buffer: no valid descriptors, no active objects."""
+    """An empty ring buffer (descriptors in ``dtype``): no valid descriptors, no active objects."""
     c, qb = model.config.dim, model.num_bg
+    flags = {"dtype": torch.bool, "device": device}
     return VideoState(
-        fg=torch.zeros(batch, num_objects, window, c, device=device),
-        fg_valid=torch.zeros(batch, num_objects, window, dtype=torch.bool, device=device),
-        bg=torch.zeros(batch, qb, window, c, device=device),
-        bg_valid=torch.zeros(batch, qb, window, dtype=torch.bool, device=device),
-        active=torch.zeros(batch, num_objects, dtype=torch.bool, device=device),
+        fg=torch.zeros(batch, num_objects, window, c, device=device, dtype=dtype),
+        fg_valid=torch.zeros(batch, num_objects, window, **flags),
+        bg=torch.zeros(batch, qb, window, c, device=device, dtype=dtype),
+        bg_valid=torch.zeros(batch, qb, window, **flags),
+        active=torch.zeros(batch, num_objects, **flags),
     )
 
 
@@ -154,9 +160,9 @@ def push(
     to the ring buffer, dropping the oldest frame."""
     qb = bg.shape[1]
     return VideoState(
-        fg=torch.cat((state.fg[:, :, 1:], fg[:, :, None]), dim=2),
+        fg=torch.cat((state.fg[:, :, 1:], fg[:, :, None].to(state.fg.dtype)), dim=2),
         fg_valid=torch.cat((state.fg_valid[:, :, 1:], fg_valid[:, :, None]), dim=2),
-        bg=torch.cat((state.bg[:, :, 1:], bg[:, :, None]), dim=2),
+        bg=torch.cat((state.bg[:, :, 1:], bg[:, :, None].to(state.bg.dtype)), dim=2),
         bg_valid=torch.cat(
             (state.bg_valid[:, :, 1:], bg_valid[:, None, None].expand(-1, qb, 1)), dim=2
         ),
