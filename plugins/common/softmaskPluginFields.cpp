@@ -25,6 +25,8 @@ nvinfer1::PluginFieldCollection const& checkedCollection(nvinfer1::PluginFieldCo
 
 char const* fieldTypeName(nvinfer1::PluginFieldType type) noexcept
 {
+    // Only enumerators that older TensorRT 10 headers (e.g. JetPack's 10.3) also declare; newer ones
+    // such as kFP4 get the generic text.
     using nvinfer1::PluginFieldType;
     switch (type)
     {
@@ -37,13 +39,8 @@ char const* fieldTypeName(nvinfer1::PluginFieldType type) noexcept
     case PluginFieldType::kCHAR: return "kCHAR";
     case PluginFieldType::kDIMS: return "kDIMS";
     case PluginFieldType::kUNKNOWN: return "kUNKNOWN";
-    case PluginFieldType::kBF16: return "kBF16";
-    case PluginFieldType::kINT64: return "kINT64";
-    case PluginFieldType::kFP8: return "kFP8";
-    case PluginFieldType::kINT4: return "kINT4";
-    case PluginFieldType::kFP4: return "kFP4";
+    default: return "another PluginFieldType (not kINT32)";
     }
-    return "(unrecognised PluginFieldType)";
 }
 
 PluginFieldReader::PluginFieldReader(nvinfer1::PluginFieldCollection const* fc)

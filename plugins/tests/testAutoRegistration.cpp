@@ -5,6 +5,8 @@
 #include "softMaskedAttentionAutoRegistration.h"
 #include "testHarness.h"
 
+#include <NvInferVersion.h>
+
 #include <dlfcn.h>
 
 #include <string>
@@ -31,6 +33,9 @@ public:
         return accept;
     }
 
+    // IPluginRegistry's pure virtual methods differ between TensorRT versions: the IPluginCreator
+    // (V1) ones are gone in 11, getAllCreatorsRecursive arrived in 10.10.
+#if NV_TENSORRT_MAJOR < 11
     bool registerCreator(nvinfer1::IPluginCreator&, char const* const) noexcept override
     {
         registered.emplace_back("(IPluginCreator V1)", "");
@@ -45,14 +50,15 @@ public:
     {
         return nullptr;
     }
+    bool deregisterCreator(nvinfer1::IPluginCreator const&) noexcept override
+    {
+        return false;
+    }
+#endif
     void setErrorRecorder(nvinfer1::IErrorRecorder* const) noexcept override {}
     nvinfer1::IErrorRecorder* getErrorRecorder() const noexcept override
     {
         return nullptr;
-    }
-    bool deregisterCreator(nvinfer1::IPluginCreator const&) noexcept override
-    {
-        return false;
     }
     bool isParentSearchEnabled() const override
     {
@@ -85,11 +91,13 @@ public:
     {
         return 0;
     }
+#if NV_TENSORRT_MAJOR > 10 || (NV_TENSORRT_MAJOR == 10 && NV_TENSORRT_MINOR >= 10)
     nvinfer1::IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const numCreators) noexcept override
     {
         *numCreators = 0;
         return nullptr;
     }
+#endif
 };
 #pragma GCC diagnostic pop
 
