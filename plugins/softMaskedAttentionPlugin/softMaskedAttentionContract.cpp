@@ -3,7 +3,10 @@
 #include "softmaskPluginChecks.h"
 
 #include <algorithm>
+#include <iterator>
 #include <limits>
+#include <sstream>
+#include <string>
 
 namespace softmask
 {
