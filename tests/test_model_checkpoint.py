@@ -101,3 +101,12 @@ def test_arbitrary_pickles_need_explicit_trust(tmp_path):
     with pytest.raises(InputError, match="trust_pickle"):
         load_checkpoint(path, config="tiny")
     assert load_checkpoint(path, config="tiny", trust_pickle=True).config.name == "tiny"
+
+
+def test_corrupt_file_is_an_input_error(tmp_path):
+    path = tmp_path / "corrupt.pth"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="corrupt"):
+        load_checkpoint(path)
+    with pytest.raises(InputError, match="cannot read checkpoint"):
+        load_checkpoint(path, trust_pickle=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from softmask.errors import InputError
 from softmask.model.config import ModelConfig, resolve_config
@@ -23,9 +24,9 @@ from softmask.model.hodor import HodorModel
 logger = logging.getLogger(__name__)
 
 WEIGHTS_KEY = "model"
+CONFIG_KEY = "softmask_config"
 # Names listed per category in a mismatch error before it summarises the rest as a count.
 MAX_LISTED = 50
-CONFIG_KEY = "softmask_config"
 
 # HODOR config.yaml MODEL keys -> ModelConfig fields.
 _YAML_MODEL_KEYS = {
@@ -51,8 +52,6 @@ def save_checkpoint(
 
 def config_from_hodor_yaml(path: Path) -> ModelConfig:
     """The "hodor" preset with the shape-relevant MODEL values of a HODOR config.yaml."""
-    import yaml
-
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -69,16 +68,23 @@ def config_from_hodor_yaml(path: Path) -> ModelConfig:
 
 
 def _read(path: Path, trust_pickle: bool) -> Mapping[str, Any]:
+    unreadable = (pickle.UnpicklingError, RuntimeError, EOFError, OSError)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not trust_pickle:
             raise InputError(
-                f"{path} holds objects other than tensors and plain containers; if you trust the "
-                "file, load it with trust_pickle=True (runs arbitrary pickle code)"
+                f"torch.load(weights_only=True) refused {path}: it is corrupt, or it pickles "
+                "objects other than tensors and plain containers. If you trust the file, load it "
+                "with trust_pickle=True (runs arbitrary pickle code)"
             ) from exc
-        logger.warning("loading %s with weights_only=False (trusted pickle)", path)
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise InputError(f"cannot read checkpoint {path}: {exc}") from exc
+    logger.warning("loading %s with weights_only=False (trusted pickle)", path)
+    try:
         return torch.load(path, map_location="cpu", weights_only=False)
+    except unreadable as exc:
+        raise InputError(f"cannot read checkpoint {path}: {exc}") from exc
 
 
 def state_dict_mismatches(

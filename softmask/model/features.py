@@ -112,5 +112,5 @@ def check_image_size(images: torch.Tensor) -> None:
     if h % INPUT_MULTIPLE or w % INPUT_MULTIPLE:
         raise InputError(
             f"image size {h}x{w} is not a multiple of {INPUT_MULTIPLE}; pad it first "
-            "(softmask.model.video.pad_to_multiple)"
+            "(softmask.model.video.preprocess_frame pads frames)"
         )
