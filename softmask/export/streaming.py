@@ -1,0 +1,222 @@
+"""Export HODOR's per-frame streaming graphs (init.onnx, step.onnx, annotate.onnx) and their
+manifest (manifest.json), and read such an export back.
+
+The graphs are the modules of ``softmask.export.frame_graphs``, exported with ``export_onnx`` at
+one fixed frame size, object count and window (batch 1): one uint8 frame in, one uint8 label map
+out; the descriptor ring buffer and validity flags are explicit inputs/outputs that the runtime
+feeds back. User docs: docs/runtime.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from softmask import __version__
+from softmask.errors import InputError
+from softmask.export.frame_graphs import (
+    GRAPH_MODULES,
+    GRAPH_NAMES,
+    StreamSpec,
+    empty_state,
+    input_names,
+    output_names,
+)
+from softmask.export.onnx_export import export_onnx
+from softmask.model.config import ModelConfig
+from softmask.model.hodor import HodorModel
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "softmask-streaming"
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StreamingExport:
+    """An export folder: its manifest (parsed) and the path of each graph, keyed by graph name."""
+
+    directory: Path
+    manifest: dict[str, Any]
+    graphs: dict[str, Path]
+
+    @property
+    def spec(self) -> StreamSpec:
+        """Frame size, object count, window and resize rule the graphs were exported for."""
+        return StreamSpec(**self.manifest["spec"])
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.manifest["model_config"])
+
+    @property
+    def precision(self) -> str:
+        """"fp32" or "fp16" (descriptors and weights; labels are uint8, scores float32)."""
+        return self.manifest["precision"]
+
+    def io(self, graph: str, kind: str) -> list[dict[str, Any]]:
+        """``kind`` "inputs" or "outputs" of ``graph``: [{"name", "dtype", "shape"}, ...]."""
+        return self.manifest["graphs"][graph][kind]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _value_infos(values) -> list[dict[str, Any]]:
+    infos = []
+    for value in values:
+        tensor_type = value.type.tensor_type
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
+        shape = [d.dim_value if d.HasField("dim_value") else d.dim_param
+                 for d in tensor_type.shape.dim]
+        infos.append({"name": value.name, "dtype": str(dtype), "shape": shape})
+    return infos
+
+
+def _graph_entry(path: Path) -> dict[str, Any]:
+    model = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    return {
+        "file": path.name,
+        "sha256": _file_sha256(path),
+        "op_nodes": int(props.get("softmask.op_nodes", 0)),
+        "inputs": _value_infos(model.graph.input),
+        "outputs": _value_infos(model.graph.output),
+    }
+
+
+def _example_inputs(model: HodorModel, spec: StreamSpec, graph: str) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(0)
+    frame = torch.randint(0, 256, (spec.height, spec.width, 3), dtype=torch.uint8,
+                          generator=generator)
+    state = empty_state(model, spec)
+    if graph == "step":
+        return (frame, *state)
+    annotation = torch.zeros(spec.height, spec.width, dtype=torch.uint8)
+    return (frame, annotation, *state)
+
+
+@torch.no_grad()
+def export_streaming(
+    model: HodorModel,
+    out_dir: str | Path,
+    height: int,
+    width: int,
+    num_objects: int,
+    temporal_window: int = 7,
+    fp16: bool = False,
+    min_dim: int | None = None,
+    max_dim: int | None = None,
+) -> StreamingExport:
+    """Export the streaming graphs of ``model`` for one frame size and object count.
+
+    Args:
+        model: a HodorModel (exported in eval mode; its mode is restored).
+        out_dir: folder for init.onnx, step.onnx, annotate.onnx and manifest.json (created).
+        height, width: frame size in pixels of every frame of the videos to run.
+        num_objects: N, object slots (object ids 1..N may appear at any frame).
+        temporal_window: W, past frames whose descriptors the decoder sees.
+        fp16: float16 weights and descriptors (see ``export_onnx``).
+        min_dim, max_dim: resize rule inside the graphs (``softmask.model.video.frame_geometry``).
+
+    Returns:
+        The export (paths and manifest).
+
+    Raises:
+        InputError: a size is not a positive integer.
+        ExportError: the exporter failed or a graph fails ``onnx.checker``.
+    """
+    spec = StreamSpec(height, width, num_objects, temporal_window, min_dim, max_dim)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    precision = "fp16" if fp16 else "fp32"
+    geometry = spec.geometry
+    was_training = model.training
+    model.eval()
+    metadata = {
+        "softmask.stream_spec": json.dumps(asdict(spec)),
+        "softmask.model_config": json.dumps(model.config.to_dict()),
+    }
+    graphs: dict[str, Path] = {}
+    try:
+        for name in GRAPH_NAMES:
+            module = GRAPH_MODULES[name](model, spec).eval()
+            graphs[name] = export_onnx(
+                module,
+                _example_inputs(model, spec, name),
+                out / f"{name}.onnx",
+                fp16=fp16,
+                input_names=input_names(name),
+                output_names=output_names(),
+                metadata={**metadata, "softmask.graph": name},
+            )
+            logger.info("exported streaming graph %s -> %s", name, graphs[name])
+    finally:
+        model.train(was_training)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_VERSION,
+        "softmask_version": __version__,
+        "precision": precision,
+        "model_config": model.config.to_dict(),
+        "spec": asdict(spec),
+        "geometry": {
+            "original": list(geometry.original),
+            "resized": list(geometry.resized),
+            "padded": list(geometry.padded),
+        },
+        "num_bg": model.num_bg,
+        "dim": model.config.dim,
+        "graphs": {name: _graph_entry(path) for name, path in graphs.items()},
+    }
+    manifest_path = out / MANIFEST_NAME
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return StreamingExport(out, manifest, graphs)
+
+
+def load_streaming_export(directory: str | Path, verify_hashes: bool = True) -> StreamingExport:
+    """Read an export folder written by ``export_streaming``.
+
+    Raises:
+        InputError: the manifest is missing, unreadable or of another format, a graph file is
+            missing, or (``verify_hashes``) a graph's sha256 differs from the manifest's.
+    """
+    folder = Path(directory)
+    manifest_path = folder / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise InputError(f"{manifest_path}: no streaming manifest (run softmask export first)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"{manifest_path}: unreadable manifest: {error}") from error
+    if manifest.get("format") != MANIFEST_FORMAT or manifest.get("format_version") != MANIFEST_VERSION:
+        raise InputError(
+            f"{manifest_path}: format {manifest.get('format')!r} version "
+            f"{manifest.get('format_version')!r}; expected {MANIFEST_FORMAT!r} version "
+            f"{MANIFEST_VERSION}"
+        )
+    graphs = {}
+    for name in GRAPH_NAMES:
+        entry = manifest.get("graphs", {}).get(name)
+        if entry is None:
+            raise InputError(f"{manifest_path}: no entry for graph {name!r}")
+        path = folder / entry["file"]
+        if not path.is_file():
+            raise InputError(f"{path}: graph file listed in {manifest_path} is missing")
+        if verify_hashes and _file_sha256(path) != entry["sha256"]:
+            raise InputError(f"{path}: sha256 differs from {manifest_path} (file was modified)")
+        graphs[name] = path
+    return StreamingExport(folder, manifest, graphs)

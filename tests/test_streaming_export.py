@@ -1,0 +1,127 @@
+"""softmask.export.streaming: the per-frame graphs, their manifest, fp16, and reading them back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from softmask.errors import InputError
+from softmask.export.streaming import MANIFEST_NAME, export_streaming, load_streaming_export
+from softmask.model import build_model
+from softmask.ops.onnx_op import DOMAIN, OP_TYPE
+from softmask.runtime import OnnxRuntimeBackend, TorchBackend, VideoStream
+
+H, W, N, WINDOW = 64, 96, 3, 3
+C, QB = 64, 9  # tiny config: width and background descriptors
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_model("tiny").eval()
+
+
+@pytest.fixture(scope="module")
+def export(model, tmp_path_factory):
+    return export_streaming(model, tmp_path_factory.mktemp("export"), H, W, N, WINDOW)
+
+
+def _plugin_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.op_type == OP_TYPE and n.domain == DOMAIN]
+
+
+def test_graphs_pass_the_checker_and_hold_one_plugin_node_per_encoder_layer_call(export):
+    # The encoder's layers are the only soft-masked attention calls (2 in tiny). init encodes the
+    # annotation, step encodes its prediction, annotate does both.
+    encodes = {"init": 1, "step": 1, "annotate": 2}
+    for name, path in export.graphs.items():
+        graph = onnx.load(str(path))
+        onnx.checker.check_model(graph, full_check=True)
+        nodes = _plugin_nodes(graph)
+        assert len(nodes) == 2 * encodes[name], name
+        assert export.manifest["graphs"][name]["op_nodes"] == len(nodes)
+        # The function bodies that let plain ONNX Runtime run the node are attached.
+        assert any(f.name == OP_TYPE and f.domain == DOMAIN for f in graph.functions)
+        props = {p.key: p.value for p in graph.metadata_props}
+        assert props["softmask.graph"] == name
+        assert json.loads(props["softmask.stream_spec"])["num_objects"] == N
+
+
+def test_graph_inputs_and_outputs_are_uint8_images_and_the_explicit_state(export):
+    state = [
+        {"name": "fg", "dtype": "float32", "shape": [1, N, WINDOW, C]},
+        {"name": "fg_valid", "dtype": "bool", "shape": [1, N, WINDOW]},
+        {"name": "bg", "dtype": "float32", "shape": [1, QB, WINDOW, C]},
+        {"name": "bg_valid", "dtype": "bool", "shape": [1, QB, WINDOW]},
+        {"name": "active", "dtype": "bool", "shape": [1, N]},
+    ]
+    frame = {"name": "frame", "dtype": "uint8", "shape": [H, W, 3]}
+    annotation = {"name": "annotation", "dtype": "uint8", "shape": [H, W]}
+    outputs = [
+        {"name": "labels", "dtype": "uint8", "shape": [H, W]},
+        {"name": "scores", "dtype": "float32", "shape": [N, H, W]},
+        *({**s, "name": s["name"] + "_next"} for s in state),
+    ]
+    assert export.io("step", "inputs") == [frame, *state]
+    for name in ("init", "annotate"):
+        assert export.io(name, "inputs") == [frame, annotation, *state]
+    for name in export.graphs:
+        assert export.io(name, "outputs") == outputs
+
+
+def test_manifest_records_config_sizes_precision_and_hashes(export, model):
+    manifest = json.loads((export.directory / MANIFEST_NAME).read_text())
+    assert manifest["model_config"] == model.config.to_dict()
+    assert manifest["spec"] == {"height": H, "width": W, "num_objects": N,
+                                "temporal_window": WINDOW, "min_dim": None, "max_dim": None}
+    assert manifest["geometry"]["padded"] == [64, 96]
+    assert manifest["precision"] == "fp32"
+    for name, path in export.graphs.items():
+        assert manifest["graphs"][name]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    loaded = load_streaming_export(export.directory)
+    assert loaded.spec == export.spec and loaded.graphs == export.graphs
+
+
+def test_loading_a_modified_or_incomplete_export_names_the_file(export, tmp_path):
+    for name, path in export.graphs.items():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    (tmp_path / MANIFEST_NAME).write_text((export.directory / MANIFEST_NAME).read_text())
+    with (tmp_path / "step.onnx").open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(InputError, match="step.onnx: sha256 differs"):
+        load_streaming_export(tmp_path)
+    (tmp_path / "init.onnx").unlink()
+    with pytest.raises(InputError, match="init.onnx: graph file .* is missing"):
+        load_streaming_export(tmp_path)
+    with pytest.raises(InputError, match="no streaming manifest"):
+        load_streaming_export(tmp_path / "elsewhere")
+
+
+def test_bad_sizes_are_input_errors(model, tmp_path):
+    with pytest.raises(InputError, match="num_objects must be a positive integer"):
+        export_streaming(model, tmp_path, H, W, 0)
+
+
+def test_fp16_export_runs_in_onnxruntime_close_to_the_fp32_model(model, tmp_path):
+    export = export_streaming(model, tmp_path, H, W, N, WINDOW, fp16=True)
+    assert export.precision == "fp16"
+    dtypes = {i["name"]: i["dtype"] for i in export.io("step", "inputs")}
+    assert dtypes == {"frame": "uint8", "fg": "float16", "fg_valid": "bool", "bg": "float16",
+                      "bg_valid": "bool", "active": "bool"}
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (3, H, W, 3), dtype=np.uint8)
+    annotation = np.zeros((H, W), np.uint8)
+    annotation[8:40, 16:56] = 1
+    reference = VideoStream(TorchBackend(model, export.spec, with_scores=True))
+    half = VideoStream(OnnxRuntimeBackend(export, with_scores=True))
+    for t, frame in enumerate(frames):
+        ann = annotation if t == 0 else None
+        ref, out = reference.process(frame, ann), half.process(frame, ann)
+        # fp16 weights and descriptors: about 3 decimal digits.
+        np.testing.assert_allclose(out.scores, ref.scores, atol=1e-2)
+        assert (out.labels == ref.labels).mean() > 0.99
