@@ -1,0 +1,78 @@
+"""Backends by name, and where the model comes from."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from softmask.errors import InputError
+from softmask.export.frame_graphs import StreamSpec
+from softmask.export.streaming import StreamingExport
+from softmask.model.checkpoint import load_checkpoint
+from softmask.model.hodor import HodorModel
+from softmask.runtime.backend import Backend
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+def resolve_model(checkpoint: str | Path | HodorModel | None) -> HodorModel:
+    """A model in eval mode from a checkpoint path, a HodorModel, or (None) the bundled model
+    ``softmask.train.bundled_checkpoint_path()``.
+
+    Raises:
+        InputError: the checkpoint cannot be loaded, or None was given and no bundled model is
+            installed.
+    """
+    if isinstance(checkpoint, HodorModel):
+        return checkpoint.eval()
+    if checkpoint is None:
+        try:
+            bundled = importlib.import_module("softmask.train").bundled_checkpoint_path
+        except (ImportError, AttributeError) as error:
+            raise InputError(
+                "no checkpoint given and this installation has no bundled model "
+                "(softmask.train.bundled_checkpoint_path); pass a checkpoint"
+            ) from error
+        checkpoint = bundled()
+        logger.info("using the bundled model %s", checkpoint)
+    return load_checkpoint(checkpoint)
+
+
+def create_backend(
+    name: str,
+    *,
+    model: HodorModel | None = None,
+    export: StreamingExport | None = None,
+    spec: StreamSpec | None = None,
+    with_scores: bool = False,
+    providers: Sequence[str] | None = None,
+    engine_cache_dir: str | Path | None = None,
+) -> Backend:
+    """Build backend ``name``: "torch" needs ``model`` and ``spec``; "onnxruntime" and "tensorrt"
+    need ``export``.
+
+    Raises:
+        InputError: unknown name or a missing argument.
+        BackendUnavailable: the backend cannot run on this machine.
+    """
+    if name not in BACKENDS:
+        raise InputError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
+    if name == "torch":
+        if model is None or spec is None:
+            raise InputError("the torch backend needs a model and a StreamSpec")
+        from softmask.runtime.torch_backend import TorchBackend
+
+        return TorchBackend(model, spec, with_scores=with_scores)
+    if export is None:
+        raise InputError(f"the {name} backend needs an export (export_streaming's output)")
+    if name == "onnxruntime":
+        from softmask.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(export, providers=providers, with_scores=with_scores)
+    from softmask.runtime.tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend(export, cache_dir=engine_cache_dir, with_scores=with_scores)

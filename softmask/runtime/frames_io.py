@@ -1,0 +1,130 @@
+"""Frames and label maps on disk: a folder of JPEG/PNG frames (DAVIS ``JPEGImages/480p/<seq>``),
+annotation PNGs named like the frames (DAVIS ``Annotations/480p/<seq>``), palette label PNGs out.
+
+Every read error is an InputError naming the file; every write is atomic (temporary file in the
+same folder, then rename), so a file that exists is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from softmask.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Opacity of the label colours in overlay images.
+OVERLAY_ALPHA = 0.5
+
+
+def davis_palette() -> np.ndarray:
+    """The DAVIS / PASCAL VOC colour map: uint8 [256, 3]; index 0 black, 1 (128, 0, 0), ...
+
+    Colour k spreads the bits of k over the three channels, most significant bit first.
+    """
+    palette = np.zeros((256, 3), np.uint8)
+    for index in range(256):
+        code, rgb = index, [0, 0, 0]
+        for bit in range(8):
+            for channel in range(3):
+                rgb[channel] |= ((code >> channel) & 1) << (7 - bit)
+            code >>= 3
+        palette[index] = rgb
+    return palette
+
+
+def list_frames(video_dir: str | Path) -> list[Path]:
+    """The frame files of a folder, sorted by name.
+
+    Raises:
+        InputError: the folder does not exist or holds no .jpg/.jpeg/.png file.
+    """
+    folder = Path(video_dir)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: video folder does not exist")
+    frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+    if not frames:
+        raise InputError(f"{folder}: no frames ({', '.join(FRAME_SUFFIXES)} files) in the folder")
+    return frames
+
+
+def read_frame(path: Path) -> np.ndarray:
+    """An RGB frame as uint8 [H, W, 3]. Raises InputError naming ``path`` if unreadable."""
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError) as error:
+        raise InputError(f"{path}: cannot read frame: {error}") from error
+
+
+def read_label_png(path: Path) -> np.ndarray:
+    """A label map (palette or greyscale PNG, pixel value = object id) as uint8 [H, W].
+
+    Raises:
+        InputError: unreadable, or an RGB image (colours are not object ids).
+    """
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L"):
+                raise InputError(
+                    f"{path}: annotation must be a palette (P) or greyscale (L) PNG whose pixel "
+                    f"values are object ids, got mode {image.mode}"
+                )
+            return np.asarray(image, dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError) as error:
+        raise InputError(f"{path}: cannot read annotation: {error}") from error
+
+
+def read_annotations(annotations_dir: str | Path, frames: list[Path]) -> dict[int, np.ndarray]:
+    """Annotation maps keyed by frame index: ``<frame stem>.png`` in ``annotations_dir``.
+
+    Raises:
+        InputError: the folder does not exist, has no PNG named like a frame, or has PNGs named
+            like no frame (listed), or a PNG is unreadable.
+    """
+    folder = Path(annotations_dir)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: annotation folder does not exist")
+    index = {frame.stem: i for i, frame in enumerate(frames)}
+    pngs = sorted(folder.glob("*.png"))
+    stray = [p.name for p in pngs if p.stem not in index]
+    if stray:
+        raise InputError(f"{folder}: annotation file(s) {stray[:10]} match no frame name")
+    if not pngs:
+        raise InputError(f"{folder}: no annotation PNG named like a frame (e.g. {frames[0].stem}.png)")
+    return {index[p.stem]: read_label_png(p) for p in pngs}
+
+
+def _atomic_save(image: Image.Image, path: Path, **params) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            image.save(stream, format=params.pop("format"), **params)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_label_png(path: Path, labels: np.ndarray) -> None:
+    """Write uint8 labels [H, W] as a DAVIS-palette PNG, atomically."""
+    image = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8))
+    image.putpalette(davis_palette().tobytes())  # turns the greyscale image into a palette one
+    _atomic_save(image, path, format="PNG")
+
+
+def write_overlay_jpeg(path: Path, frame: np.ndarray, labels: np.ndarray) -> None:
+    """Write the frame with label colours blended in (background untouched), atomically."""
+    colours = davis_palette()[labels].astype(np.float32)
+    blended = frame.astype(np.float32)
+    on = labels > 0
+    blended[on] = (1 - OVERLAY_ALPHA) * blended[on] + OVERLAY_ALPHA * colours[on]
+    _atomic_save(Image.fromarray(blended.round().astype(np.uint8)), path, format="JPEG", quality=90)

@@ -1,0 +1,119 @@
+"""ONNX Runtime backend: runs the exported graphs (custom node via its standard-op function body)
+with the best available execution provider, the state kept as OrtValues on that provider's device.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from softmask.errors import BackendUnavailable
+from softmask.export.frame_graphs import NEXT_SUFFIX, STATE_NAMES
+from softmask.export.streaming import StreamingExport
+from softmask.model.video import VideoState, push_empty
+from softmask.runtime.backend import FrameOutput
+
+logger = logging.getLogger(__name__)
+
+# Tried in this order when no providers are given; the first available one holds the state.
+DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise BackendUnavailable(
+            f"`import onnxruntime` failed ({error}); install onnxruntime (CPU) or "
+            "onnxruntime-gpu (CUDA)"
+        ) from error
+    return onnxruntime
+
+
+class OnnxRuntimeBackend:
+    """``Backend`` running ``export``'s graphs in ONNX Runtime sessions.
+
+    Args:
+        export: a ``StreamingExport`` (``export_streaming`` / ``load_streaming_export``).
+        providers: execution providers in priority order (default: CUDA if available, then CPU).
+        with_scores: also download the float32 [N, H, W] object scores per frame.
+
+    Per frame only the uint8 frame (and annotation) is uploaded and the uint8 labels (plus the N
+    ``active`` flags after ``init``/``annotate``) downloaded; the state stays on the device.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        export: StreamingExport,
+        providers: Sequence[str] | None = None,
+        with_scores: bool = False,
+    ) -> None:
+        ort = _import_onnxruntime()
+        self._ort = ort
+        self.spec = export.spec
+        self.with_scores = with_scores
+        available = ort.get_available_providers()
+        wanted = list(providers) if providers else [p for p in DEFAULT_PROVIDERS if p in available]
+        missing = [p for p in wanted if p not in available]
+        if missing or not wanted:
+            raise BackendUnavailable(
+                f"ONNX Runtime execution provider(s) {missing or wanted} unavailable; this "
+                f"onnxruntime {ort.__version__} has {available}"
+            )
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self._sessions = {
+            name: ort.InferenceSession(str(path), sess_options=options, providers=wanted)
+            for name, path in export.graphs.items()
+        }
+        first = next(iter(self._sessions.values())).get_providers()[0]
+        self._device_type = "cuda" if first == "CUDAExecutionProvider" else "cpu"
+        self.device = f"{self._device_type} ({first})"
+        self._state_infos = {
+            info["name"]: info for info in export.io("step", "inputs") if info["name"] in STATE_NAMES
+        }
+        self._state: dict[str, object] = {}
+        self.reset()
+        logger.info("onnxruntime %s backend on %s", ort.__version__, self.device)
+
+    def _upload(self, array: np.ndarray):
+        return self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._device_type, 0)
+
+    def reset(self) -> None:
+        self._state = {
+            name: self._upload(np.zeros(info["shape"], dtype=info["dtype"]))
+            for name, info in self._state_infos.items()
+        }
+
+    def advance_empty(self) -> None:
+        # Only frames before the first tracked object get here; a host round trip of the small
+        # state keeps one implementation of the shift (push_empty).
+        host = VideoState(*(torch.from_numpy(self._state[n].numpy()) for n in STATE_NAMES))
+        shifted = push_empty(host)
+        self._state = {n: self._upload(getattr(shifted, n).numpy()) for n in STATE_NAMES}
+
+    def run(self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None) -> FrameOutput:
+        session = self._sessions[graph]
+        binding = session.io_binding()
+        binding.bind_cpu_input("frame", np.ascontiguousarray(frame))
+        if annotation is not None:
+            binding.bind_cpu_input("annotation", np.ascontiguousarray(annotation))
+        for name in STATE_NAMES:
+            binding.bind_ortvalue_input(name, self._state[name])
+        binding.bind_output("labels", "cpu")
+        binding.bind_output("scores", "cpu" if self.with_scores else self._device_type)
+        for name in STATE_NAMES:
+            binding.bind_output(name + NEXT_SUFFIX, self._device_type)
+        session.run_with_iobinding(binding)
+        labels, scores, *state = binding.get_outputs()
+        self._state = dict(zip(STATE_NAMES, state))
+        return FrameOutput(
+            labels=labels.numpy(),
+            scores=scores.numpy() if self.with_scores else None,
+            active=None if graph == "step" else self._state["active"].numpy()[0],
+        )

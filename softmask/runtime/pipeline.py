@@ -1,0 +1,289 @@
+"""The streaming pipeline: a video folder in, label PNGs and a latency report out.
+
+A frame's journey, top to bottom:
+
+1. decode thread: read frame file -> uint8 [H, W, 3] -> bounded queue
+2. main thread: ``VideoStream.process`` (which graph, backend run: preprocessing, model and
+   postprocessing all inside the graph) -> uint8 labels [H, W]; wall time recorded
+3. writer thread: bounded queue -> ``masks/<frame>.png`` (DAVIS palette, written atomically)
+   and, if asked, ``overlay/<frame>.jpg``
+4. ``report.json``: frame counts, graphs run, latency percentiles, backend and device
+
+Frames of one video are processed in order on one backend; run several pipelines (one backend
+each) for several videos. If a frame fails (unreadable file, wrong size), the frames before it
+are written completely, and the error is raised after the writer has finished them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from softmask import __version__
+from softmask.errors import InputError
+from softmask.export.frame_graphs import StreamSpec
+from softmask.export.streaming import StreamingExport, export_streaming, load_streaming_export
+from softmask.runtime.backend import Backend
+from softmask.runtime.factory import create_backend, resolve_model
+from softmask.runtime.frames_io import (
+    list_frames,
+    read_annotations,
+    read_frame,
+    write_label_png,
+    write_overlay_jpeg,
+)
+from softmask.runtime.latency import latency_summary
+from softmask.runtime.stream import VideoStream, check_annotation
+
+logger = logging.getLogger(__name__)
+
+MASKS_DIR = "masks"
+OVERLAY_DIR = "overlay"
+REPORT_NAME = "report.json"
+EXPORT_DIR = "export"
+_END = object()
+# How often blocked queue operations look at the stop flag (seconds).
+_POLL = 0.1
+
+
+def _decode_frames(frames: Sequence[Path], out: queue.Queue, stop: threading.Event) -> None:
+    """Decode thread: (index, path, frame) per file, then _END; an error is queued and ends it."""
+    for index, path in enumerate(frames):
+        try:
+            item: Any = (index, path, read_frame(path))
+        except Exception as error:  # handed to the main thread, which raises it
+            item = error
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=_POLL)
+                break
+            except queue.Full:
+                continue
+        if stop.is_set() or isinstance(item, Exception):
+            return
+    out.put(_END)
+
+
+class _Writer(threading.Thread):
+    """Writer thread: label PNGs (and overlays) for each (stem, frame, labels) until _END.
+
+    After a write error it keeps draining the queue so the main thread never blocks; the error is
+    re-raised by ``finish``.
+    """
+
+    def __init__(self, out_dir: Path, overlay: bool, queue_size: int) -> None:
+        super().__init__(name="softmask-writer", daemon=True)
+        self.items: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.masks_dir = out_dir / MASKS_DIR
+        self.overlay_dir = out_dir / OVERLAY_DIR if overlay else None
+        self.error: BaseException | None = None
+        self.written = 0
+
+    def run(self) -> None:
+        while (item := self.items.get()) is not _END:
+            if self.error is not None:
+                continue
+            stem, frame, labels = item
+            try:
+                write_label_png(self.masks_dir / f"{stem}.png", labels)
+                if self.overlay_dir is not None:
+                    write_overlay_jpeg(self.overlay_dir / f"{stem}.jpg", frame, labels)
+                self.written += 1
+            except BaseException as error:
+                self.error = error
+
+    def finish(self) -> None:
+        self.items.put(_END)
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+def stream_video(
+    backend: Backend,
+    frames: Sequence[Path],
+    annotations: dict[int, np.ndarray],
+    out_dir: str | Path,
+    overlay: bool = False,
+    queue_size: int = 4,
+) -> dict[str, Any]:
+    """Run ``frames`` (files, in order) through ``backend``; write masks and ``report.json``.
+
+    Args:
+        backend: a ``Backend`` built for these frames' size and at least their object ids.
+        frames: frame files (JPEG/PNG).
+        annotations: frame index -> uint8 label map [H, W] (checked per frame).
+        out_dir: gets ``masks/<frame stem>.png``, ``overlay/<frame stem>.jpg`` (``overlay``) and
+            ``report.json``.
+        queue_size: capacity of each of the two queues (frames in flight per side).
+
+    Returns:
+        The report (also written to ``out_dir/report.json``): ``frames``, ``masks_written``,
+        ``graphs`` (frames per graph; "none" = before the first tracked object), ``latency``
+        (``latency_summary`` of the backend's per-frame wall time over frames that ran a graph),
+        ``end_to_end_fps``, ``per_frame_ms``, ``backend``, ``device``, ``spec``.
+
+    Raises:
+        InputError: a frame file is unreadable or of the wrong size, or an annotation is invalid
+            (the message names the file); masks of earlier frames are complete on disk.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    decoded: queue.Queue = queue.Queue(maxsize=queue_size)
+    stop = threading.Event()
+    decoder = threading.Thread(target=_decode_frames, args=(frames, decoded, stop),
+                               name="softmask-decoder", daemon=True)
+    writer = _Writer(out, overlay, queue_size)
+    stream = VideoStream(backend)
+    step_seconds: list[float] = []
+    per_frame_ms: list[float | None] = []
+    graphs: Counter[str] = Counter()
+    started = time.perf_counter()
+    decoder.start()
+    writer.start()
+    try:
+        while (item := decoded.get()) is not _END:
+            if isinstance(item, Exception):
+                raise item
+            index, path, frame = item
+            tick = time.perf_counter()
+            result = stream.process(frame, annotations.get(index), source=str(path))
+            seconds = time.perf_counter() - tick
+            graphs[stream.last_graph] += 1
+            ran = stream.last_graph != "none"
+            per_frame_ms.append(seconds * 1e3 if ran else None)
+            if ran:
+                step_seconds.append(seconds)
+            writer.items.put((path.stem, frame if overlay else None, result.labels))
+    finally:
+        stop.set()
+        writer.finish()
+        decoder.join()
+    wall = time.perf_counter() - started
+    report = {
+        "softmask_version": __version__,
+        "backend": backend.name,
+        "device": backend.device,
+        "spec": asdict(backend.spec),
+        "frames": len(frames),
+        "masks_written": writer.written,
+        "graphs": dict(graphs),
+        "latency": latency_summary(step_seconds),
+        "end_to_end_fps": len(frames) / wall if wall > 0 else None,
+        "per_frame_ms": per_frame_ms,
+        "out_dir": str(out),
+    }
+    write_report(out / REPORT_NAME, report)
+    logger.info("%d frames, %s: p50 %.1f ms", len(frames), backend.name,
+                report["latency"]["p50_ms"] or 0.0)
+    return report
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Write ``report`` as JSON, atomically."""
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(report, stream, indent=2)
+            stream.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _check_export(export: StreamingExport, height: int, width: int, first_frame: Path) -> None:
+    spec = export.spec
+    if (spec.height, spec.width) != (height, width):
+        raise InputError(
+            f"{first_frame}: frames are {height}x{width}, the export in {export.directory} was "
+            f"made for {spec.height}x{spec.width} (export again for this size)"
+        )
+
+
+def run_video(
+    video_dir: str | Path,
+    annotations_dir: str | Path,
+    out_dir: str | Path,
+    backend: str = "onnxruntime",
+    checkpoint: str | Path | Any = None,
+    export_dir: str | Path | None = None,
+    num_objects: int | None = None,
+    temporal_window: int = 7,
+    min_dim: int | None = None,
+    max_dim: int | None = None,
+    fp16: bool = False,
+    overlay: bool = False,
+    providers: Sequence[str] | None = None,
+    engine_cache_dir: str | Path | None = None,
+    queue_size: int = 4,
+) -> dict[str, Any]:
+    """Segment one video folder with ``backend`` and write masks and a report.
+
+    Args:
+        video_dir: folder of JPEG/PNG frames (e.g. DAVIS ``JPEGImages/480p/<seq>``), sorted by
+            name; all frames one size.
+        annotations_dir: label PNGs named like frames (``00000.png``); palette or greyscale,
+            pixel value = object id. Any frame may carry one (objects may appear mid-video).
+        out_dir: output folder (``masks/``, ``overlay/``, ``report.json``; ``export/`` when the
+            graphs are exported on the fly).
+        backend: "torch", "onnxruntime" or "tensorrt".
+        checkpoint: checkpoint path, a HodorModel, or None for the bundled model. Not needed for
+            onnxruntime/tensorrt when ``export_dir`` is given.
+        export_dir: an ``export_streaming`` folder to use; None exports into ``out_dir/export``.
+        num_objects: object slots (default: the largest id in the annotations; with
+            ``export_dir``, the export's).
+        temporal_window, min_dim, max_dim, fp16: export settings (ignored with ``export_dir``;
+            fp16 only for exported backends).
+        overlay: also write ``overlay/<frame>.jpg`` (labels blended over the frame).
+        providers: ONNX Runtime execution providers (default: CUDA if available, then CPU).
+        engine_cache_dir: TensorRT engine cache folder.
+        queue_size: capacity of the decode and write queues.
+
+    Returns:
+        The report of ``stream_video``.
+
+    Raises:
+        InputError: missing/unreadable files, frames of another size, unknown object ids (the
+            message names the file), or an export that does not fit the video.
+        BackendUnavailable: the backend cannot run here.
+    """
+    frames = list_frames(video_dir)
+    annotations = read_annotations(annotations_dir, frames)
+    height, width, _ = read_frame(frames[0]).shape
+    largest = max(int(a.max()) for a in annotations.values())
+    if largest == 0:
+        raise InputError(f"{annotations_dir}: the annotations contain no object (all pixels 0)")
+    out = Path(out_dir)
+    export = None
+    if backend != "torch" and export_dir is not None:
+        export = load_streaming_export(export_dir)
+        _check_export(export, height, width, frames[0])
+        slots = export.spec.num_objects
+    else:
+        slots = num_objects if num_objects is not None else largest
+    folder = Path(annotations_dir)
+    for index, labels in annotations.items():
+        check_annotation(labels, height, width, slots, str(folder / f"{frames[index].stem}.png"))
+    if backend == "torch":
+        spec = StreamSpec(height, width, slots, temporal_window, min_dim, max_dim)
+        engine = create_backend("torch", model=resolve_model(checkpoint), spec=spec)
+    else:
+        if export is None:
+            export = export_streaming(resolve_model(checkpoint), out / EXPORT_DIR, height, width,
+                                      slots, temporal_window, fp16, min_dim, max_dim)
+        engine = create_backend(backend, export=export, providers=providers,
+                                engine_cache_dir=engine_cache_dir)
+    return stream_video(engine, frames, annotations, out, overlay=overlay, queue_size=queue_size)

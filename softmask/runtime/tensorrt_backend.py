@@ -1,0 +1,211 @@
+"""TensorRT backend: engines built from the exported graphs (function bodies stripped so the
+parser takes the SoftMaskedAttention plugin), cached on disk, run with device buffers from torch.
+
+UNVERIFIED: no TensorRT runtime or GPU was available where this was written. It follows the
+TensorRT 10 Python API documentation (named I/O tensors, ``execute_async_v3``) and
+docs/deploy-tensorrt.md; on machines without TensorRT or CUDA it raises BackendUnavailable, which
+is tested. Please report what fails on a real TensorRT host.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from softmask.errors import BackendUnavailable, ExportError
+from softmask.export.frame_graphs import NEXT_SUFFIX, STATE_NAMES
+from softmask.export.streaming import StreamingExport
+from softmask.model.video import VideoState, push_empty
+from softmask.ops.onnx_op import strip_function_bodies
+from softmask.plugins import load_into_tensorrt
+from softmask.runtime.backend import FrameOutput
+from softmask.runtime.engine_cache import DEFAULT_CACHE_DIR, EngineCache, engine_cache_key
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WORKSPACE_BYTES = 1 << 30
+
+
+def import_tensorrt() -> Any:
+    """``import tensorrt``, or BackendUnavailable saying how to get it."""
+    try:
+        return importlib.import_module("tensorrt")
+    except ImportError as error:
+        raise BackendUnavailable(
+            f"the tensorrt backend needs the TensorRT Python bindings: `import tensorrt` failed "
+            f"({error}). Install TensorRT >= 10 for your CUDA version (Jetson: JetPack's "
+            "python3-libnvinfer), or use backend='onnxruntime' or 'torch'."
+        ) from error
+
+
+def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
+    table = {
+        trt.float32: torch.float32,
+        trt.float16: torch.float16,
+        trt.bool: torch.bool,
+        trt.uint8: torch.uint8,
+        trt.int32: torch.int32,
+        trt.int64: torch.int64,
+    }
+    if dtype not in table:
+        raise ExportError(f"engine I/O tensor of TensorRT type {dtype} has no torch equivalent")
+    return table[dtype]
+
+
+def _build_engine(trt: Any, trt_logger: Any, onnx_bytes: bytes, source: Path,
+                  expected_plugins: int, precision: str, workspace_bytes: int) -> bytes:
+    """Parse the stripped graph, check the plugin layers are there, build a serialised engine."""
+    builder = trt.Builder(trt_logger)
+    flags = 0
+    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if precision == "fp16" and strongly_typed is not None:
+        # The fp16 export carries its types; TensorRT must follow them, not re-choose.
+        flags |= 1 << int(strongly_typed)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, trt_logger)
+    if not parser.parse(onnx_bytes):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise ExportError(f"TensorRT's ONNX parser rejected {source}: {errors}")
+    plugin_layers = sum(
+        1 for i in range(network.num_layers)
+        if network.get_layer(i).type == trt.LayerType.PLUGIN_V3
+    )
+    if plugin_layers != expected_plugins:
+        raise ExportError(
+            f"{source}: the parsed network has {plugin_layers} plugin layer(s), the export has "
+            f"{expected_plugins} SoftMaskedAttention node(s); the plugin was not used for all"
+        )
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(f"TensorRT failed to build an engine from {source} (see its log above)")
+    return bytes(serialized)
+
+
+class TensorRTBackend:
+    """``Backend`` running ``export``'s graphs as TensorRT engines (UNVERIFIED, see module doc).
+
+    Args:
+        export: a ``StreamingExport``.
+        device: CUDA device index.
+        cache_dir: engine cache folder (default ~/.cache/softmask/engines); keys hash the stripped
+            ONNX bytes, the TensorRT version, the GPU name and the build settings.
+        with_scores: also download the float32 [N, H, W] object scores per frame.
+        workspace_bytes: TensorRT workspace limit for the build.
+
+    Raises:
+        BackendUnavailable: no tensorrt module, no CUDA device, or the plugin library is missing
+            or does not load.
+        ExportError: parsing or building an engine failed, or the plugin was not used.
+    """
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        export: StreamingExport,
+        device: int = 0,
+        cache_dir: str | Path | None = None,
+        with_scores: bool = False,
+        workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+    ) -> None:
+        trt = import_tensorrt()
+        if not torch.cuda.is_available():
+            raise BackendUnavailable(
+                "the tensorrt backend needs a CUDA GPU visible to torch (it keeps the state in "
+                "torch CUDA tensors); none is available"
+            )
+        load_into_tensorrt()
+        self._trt = trt
+        self.spec = export.spec
+        self.with_scores = with_scores
+        self._device = torch.device("cuda", device)
+        gpu = torch.cuda.get_device_name(self._device)
+        self.device = f"cuda:{device} ({gpu})"
+        self._trt_logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._trt_logger)
+        cache = EngineCache(cache_dir or DEFAULT_CACHE_DIR)
+        settings = {"precision": export.precision, "workspace_bytes": workspace_bytes}
+        self._contexts = {}
+        self._engines = {}
+        for name, path in export.graphs.items():
+            model = onnx.load(str(path))
+            strip_function_bodies(model)
+            data = model.SerializeToString()
+            key = engine_cache_key(data, trt.__version__, gpu, settings)
+            expected = export.manifest["graphs"][name]["op_nodes"]
+            engine_bytes = cache.get_or_build(
+                name, key,
+                lambda data=data, path=path, expected=expected: _build_engine(
+                    trt, self._trt_logger, data, path, expected, export.precision,
+                    workspace_bytes),
+                note={"onnx": str(path), "tensorrt": trt.__version__, "gpu": gpu, **settings},
+            )
+            engine = self._runtime.deserialize_cuda_engine(engine_bytes)
+            if engine is None:
+                raise BackendUnavailable(
+                    f"TensorRT could not deserialise {cache.path(name, key)} (see its log); "
+                    "delete the file to rebuild it"
+                )
+            self._engines[name] = engine
+            self._contexts[name] = engine.create_execution_context()
+        self._stream = torch.cuda.Stream(self._device)
+        self._buffers = self._allocate(self._engines["step"])
+        self._state: dict[str, torch.Tensor] = {}
+        self._spare: dict[str, torch.Tensor] = {}
+        self.reset()
+        logger.info("tensorrt %s backend on %s", trt.__version__, self.device)
+
+    def _allocate(self, engine: Any) -> dict[str, torch.Tensor]:
+        """Device buffers for the labels and scores outputs (the same in every graph)."""
+        buffers = {}
+        for name in ("labels", "scores"):
+            shape = tuple(engine.get_tensor_shape(name))
+            dtype = _torch_dtype(self._trt, engine.get_tensor_dtype(name))
+            buffers[name] = torch.empty(shape, dtype=dtype, device=self._device)
+        return buffers
+
+    def _empty_state(self) -> dict[str, torch.Tensor]:
+        engine = self._engines["step"]
+        return {
+            name: torch.zeros(tuple(engine.get_tensor_shape(name)),
+                              dtype=_torch_dtype(self._trt, engine.get_tensor_dtype(name)),
+                              device=self._device)
+            for name in STATE_NAMES
+        }
+
+    def reset(self) -> None:
+        # Two state sets, swapped after every run: a graph never reads and writes one buffer.
+        self._state = self._empty_state()
+        self._spare = self._empty_state()
+
+    def advance_empty(self) -> None:
+        shifted = push_empty(VideoState(*(self._state[n] for n in STATE_NAMES)))
+        for name in STATE_NAMES:
+            self._state[name].copy_(getattr(shifted, name))
+
+    def run(self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None) -> FrameOutput:
+        context = self._contexts[graph]
+        with torch.cuda.stream(self._stream):
+            inputs = {"frame": torch.from_numpy(np.ascontiguousarray(frame)).to(self._device)}
+            if annotation is not None:
+                inputs["annotation"] = torch.from_numpy(np.ascontiguousarray(annotation)).to(
+                    self._device)
+            addresses = {**inputs, **self._state, **self._buffers}
+            addresses.update({n + NEXT_SUFFIX: self._spare[n] for n in STATE_NAMES})
+            for name, tensor in addresses.items():
+                context.set_tensor_address(name, tensor.data_ptr())
+            if not context.execute_async_v3(self._stream.cuda_stream):
+                raise BackendUnavailable(f"TensorRT execution of graph {graph!r} failed (see log)")
+            self._state, self._spare = self._spare, self._state
+            labels = self._buffers["labels"].cpu()
+            scores = self._buffers["scores"].cpu().numpy() if self.with_scores else None
+            active = None if graph == "step" else self._state["active"].cpu().numpy()[0]
+        return FrameOutput(labels=labels.numpy(), scores=scores, active=active)

@@ -1,0 +1,62 @@
+"""The reference backend: runs the per-frame graph modules (the model's own per-frame functions)
+in PyTorch, state as torch tensors on the model's device."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from softmask.export.frame_graphs import (
+    GRAPH_MODULES,
+    STATE_NAMES,
+    StreamSpec,
+    empty_state,
+)
+from softmask.model.hodor import HodorModel
+from softmask.model.video import VideoState, push_empty
+from softmask.runtime.backend import FrameOutput
+
+logger = logging.getLogger(__name__)
+
+
+class TorchBackend:
+    """``Backend`` running ``softmask.export.frame_graphs`` modules with ``model`` (eval mode).
+
+    Args:
+        model: the HodorModel; it is put in eval mode and stays on its device.
+        spec: frame size, object count, window and resize rule.
+        with_scores: also return the float32 [N, H, W] object scores per frame.
+    """
+
+    name = "torch"
+
+    def __init__(self, model: HodorModel, spec: StreamSpec, with_scores: bool = False) -> None:
+        self.model = model.eval()
+        self.spec = spec
+        self.with_scores = with_scores
+        self._device = next(model.parameters()).device
+        self.device = str(self._device)
+        self._graphs = {name: cls(model, spec).eval() for name, cls in GRAPH_MODULES.items()}
+        self._state: tuple[torch.Tensor, ...] = ()
+        self.reset()
+
+    def reset(self) -> None:
+        self._state = empty_state(self.model, self.spec, device=self._device)
+
+    def advance_empty(self) -> None:
+        self._state = tuple(getattr(push_empty(VideoState(*self._state)), n) for n in STATE_NAMES)
+
+    @torch.no_grad()
+    def run(self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None) -> FrameOutput:
+        images = [torch.from_numpy(np.ascontiguousarray(frame)).to(self._device)]
+        if annotation is not None:
+            images.append(torch.from_numpy(np.ascontiguousarray(annotation)).to(self._device))
+        labels, scores, *state = self._graphs[graph](*images, *self._state)
+        self._state = tuple(state)
+        return FrameOutput(
+            labels=labels.cpu().numpy(),
+            scores=scores.cpu().numpy() if self.with_scores else None,
+            active=None if graph == "step" else state[-1][0].cpu().numpy(),
+        )
