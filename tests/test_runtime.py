@@ -42,8 +42,9 @@ def model():
 
 @pytest.fixture(scope="module")
 def export(model, tmp_path_factory):
-    return export_streaming(model, tmp_path_factory.mktemp("export"), H, W, N, WINDOW,
-                            min_dim=MIN_DIM)
+    return export_streaming(
+        model, tmp_path_factory.mktemp("export"), H, W, N, WINDOW, min_dim=MIN_DIM
+    )
 
 
 def _box(label: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
@@ -59,7 +60,7 @@ def video():
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 96, (T, H, W, 3), dtype=np.uint8)
     for t in range(T):
-        frames[t, 10 + 2 * t:40 + 2 * t, 20:50] = 230
+        frames[t, 10 + 2 * t : 40 + 2 * t, 20:50] = 230
     annotations = {1: _box(1, 12, 42, 20, 50), 3: _box(2, 30, 60, 60, 90)}
     return frames, annotations
 
@@ -90,8 +91,9 @@ def test_torch_backend_equals_the_models_video_loop(model, video):
     frames, annotations = video
     spec = StreamSpec(H, W, 2, WINDOW, min_dim=MIN_DIM)  # segment_video's N = largest label = 2
     outputs, graphs = _stream(TorchBackend(model, spec, with_scores=True), frames, annotations)
-    labels, probs = segment_video(model, frames, annotations, temporal_window=WINDOW,
-                                  min_dim=MIN_DIM, return_probs=True)
+    labels, probs = segment_video(
+        model, frames, annotations, temporal_window=WINDOW, min_dim=MIN_DIM, return_probs=True
+    )
     assert graphs == ["none", "init", "step", "annotate", "step", "step"]
     for t, out in enumerate(outputs):
         np.testing.assert_array_equal(out.labels, labels[t])
@@ -126,8 +128,9 @@ def test_pipeline_writes_one_mask_per_frame_and_a_latency_report(model, export, 
     frames, annotations = video
     images, labels = _write_video(tmp_path / "seq", frames, annotations)
     out = tmp_path / "out"
-    report = run_video(images, labels, out, backend="onnxruntime", export_dir=export.directory,
-                       overlay=True)
+    report = run_video(
+        images, labels, out, backend="onnxruntime", export_dir=export.directory, overlay=True
+    )
     expected, _ = _stream(OnnxRuntimeBackend(export), frames, annotations)
     masks = sorted((out / "masks").iterdir())
     assert [m.name for m in masks] == [f"{t:05d}.png" for t in range(T)]
@@ -166,8 +169,9 @@ def test_a_frame_of_another_size_names_the_file(model, export, video, tmp_path):
     images, labels = _write_video(tmp_path / "seq", frames, annotations)
     Image.fromarray(frames[2][:, :80]).save(images / "00002.png")
     with pytest.raises(InputError, match=r"00002.png: frame must be uint8 \[64, 96, 3\]"):
-        run_video(images, labels, tmp_path / "out", backend="onnxruntime",
-                  export_dir=export.directory)
+        run_video(
+            images, labels, tmp_path / "out", backend="onnxruntime", export_dir=export.directory
+        )
 
 
 def test_bad_annotations_and_folders_are_input_errors_naming_the_file(export, video, tmp_path):
@@ -194,8 +198,13 @@ def test_latency_summary_hand_computed():
 
 
 def test_davis_palette_first_colours():
-    assert davis_palette()[:5].tolist() == [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0],
-                                            [0, 0, 128]]
+    assert davis_palette()[:5].tolist() == [
+        [0, 0, 0],
+        [128, 0, 0],
+        [0, 128, 0],
+        [128, 128, 0],
+        [0, 0, 128],
+    ]
 
 
 def test_engine_cache_key_depends_on_graph_version_gpu_and_settings():
@@ -237,8 +246,9 @@ def test_tensorrt_backend_matches_torch(model, export, video, tmp_path):
     reference = TorchBackend(model, export.spec, with_scores=True)
     candidate = TensorRTBackend(export, cache_dir=tmp_path, with_scores=True)
     # TensorRT may use TF32 for fp32 convolutions and matrix products: looser than onnxruntime.
-    report = compare_backends(reference, candidate, frames, annotations, min_agreement=0.99,
-                              score_tolerance=1e-2)
+    report = compare_backends(
+        reference, candidate, frames, annotations, min_agreement=0.99, score_tolerance=1e-2
+    )
     assert report.passed, report.failures
 
 
@@ -246,9 +256,13 @@ def test_parity_of_torch_and_onnxruntime(model, export, video):
     frames, annotations = video
     labels = segment_video(model, frames, annotations, temporal_window=WINDOW, min_dim=MIN_DIM)
     truth = dict(enumerate(labels))
-    report = compare_backends(TorchBackend(model, export.spec, with_scores=True),
-                              OnnxRuntimeBackend(export, with_scores=True),
-                              frames, annotations, ground_truth=truth)
+    report = compare_backends(
+        TorchBackend(model, export.spec, with_scores=True),
+        OnnxRuntimeBackend(export, with_scores=True),
+        frames,
+        annotations,
+        ground_truth=truth,
+    )
     assert report.passed, report.failures
     assert [f.graph for f in report.frames] == ["none", "init", "step", "annotate", "step", "step"]
     assert report.max_abs_score_diff < 1e-4
@@ -283,8 +297,12 @@ class _FlipFrame:
 def test_parity_reports_the_failing_frame(model, export, video):
     frames, annotations = video
     spec = export.spec
-    report = compare_backends(TorchBackend(model, spec),
-                              _FlipFrame(TorchBackend(model, spec), index=2), frames, annotations)
+    report = compare_backends(
+        TorchBackend(model, spec),
+        _FlipFrame(TorchBackend(model, spec), index=2),
+        frames,
+        annotations,
+    )
     assert not report.passed
     assert len(report.failures) == 1 and report.failures[0].startswith("frame 2: labels agree")
     assert report.frames[2].label_agreement < 1.0 and report.frames[3].label_agreement == 1.0

@@ -77,8 +77,14 @@ def test_graph_inputs_and_outputs_are_uint8_images_and_the_explicit_state(export
 def test_manifest_records_config_sizes_precision_and_hashes(export, model):
     manifest = json.loads((export.directory / MANIFEST_NAME).read_text())
     assert manifest["model_config"] == model.config.to_dict()
-    assert manifest["spec"] == {"height": H, "width": W, "num_objects": N,
-                                "temporal_window": WINDOW, "min_dim": None, "max_dim": None}
+    assert manifest["spec"] == {
+        "height": H,
+        "width": W,
+        "num_objects": N,
+        "temporal_window": WINDOW,
+        "min_dim": None,
+        "max_dim": None,
+    }
     assert manifest["geometry"]["padded"] == [64, 96]
     assert manifest["precision"] == "fp32"
     for name, path in export.graphs.items():
@@ -88,7 +94,7 @@ def test_manifest_records_config_sizes_precision_and_hashes(export, model):
 
 
 def test_loading_a_modified_or_incomplete_export_names_the_file(export, tmp_path):
-    for name, path in export.graphs.items():
+    for path in export.graphs.values():
         (tmp_path / path.name).write_bytes(path.read_bytes())
     (tmp_path / MANIFEST_NAME).write_text((export.directory / MANIFEST_NAME).read_text())
     with (tmp_path / "step.onnx").open("ab") as handle:
@@ -111,8 +117,14 @@ def test_fp16_export_runs_in_onnxruntime_close_to_the_fp32_model(model, tmp_path
     export = export_streaming(model, tmp_path, H, W, N, WINDOW, fp16=True)
     assert export.precision == "fp16"
     dtypes = {i["name"]: i["dtype"] for i in export.io("step", "inputs")}
-    assert dtypes == {"frame": "uint8", "fg": "float16", "fg_valid": "bool", "bg": "float16",
-                      "bg_valid": "bool", "active": "bool"}
+    assert dtypes == {
+        "frame": "uint8",
+        "fg": "float16",
+        "fg_valid": "bool",
+        "bg": "float16",
+        "bg_valid": "bool",
+        "active": "bool",
+    }
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 256, (3, H, W, 3), dtype=np.uint8)
     annotation = np.zeros((H, W), np.uint8)

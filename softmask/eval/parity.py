@@ -108,8 +108,10 @@ def compare_backends(
     Returns:
         The report; ``failures`` names each failing frame, the check and by how much.
     """
-    if (reference.spec.height, reference.spec.width) != (candidate.spec.height,
-                                                         candidate.spec.width):
+    if (reference.spec.height, reference.spec.width) != (
+        candidate.spec.height,
+        candidate.spec.width,
+    ):
         raise InputError(
             f"backends built for different frame sizes: {reference.name} "
             f"{reference.spec.height}x{reference.spec.width}, {candidate.name} "
@@ -135,8 +137,9 @@ def compare_backends(
             row.iou_reference = mean_iou(ref.labels, ground_truth[index], gt_objects)
             row.iou_candidate = mean_iou(cand.labels, ground_truth[index], gt_objects)
         if agreement < min_agreement:
-            failures.append(f"frame {index}: labels agree on {agreement:.6f} of pixels "
-                            f"< {min_agreement}")
+            failures.append(
+                f"frame {index}: labels agree on {agreement:.6f} of pixels < {min_agreement}"
+            )
         if diff is not None and diff > score_tolerance:
             failures.append(f"frame {index}: max |score difference| {diff:.3g} > {score_tolerance}")
         results.append(row)
@@ -213,9 +216,15 @@ def parity_video(
             raise InputError("parity_video needs export_dir or work_dir (to export the graphs)")
         export = export_streaming(model, work_dir, height, width, slots, temporal_window)
     backends = [
-        create_backend(name, model=model, export=export, spec=spec, with_scores=True,
-                       providers=providers, engine_cache_dir=engine_cache_dir)
+        create_backend(
+            name,
+            model=model,
+            export=export,
+            spec=spec,
+            with_scores=True,
+            providers=providers,
+            engine_cache_dir=engine_cache_dir,
+        )
         for name in (reference, candidate)
     ]
-    return compare_backends(*backends, frames, annotations, truth, min_agreement,
-                            score_tolerance)
+    return compare_backends(*backends, frames, annotations, truth, min_agreement, score_tolerance)

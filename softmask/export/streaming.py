@@ -59,7 +59,7 @@ class StreamingExport:
 
     @property
     def precision(self) -> str:
-        """"fp32" or "fp16" (descriptors and weights; labels are uint8, scores float32)."""
+        """ "fp32" or "fp16" (descriptors and weights; labels are uint8, scores float32)."""
         return self.manifest["precision"]
 
     def io(self, graph: str, kind: str) -> list[dict[str, Any]]:
@@ -80,8 +80,9 @@ def _value_infos(values) -> list[dict[str, Any]]:
     for value in values:
         tensor_type = value.type.tensor_type
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
-        shape = [d.dim_value if d.HasField("dim_value") else d.dim_param
-                 for d in tensor_type.shape.dim]
+        shape = [
+            d.dim_value if d.HasField("dim_value") else d.dim_param for d in tensor_type.shape.dim
+        ]
         infos.append({"name": value.name, "dtype": str(dtype), "shape": shape})
     return infos
 
@@ -100,8 +101,9 @@ def _graph_entry(path: Path) -> dict[str, Any]:
 
 def _example_inputs(model: HodorModel, spec: StreamSpec, graph: str) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(0)
-    frame = torch.randint(0, 256, (spec.height, spec.width, 3), dtype=torch.uint8,
-                          generator=generator)
+    frame = torch.randint(
+        0, 256, (spec.height, spec.width, 3), dtype=torch.uint8, generator=generator
+    )
     state = empty_state(model, spec)
     if graph == "step":
         return (frame, *state)
@@ -202,7 +204,10 @@ def load_streaming_export(directory: str | Path, verify_hashes: bool = True) -> 
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise InputError(f"{manifest_path}: unreadable manifest: {error}") from error
-    if manifest.get("format") != MANIFEST_FORMAT or manifest.get("format_version") != MANIFEST_VERSION:
+    if (
+        manifest.get("format") != MANIFEST_FORMAT
+        or manifest.get("format_version") != MANIFEST_VERSION
+    ):
         raise InputError(
             f"{manifest_path}: format {manifest.get('format')!r} version "
             f"{manifest.get('format_version')!r}; expected {MANIFEST_FORMAT!r} version "

@@ -54,6 +54,8 @@ class Backend(Protocol):
         """Advance the ring buffer by one frame without running a graph (a frame before any object
         is tracked; HODOR's window counts frames)."""
 
-    def run(self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None) -> FrameOutput:
+    def run(
+        self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None
+    ) -> FrameOutput:
         """Run ``graph`` on uint8 frame [H, W, 3] (and uint8 annotation [H, W] for ``init`` and
         ``annotate``), keep the next state, return the frame's output."""

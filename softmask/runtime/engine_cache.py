@@ -56,8 +56,10 @@ class EngineCache:
         """Store ``engine`` atomically, with ``note`` (what it was built from) as JSON beside it."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path(label, key)
-        for target, data in ((path.with_suffix(".json"), json.dumps(dict(note), indent=2).encode()),
-                             (path, engine)):
+        for target, data in (
+            (path.with_suffix(".json"), json.dumps(dict(note), indent=2).encode()),
+            (path, engine),
+        ):
             handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=self.directory)
             try:
                 with os.fdopen(handle, "wb") as stream:
@@ -69,8 +71,9 @@ class EngineCache:
         logger.info("engine cached: %s", path)
         return path
 
-    def get_or_build(self, label: str, key: str, build: Callable[[], bytes],
-                     note: Mapping[str, object]) -> bytes:
+    def get_or_build(
+        self, label: str, key: str, build: Callable[[], bytes], note: Mapping[str, object]
+    ) -> bytes:
         """The cached engine, or ``build()``'s result stored first."""
         engine = self.get(label, key)
         if engine is None:

@@ -98,7 +98,9 @@ def read_annotations(annotations_dir: str | Path, frames: list[Path]) -> dict[in
     if stray:
         raise InputError(f"{folder}: annotation file(s) {stray[:10]} match no frame name")
     if not pngs:
-        raise InputError(f"{folder}: no annotation PNG named like a frame (e.g. {frames[0].stem}.png)")
+        raise InputError(
+            f"{folder}: no annotation PNG named like a frame (e.g. {frames[0].stem}.png)"
+        )
     return {index[p.stem]: read_label_png(p) for p in pngs}
 
 

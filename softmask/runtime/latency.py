@@ -14,8 +14,13 @@ def latency_summary(seconds: list[float]) -> dict[str, float | int | None]:
     per second of the timed work alone (frames / summed time). Empty input gives None values.
     """
     if not seconds:
-        return {"count": 0, "mean_ms": None, "max_ms": None, "fps": None,
-                **{f"p{p}_ms": None for p in PERCENTILES}}
+        return {
+            "count": 0,
+            "mean_ms": None,
+            "max_ms": None,
+            "fps": None,
+            **{f"p{p}_ms": None for p in PERCENTILES},
+        }
     ms = np.asarray(seconds, dtype=np.float64) * 1e3
     summary: dict[str, float | int | None] = {"count": int(ms.size)}
     for p in PERCENTILES:

@@ -75,14 +75,18 @@ class OnnxRuntimeBackend:
         self._device_type = "cuda" if first == "CUDAExecutionProvider" else "cpu"
         self.device = f"{self._device_type} ({first})"
         self._state_infos = {
-            info["name"]: info for info in export.io("step", "inputs") if info["name"] in STATE_NAMES
+            info["name"]: info
+            for info in export.io("step", "inputs")
+            if info["name"] in STATE_NAMES
         }
         self._state: dict[str, object] = {}
         self.reset()
         logger.info("onnxruntime %s backend on %s", ort.__version__, self.device)
 
     def _upload(self, array: np.ndarray):
-        return self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self._device_type, 0)
+        return self._ort.OrtValue.ortvalue_from_numpy(
+            np.ascontiguousarray(array), self._device_type, 0
+        )
 
     def reset(self) -> None:
         self._state = {
@@ -97,7 +101,9 @@ class OnnxRuntimeBackend:
         shifted = push_empty(host)
         self._state = {n: self._upload(getattr(shifted, n).numpy()) for n in STATE_NAMES}
 
-    def run(self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None) -> FrameOutput:
+    def run(
+        self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None
+    ) -> FrameOutput:
         session = self._sessions[graph]
         binding = session.io_binding()
         binding.bind_cpu_input("frame", np.ascontiguousarray(frame))

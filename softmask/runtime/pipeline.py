@@ -63,7 +63,7 @@ def _decode_frames(frames: Sequence[Path], out: queue.Queue, stop: threading.Eve
     for index, path in enumerate(frames):
         try:
             item: Any = (index, path, read_frame(path))
-        except Exception as error:  # handed to the main thread, which raises it
+        except Exception as error:  # noqa: BLE001 - any failure must reach the main thread
             item = error
         while not stop.is_set():
             try:
@@ -88,7 +88,7 @@ class _Writer(threading.Thread):
         self.items: queue.Queue = queue.Queue(maxsize=queue_size)
         self.masks_dir = out_dir / MASKS_DIR
         self.overlay_dir = out_dir / OVERLAY_DIR if overlay else None
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
         self.written = 0
 
     def run(self) -> None:
@@ -101,7 +101,7 @@ class _Writer(threading.Thread):
                 if self.overlay_dir is not None:
                     write_overlay_jpeg(self.overlay_dir / f"{stem}.jpg", frame, labels)
                 self.written += 1
-            except BaseException as error:
+            except Exception as error:  # noqa: BLE001 - re-raised by finish()
                 self.error = error
 
     def finish(self) -> None:
@@ -143,8 +143,9 @@ def stream_video(
     out.mkdir(parents=True, exist_ok=True)
     decoded: queue.Queue = queue.Queue(maxsize=queue_size)
     stop = threading.Event()
-    decoder = threading.Thread(target=_decode_frames, args=(frames, decoded, stop),
-                               name="softmask-decoder", daemon=True)
+    decoder = threading.Thread(
+        target=_decode_frames, args=(frames, decoded, stop), name="softmask-decoder", daemon=True
+    )
     writer = _Writer(out, overlay, queue_size)
     stream = VideoStream(backend)
     step_seconds: list[float] = []
@@ -186,8 +187,9 @@ def stream_video(
         "out_dir": str(out),
     }
     write_report(out / REPORT_NAME, report)
-    logger.info("%d frames, %s: p50 %.1f ms", len(frames), backend.name,
-                report["latency"]["p50_ms"] or 0.0)
+    logger.info(
+        "%d frames, %s: p50 %.1f ms", len(frames), backend.name, report["latency"]["p50_ms"] or 0.0
+    )
     return report
 
 
@@ -282,8 +284,18 @@ def run_video(
         engine = create_backend("torch", model=resolve_model(checkpoint), spec=spec)
     else:
         if export is None:
-            export = export_streaming(resolve_model(checkpoint), out / EXPORT_DIR, height, width,
-                                      slots, temporal_window, fp16, min_dim, max_dim)
-        engine = create_backend(backend, export=export, providers=providers,
-                                engine_cache_dir=engine_cache_dir)
+            export = export_streaming(
+                resolve_model(checkpoint),
+                out / EXPORT_DIR,
+                height,
+                width,
+                slots,
+                temporal_window,
+                fp16,
+                min_dim,
+                max_dim,
+            )
+        engine = create_backend(
+            backend, export=export, providers=providers, engine_cache_dir=engine_cache_dir
+        )
     return stream_video(engine, frames, annotations, out, overlay=overlay, queue_size=queue_size)

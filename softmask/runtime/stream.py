@@ -28,8 +28,9 @@ def check_frame(frame: np.ndarray, height: int, width: int, source: str) -> None
         )
 
 
-def check_annotation(annotation: np.ndarray, height: int, width: int, num_objects: int,
-                     source: str) -> None:
+def check_annotation(
+    annotation: np.ndarray, height: int, width: int, num_objects: int, source: str
+) -> None:
     """Raise InputError (naming ``source``) unless annotation is uint8 [height, width] with object
     ids in 0..num_objects."""
     if annotation.dtype != np.uint8 or annotation.shape != (height, width):
@@ -55,8 +56,9 @@ class VideoStream:
         self.last_graph = "none"
         backend.reset()
 
-    def process(self, frame: np.ndarray, annotation: np.ndarray | None = None,
-                source: str = "frame") -> FrameOutput:
+    def process(
+        self, frame: np.ndarray, annotation: np.ndarray | None = None, source: str = "frame"
+    ) -> FrameOutput:
         """Segment the next frame (uint8 [H, W, 3]; annotation uint8 [H, W] or None).
 
         Raises:

@@ -58,8 +58,15 @@ def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
     return table[dtype]
 
 
-def _build_engine(trt: Any, trt_logger: Any, onnx_bytes: bytes, source: Path,
-                  expected_plugins: int, precision: str, workspace_bytes: int) -> bytes:
+def _build_engine(
+    trt: Any,
+    trt_logger: Any,
+    onnx_bytes: bytes,
+    source: Path,
+    expected_plugins: int,
+    precision: str,
+    workspace_bytes: int,
+) -> bytes:
     """Parse the stripped graph, check the plugin layers are there, build a serialised engine."""
     builder = trt.Builder(trt_logger)
     flags = 0
@@ -73,8 +80,7 @@ def _build_engine(trt: Any, trt_logger: Any, onnx_bytes: bytes, source: Path,
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ExportError(f"TensorRT's ONNX parser rejected {source}: {errors}")
     plugin_layers = sum(
-        1 for i in range(network.num_layers)
-        if network.get_layer(i).type == trt.LayerType.PLUGIN_V3
+        1 for i in range(network.num_layers) if network.get_layer(i).type == trt.LayerType.PLUGIN_V3
     )
     if plugin_layers != expected_plugins:
         raise ExportError(
@@ -142,10 +148,11 @@ class TensorRTBackend:
             key = engine_cache_key(data, trt.__version__, gpu, settings)
             expected = export.manifest["graphs"][name]["op_nodes"]
             engine_bytes = cache.get_or_build(
-                name, key,
+                name,
+                key,
                 lambda data=data, path=path, expected=expected: _build_engine(
-                    trt, self._trt_logger, data, path, expected, export.precision,
-                    workspace_bytes),
+                    trt, self._trt_logger, data, path, expected, export.precision, workspace_bytes
+                ),
                 note={"onnx": str(path), "tensorrt": trt.__version__, "gpu": gpu, **settings},
             )
             engine = self._runtime.deserialize_cuda_engine(engine_bytes)
@@ -175,9 +182,11 @@ class TensorRTBackend:
     def _empty_state(self) -> dict[str, torch.Tensor]:
         engine = self._engines["step"]
         return {
-            name: torch.zeros(tuple(engine.get_tensor_shape(name)),
-                              dtype=_torch_dtype(self._trt, engine.get_tensor_dtype(name)),
-                              device=self._device)
+            name: torch.zeros(
+                tuple(engine.get_tensor_shape(name)),
+                dtype=_torch_dtype(self._trt, engine.get_tensor_dtype(name)),
+                device=self._device,
+            )
             for name in STATE_NAMES
         }
 
@@ -191,13 +200,16 @@ class TensorRTBackend:
         for name in STATE_NAMES:
             self._state[name].copy_(getattr(shifted, name))
 
-    def run(self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None) -> FrameOutput:
+    def run(
+        self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None
+    ) -> FrameOutput:
         context = self._contexts[graph]
         with torch.cuda.stream(self._stream):
             inputs = {"frame": torch.from_numpy(np.ascontiguousarray(frame)).to(self._device)}
             if annotation is not None:
                 inputs["annotation"] = torch.from_numpy(np.ascontiguousarray(annotation)).to(
-                    self._device)
+                    self._device
+                )
             addresses = {**inputs, **self._state, **self._buffers}
             addresses.update({n + NEXT_SUFFIX: self._spare[n] for n in STATE_NAMES})
             for name, tensor in addresses.items():

@@ -49,7 +49,9 @@ class TorchBackend:
         self._state = tuple(getattr(push_empty(VideoState(*self._state)), n) for n in STATE_NAMES)
 
     @torch.no_grad()
-    def run(self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None) -> FrameOutput:
+    def run(
+        self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None
+    ) -> FrameOutput:
         images = [torch.from_numpy(np.ascontiguousarray(frame)).to(self._device)]
         if annotation is not None:
             images.append(torch.from_numpy(np.ascontiguousarray(annotation)).to(self._device))
