@@ -168,10 +168,20 @@ def test_a_frame_of_another_size_names_the_file(model, export, video, tmp_path):
     frames, annotations = video
     images, labels = _write_video(tmp_path / "seq", frames, annotations)
     Image.fromarray(frames[2][:, :80]).save(images / "00002.png")
+    # queue_size=1: the decoder is blocked on a full queue when the main thread fails.
     with pytest.raises(InputError, match=r"00002.png: frame must be uint8 \[64, 96, 3\]"):
-        run_video(
-            images, labels, tmp_path / "out", backend="onnxruntime", export_dir=export.directory
-        )
+        run_video(images, labels, tmp_path / "out", export_dir=export.directory, queue_size=1)
+
+
+def test_a_mask_write_error_is_raised(export, video, tmp_path):
+    frames, annotations = video
+    images, labels = _write_video(tmp_path / "seq", frames, annotations)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "masks").write_text("a file where the masks folder should be")
+    with pytest.raises(OSError):
+        run_video(images, labels, out, export_dir=export.directory, queue_size=1)
+    assert not (out / "report.json").exists()
 
 
 def test_bad_annotations_and_folders_are_input_errors_naming_the_file(export, video, tmp_path):

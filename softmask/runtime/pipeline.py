@@ -58,6 +58,17 @@ _END = object()
 _POLL = 0.1
 
 
+def _put_unless_stopped(out: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Put ``item`` on ``out``, giving up once ``stop`` is set; True if it was put."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=_POLL)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def _decode_frames(frames: Sequence[Path], out: queue.Queue, stop: threading.Event) -> None:
     """Decode thread: (index, path, frame) per file, then _END; an error is queued and ends it."""
     for index, path in enumerate(frames):
@@ -65,15 +76,9 @@ def _decode_frames(frames: Sequence[Path], out: queue.Queue, stop: threading.Eve
             item: Any = (index, path, read_frame(path))
         except Exception as error:  # noqa: BLE001 - any failure must reach the main thread
             item = error
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=_POLL)
-                break
-            except queue.Full:
-                continue
-        if stop.is_set() or isinstance(item, Exception):
+        if not _put_unless_stopped(out, item, stop) or isinstance(item, Exception):
             return
-    out.put(_END)
+    _put_unless_stopped(out, _END, stop)
 
 
 class _Writer(threading.Thread):
@@ -137,7 +142,9 @@ def stream_video(
 
     Raises:
         InputError: a frame file is unreadable or of the wrong size, or an annotation is invalid
-            (the message names the file); masks of earlier frames are complete on disk.
+            (the message names the file); masks of earlier frames are complete on disk, and no
+            report is written.
+        OSError: a mask could not be written (raised once the queue is drained).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -156,6 +163,8 @@ def stream_video(
     writer.start()
     try:
         while (item := decoded.get()) is not _END:
+            if writer.error is not None:
+                break  # finish() raises it; later frames would not be written anyway
             if isinstance(item, Exception):
                 raise item
             index, path, frame = item
