@@ -22,6 +22,7 @@ from softmask.runtime import (
     TensorRTBackend,
     TorchBackend,
     VideoStream,
+    run_frames,
     run_video,
 )
 from softmask.runtime.backend import FrameOutput
@@ -323,3 +324,22 @@ def test_mean_iou_hand_computed():
     prediction = np.array([[1, 0, 0, 0]], np.uint8)
     # object 1: |P & G| = 1, |P | G| = 2; object 2 absent from both -> 1.
     assert mean_iou(prediction, truth, 2) == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_run_frames_takes_arrays_and_equals_the_models_loop(model, video, tmp_path):
+    frames, annotations = video
+    report = run_frames(
+        list(frames),
+        annotations,
+        tmp_path,
+        backend="torch",
+        checkpoint=model,
+        temporal_window=WINDOW,
+    )
+    expected = segment_video(model, frames, annotations, temporal_window=WINDOW)
+    assert report["spec"]["num_objects"] == 2  # the largest annotated id
+    for t in range(T):
+        with Image.open(tmp_path / "masks" / f"{t:05d}.png") as image:
+            np.testing.assert_array_equal(np.asarray(image), expected[t])
+    with pytest.raises(InputError, match=r"annotations for frame\(s\) \[9\]"):
+        run_frames(list(frames), {9: annotations[1]}, tmp_path, backend="torch", checkpoint=model)

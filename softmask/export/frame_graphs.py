@@ -116,15 +116,15 @@ class _FrameGraph(nn.Module):
         self.spec = spec
         self.geometry = spec.geometry
 
-    # uint8 inputs are cast before any other op: TensorRT takes uint8 tensors at the network's
-    # boundary and in casts, not in general layers (transpose, comparison).
+    # uint8 inputs are cast to float32 before any other op: TensorRT takes uint8 tensors only at
+    # the network's boundary and in casts, and older releases cast uint8 only to/from float.
     def _features(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dtype = next(self.model.parameters()).dtype
         # Normalisation in float32 before the cast: uint8 pixel values minus means are exact there.
         return self.model.features(preprocess_frame(frame.float(), self.geometry).to(dtype))
 
     def _annotation(self, f8: torch.Tensor, annotation: torch.Tensor):
-        labels = annotation.to(torch.int32)
+        labels = annotation.float()
         masks, annotated = prepare_annotation(labels, self.spec.num_objects, self.geometry)
         return annotate(self.model, f8, masks.to(f8.dtype), annotated)
 

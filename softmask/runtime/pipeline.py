@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -69,11 +69,21 @@ def _put_unless_stopped(out: queue.Queue, item: Any, stop: threading.Event) -> b
     return False
 
 
-def _decode_frames(frames: Sequence[Path], out: queue.Queue, stop: threading.Event) -> None:
-    """Decode thread: (index, path, frame) per file, then _END; an error is queued and ends it."""
-    for index, path in enumerate(frames):
+def _frame_name(frame: Path | np.ndarray, index: int) -> tuple[str, str]:
+    """(output file stem, source named in errors) of a frame given as a file or an array."""
+    if isinstance(frame, Path):
+        return frame.stem, str(frame)
+    return f"{index:05d}", f"frame {index}"
+
+
+def _decode_frames(
+    frames: Sequence[Path | np.ndarray], out: queue.Queue, stop: threading.Event
+) -> None:
+    """Decode thread: (index, frame array) per frame (files are read, arrays passed on), then
+    _END; an error is queued and ends it."""
+    for index, frame in enumerate(frames):
         try:
-            item: Any = (index, path, read_frame(path))
+            item: Any = (index, read_frame(frame) if isinstance(frame, Path) else frame)
         except Exception as error:  # noqa: BLE001 - any failure must reach the main thread
             item = error
         if not _put_unless_stopped(out, item, stop) or isinstance(item, Exception):
@@ -118,17 +128,18 @@ class _Writer(threading.Thread):
 
 def stream_video(
     backend: Backend,
-    frames: Sequence[Path],
+    frames: Sequence[Path | np.ndarray],
     annotations: dict[int, np.ndarray],
     out_dir: str | Path,
     overlay: bool = False,
     queue_size: int = 4,
 ) -> dict[str, Any]:
-    """Run ``frames`` (files, in order) through ``backend``; write masks and ``report.json``.
+    """Run ``frames`` (in order) through ``backend``; write masks and ``report.json``.
 
     Args:
         backend: a ``Backend`` built for these frames' size and at least their object ids.
-        frames: frame files (JPEG/PNG).
+        frames: frame files (JPEG/PNG; masks are named after them) or uint8 [H, W, 3] RGB arrays
+            (masks named ``00000.png``, ``00001.png``, ... by index).
         annotations: frame index -> uint8 label map [H, W] (checked per frame).
         out_dir: gets ``masks/<frame stem>.png``, ``overlay/<frame stem>.jpg`` (``overlay``) and
             ``report.json``.
@@ -167,16 +178,17 @@ def stream_video(
                 break  # finish() raises it; later frames would not be written anyway
             if isinstance(item, Exception):
                 raise item
-            index, path, frame = item
+            index, frame = item
+            stem, source = _frame_name(frames[index], index)
             tick = time.perf_counter()
-            result = stream.process(frame, annotations.get(index), source=str(path))
+            result = stream.process(frame, annotations.get(index), source=source)
             seconds = time.perf_counter() - tick
             graphs[stream.last_graph] += 1
             ran = stream.last_graph != "none"
             per_frame_ms.append(seconds * 1e3 if ran else None)
             if ran:
                 step_seconds.append(seconds)
-            writer.items.put((path.stem, frame if overlay else None, result.labels))
+            writer.items.put((stem, frame if overlay else None, result.labels))
     finally:
         stop.set()
         writer.finish()
@@ -215,13 +227,91 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
         raise
 
 
-def _check_export(export: StreamingExport, height: int, width: int, first_frame: Path) -> None:
+def _check_export(export: StreamingExport, height: int, width: int, source: str) -> None:
     spec = export.spec
     if (spec.height, spec.width) != (height, width):
         raise InputError(
-            f"{first_frame}: frames are {height}x{width}, the export in {export.directory} was "
+            f"{source}: frames are {height}x{width}, the export in {export.directory} was "
             f"made for {spec.height}x{spec.width} (export again for this size)"
         )
+
+
+def run_frames(
+    frames: Sequence[Path | np.ndarray],
+    annotations: Mapping[int, np.ndarray],
+    out_dir: str | Path,
+    backend: str = "onnxruntime",
+    checkpoint: str | Path | Any = None,
+    export_dir: str | Path | None = None,
+    num_objects: int | None = None,
+    temporal_window: int = 7,
+    min_dim: int | None = None,
+    max_dim: int | None = None,
+    fp16: bool = False,
+    overlay: bool = False,
+    providers: Sequence[str] | None = None,
+    engine_cache_dir: str | Path | None = None,
+    queue_size: int = 4,
+    annotation_sources: Mapping[int, str] | None = None,
+) -> dict[str, Any]:
+    """Build ``backend`` for these frames and run ``stream_video``.
+
+    Args:
+        frames: frame files or uint8 [H, W, 3] RGB arrays, in order, all one size.
+        annotations: frame index -> uint8 label map [H, W] (0 background, k = object k); objects
+            may first appear at any frame.
+        annotation_sources: frame index -> name used in errors about that annotation (e.g. its
+            file); default "annotation of frame <index>".
+        The other arguments are ``run_video``'s.
+
+    Returns:
+        The report of ``stream_video``.
+    """
+    if not frames:
+        raise InputError("no frames to segment")
+    first = frames[0]
+    height, width = (read_frame(first) if isinstance(first, Path) else np.asarray(first)).shape[:2]
+    _, first_source = _frame_name(first, 0)
+    largest = max((int(a.max()) for a in annotations.values()), default=0)
+    if largest == 0:
+        raise InputError("the annotations contain no object (all pixels 0)")
+    outside = sorted(i for i in annotations if not 0 <= i < len(frames))
+    if outside:
+        raise InputError(f"annotations for frame(s) {outside}, but there are {len(frames)} frames")
+    out = Path(out_dir)
+    export = None
+    if backend != "torch" and export_dir is not None:
+        export = load_streaming_export(export_dir)
+        _check_export(export, height, width, first_source)
+        slots = export.spec.num_objects
+    else:
+        slots = num_objects if num_objects is not None else largest
+    sources = annotation_sources or {}
+    for index, labels in annotations.items():
+        source = sources.get(index, f"annotation of frame {index}")
+        check_annotation(labels, height, width, slots, source)
+    if backend == "torch":
+        spec = StreamSpec(height, width, slots, temporal_window, min_dim, max_dim)
+        engine = create_backend("torch", model=resolve_model(checkpoint), spec=spec)
+    else:
+        if export is None:
+            export = export_streaming(
+                resolve_model(checkpoint),
+                out / EXPORT_DIR,
+                height,
+                width,
+                slots,
+                temporal_window,
+                fp16,
+                min_dim,
+                max_dim,
+            )
+        engine = create_backend(
+            backend, export=export, providers=providers, engine_cache_dir=engine_cache_dir
+        )
+    return stream_video(
+        engine, frames, dict(annotations), out, overlay=overlay, queue_size=queue_size
+    )
 
 
 def run_video(
@@ -273,38 +363,23 @@ def run_video(
     """
     frames = list_frames(video_dir)
     annotations = read_annotations(annotations_dir, frames)
-    height, width, _ = read_frame(frames[0]).shape
-    largest = max(int(a.max()) for a in annotations.values())
-    if largest == 0:
-        raise InputError(f"{annotations_dir}: the annotations contain no object (all pixels 0)")
-    out = Path(out_dir)
-    export = None
-    if backend != "torch" and export_dir is not None:
-        export = load_streaming_export(export_dir)
-        _check_export(export, height, width, frames[0])
-        slots = export.spec.num_objects
-    else:
-        slots = num_objects if num_objects is not None else largest
     folder = Path(annotations_dir)
-    for index, labels in annotations.items():
-        check_annotation(labels, height, width, slots, str(folder / f"{frames[index].stem}.png"))
-    if backend == "torch":
-        spec = StreamSpec(height, width, slots, temporal_window, min_dim, max_dim)
-        engine = create_backend("torch", model=resolve_model(checkpoint), spec=spec)
-    else:
-        if export is None:
-            export = export_streaming(
-                resolve_model(checkpoint),
-                out / EXPORT_DIR,
-                height,
-                width,
-                slots,
-                temporal_window,
-                fp16,
-                min_dim,
-                max_dim,
-            )
-        engine = create_backend(
-            backend, export=export, providers=providers, engine_cache_dir=engine_cache_dir
-        )
-    return stream_video(engine, frames, annotations, out, overlay=overlay, queue_size=queue_size)
+    sources = {index: str(folder / f"{frames[index].stem}.png") for index in annotations}
+    return run_frames(
+        frames,
+        annotations,
+        out_dir,
+        backend=backend,
+        checkpoint=checkpoint,
+        export_dir=export_dir,
+        num_objects=num_objects,
+        temporal_window=temporal_window,
+        min_dim=min_dim,
+        max_dim=max_dim,
+        fp16=fp16,
+        overlay=overlay,
+        providers=providers,
+        engine_cache_dir=engine_cache_dir,
+        queue_size=queue_size,
+        annotation_sources=sources,
+    )
