@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -247,6 +248,13 @@ def test_engine_cache_builds_once(tmp_path):
 def test_tensorrt_backend_without_tensorrt_is_unavailable(export, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # makes `import tensorrt` fail
     with pytest.raises(BackendUnavailable, match="TensorRT Python bindings"):
+        TensorRTBackend(export)
+
+
+def test_tensorrt_backend_without_a_gpu_is_unavailable(export, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BackendUnavailable, match="needs a CUDA GPU"):
         TensorRTBackend(export)
 
 

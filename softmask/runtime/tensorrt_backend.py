@@ -9,6 +9,7 @@ is tested. Please report what fails on a real TensorRT host.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 from pathlib import Path
@@ -141,6 +142,22 @@ class TensorRTBackend:
         settings = {"precision": export.precision, "workspace_bytes": workspace_bytes}
         self._contexts = {}
         self._engines = {}
+        self._stream = torch.cuda.Stream(self._device)
+        with torch.cuda.device(self._device):
+            self._load_engines(export, cache, gpu, settings)
+        with self._on_device():
+            self._buffers = self._allocate(self._engines["step"])
+        self._state: dict[str, torch.Tensor] = {}
+        self._spare: dict[str, torch.Tensor] = {}
+        self.reset()
+        logger.info("tensorrt %s backend on %s", trt.__version__, self.device)
+
+    def _load_engines(
+        self, export: StreamingExport, cache: EngineCache, gpu: str, settings: dict[str, Any]
+    ) -> None:
+        """Deserialise (building first if not cached) one engine and context per graph."""
+        trt = self._trt
+        workspace_bytes = settings["workspace_bytes"]
         for name, path in export.graphs.items():
             model = onnx.load(str(path))
             strip_function_bodies(model)
@@ -163,12 +180,6 @@ class TensorRTBackend:
                 )
             self._engines[name] = engine
             self._contexts[name] = engine.create_execution_context()
-        self._stream = torch.cuda.Stream(self._device)
-        self._buffers = self._allocate(self._engines["step"])
-        self._state: dict[str, torch.Tensor] = {}
-        self._spare: dict[str, torch.Tensor] = {}
-        self.reset()
-        logger.info("tensorrt %s backend on %s", trt.__version__, self.device)
 
     def _allocate(self, engine: Any) -> dict[str, torch.Tensor]:
         """Device buffers for the labels and scores outputs (the same in every graph)."""
@@ -190,21 +201,31 @@ class TensorRTBackend:
             for name in STATE_NAMES
         }
 
+    def _on_device(self) -> contextlib.ExitStack:
+        """Make this backend's GPU and stream current: buffers are allocated and written on the
+        stream the engines run on, so no cross-stream ordering is needed."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.cuda.device(self._device))
+        stack.enter_context(torch.cuda.stream(self._stream))
+        return stack
+
     def reset(self) -> None:
         # Two state sets, swapped after every run: a graph never reads and writes one buffer.
-        self._state = self._empty_state()
-        self._spare = self._empty_state()
+        with self._on_device():
+            self._state = self._empty_state()
+            self._spare = self._empty_state()
 
     def advance_empty(self) -> None:
-        shifted = push_empty(VideoState(*(self._state[n] for n in STATE_NAMES)))
-        for name in STATE_NAMES:
-            self._state[name].copy_(getattr(shifted, name))
+        with self._on_device():
+            shifted = push_empty(VideoState(*(self._state[n] for n in STATE_NAMES)))
+            for name in STATE_NAMES:
+                self._state[name].copy_(getattr(shifted, name))
 
     def run(
         self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None
     ) -> FrameOutput:
         context = self._contexts[graph]
-        with torch.cuda.stream(self._stream):
+        with self._on_device():
             inputs = {"frame": torch.from_numpy(np.ascontiguousarray(frame)).to(self._device)}
             if annotation is not None:
                 inputs["annotation"] = torch.from_numpy(np.ascontiguousarray(annotation)).to(
