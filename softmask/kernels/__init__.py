@@ -1,0 +1,18 @@
+"""The fused soft-masked attention kernel (Triton): JIT launcher, tile heuristics, AOT generator.
+
+``sma_forward`` imports Triton on first call, not at import time, so importing this package never
+fixes Triton's mode: set ``TRITON_INTERPRET=1`` before Triton's first import to run the kernel on
+CPU tensors (tests); without it the kernel needs CUDA tensors. Raises ImportError when Triton is
+absent (the custom op then falls back to the reference math).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+if importlib.util.find_spec("triton") is None:
+    raise ImportError("softmask.kernels needs triton (pip install 'softmask[gpu]')")
+
+from softmask.kernels.launch import sma_forward  # noqa: E402
+
+__all__ = ["sma_forward"]

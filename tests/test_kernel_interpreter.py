@@ -1,0 +1,129 @@
+"""The fused Triton kernel on CPU under Triton's interpreter, against the float64 reference.
+
+TRITON_INTERPRET=1 must be set before Triton's first import; softmask.ops never imports Triton and
+softmask.kernels imports it lazily, so setting it here (before any kernel import) is enough even
+when other test modules ran first. A test session that imported Triton earlier without the flag
+cannot interpret: the fixture below then fails loudly instead of silently testing nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ["TRITON_INTERPRET"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from softmask.errors import InputError  # noqa: E402
+from softmask.kernels import heuristics  # noqa: E402
+from softmask.ops.reference import soft_masked_attention as reference  # noqa: E402
+
+TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 2e-3}
+
+
+@pytest.fixture(scope="module")
+def sma_forward():
+    if "triton" in sys.modules:
+        from triton import knobs
+
+        assert knobs.runtime.interpret, "triton was imported before TRITON_INTERPRET=1 was set"
+    from softmask.kernels import sma_forward as fn
+
+    return fn
+
+
+def _inputs(batch, queries, keys, heads, head_dim, dtype, seed=0, alpha_max=16.0, binary=False):
+    g = torch.Generator().manual_seed(seed)
+    embed = heads * head_dim
+    q = torch.randn(batch, queries, embed, generator=g).to(dtype)
+    k = torch.randn(batch, keys, embed, generator=g).to(dtype)
+    v = torch.randn(batch, keys, embed, generator=g).to(dtype)
+    m = torch.rand(batch, queries, keys, generator=g)
+    if binary:
+        m = (m > 0.5).float()
+    alpha = torch.rand(heads, generator=g) * alpha_max
+    return q, k, v, m.to(dtype), alpha
+
+
+def _check(sma_forward, q, k, v, m, alpha, heads, kpm=None, num_splits=None):
+    got = sma_forward(q, k, v, m, alpha, heads, kpm, num_splits=num_splits)
+    want = reference(q.double(), k.double(), v.double(), m.double(), alpha.double(), heads, kpm)
+    assert got.dtype == q.dtype and got.shape == q.shape
+    scale = max(want.abs().max().item(), 1e-6)
+    err = (got.double() - want).abs().max().item() / scale
+    assert err <= TOLERANCE[q.dtype], f"relative error {err:.3g} > {TOLERANCE[q.dtype]}"
+    return got, want
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize(
+    "batch,queries,keys,heads,head_dim,splits",
+    [
+        (1, 1, 5, 2, 16, None),  # S below one tile, I = 1
+        (2, 37, 300, 2, 32, None),  # S not a multiple of the tile, I = 37 (one partial tile)
+        (1, 5, 300, 1, 64, 1),  # forced single split
+        (1, 3, 200, 1, 128, 7),  # more splits than key tiles (BLOCK_S = 64 -> 4 tiles)
+        (1, 20, 520, 1, 32, 3),  # uneven splits, one partly used query tile of 64
+    ],
+)
+def test_matches_reference(sma_forward, dtype, batch, queries, keys, heads, head_dim, splits):
+    q, k, v, m, alpha = _inputs(batch, queries, keys, heads, head_dim, dtype)
+    _check(sma_forward, q, k, v, m, alpha, heads, num_splits=splits)
+
+
+def test_key_padding_fully_padded_rows_and_splits(sma_forward):
+    q, k, v, m, alpha = _inputs(3, 4, 700, 2, 32, torch.float32)
+    kpm = torch.zeros(3, 700, dtype=torch.bool)
+    kpm[0] = True  # batch 0: every key padded -> zeros
+    kpm[1, :520] = True  # batch 1: the first splits hold only padded keys
+    kpm[2, ::3] = True  # batch 2: scattered padding
+    got, _ = _check(sma_forward, q, k, v, m, alpha, 2, kpm=kpm, num_splits=5)
+    assert torch.equal(got[0], torch.zeros_like(got[0]))
+
+
+def test_large_alpha_with_binary_mask(sma_forward):
+    q, k, v, m, alpha = _inputs(1, 9, 260, 2, 32, torch.float16, binary=True)
+    alpha = torch.tensor([64.0, 0.5])
+    _check(sma_forward, q, k, v, m, alpha, 2, num_splits=2)
+
+
+def test_mask_dtype_may_differ_from_query(sma_forward):
+    q, k, v, m, alpha = _inputs(1, 4, 130, 2, 16, torch.float16)
+    _check(sma_forward, q, k, v, m.float(), alpha.half(), 2)
+
+
+def test_padded_rows_are_zero_in_every_dtype(sma_forward):
+    q, k, v, m, alpha = _inputs(1, 2, 40, 1, 16, torch.float16)
+    kpm = torch.ones(1, 40, dtype=torch.bool)
+    out = sma_forward(q, k, v, m, alpha, 1, kpm)
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_unsupported_head_dim_is_an_input_error(sma_forward):
+    q, k, v, m, alpha = _inputs(1, 2, 8, 2, 24, torch.float32)
+    with pytest.raises(InputError, match="head dim"):
+        sma_forward(q, k, v, m, alpha, 2)
+
+
+def test_bad_num_splits_is_an_input_error(sma_forward):
+    q, k, v, m, alpha = _inputs(1, 2, 8, 1, 16, torch.float32)
+    with pytest.raises(InputError, match="num_splits"):
+        sma_forward(q, k, v, m, alpha, 1, num_splits=0)
+
+
+def test_shape_errors_come_from_check_inputs(sma_forward):
+    q, k, v, m, alpha = _inputs(1, 2, 8, 1, 16, torch.float32)
+    with pytest.raises(InputError, match="mask"):
+        sma_forward(q, k, v, m[:, :, :4], alpha, 1)
+
+
+def test_heuristic_split_count_used_when_none(sma_forward, monkeypatch):
+    """num_splits=None follows the heuristic: forcing the heuristic's own value changes nothing."""
+    q, k, v, m, alpha = _inputs(1, 3, 900, 1, 16, torch.float32)
+    chosen = heuristics.choose_num_splits(1, 1, 3, 900, 16, 132)
+    assert chosen > 1
+    auto = sma_forward(q, k, v, m, alpha, 1)
+    forced = sma_forward(q, k, v, m, alpha, 1, num_splits=chosen)
+    assert torch.equal(auto, forced)
