@@ -144,6 +144,7 @@ def test_pipeline_writes_one_mask_per_frame_and_a_latency_report(model, export, 
     assert len(list((out / "overlay").glob("*.jpg"))) == T
     assert report == json.loads((out / "report.json").read_text())
     assert report["frames"] == report["masks_written"] == T
+    assert report["backend"] == "onnxruntime" and report["precision"] == "fp32"
     assert report["graphs"] == {"none": 1, "init": 1, "step": 3, "annotate": 1}
     latency = report["latency"]
     assert latency["count"] == T - 1  # frame 0 runs no graph
@@ -295,6 +296,7 @@ class _FlipFrame:
     def __init__(self, inner, index: int) -> None:
         self.inner, self.index, self.count = inner, index, 0
         self.name, self.device, self.spec = "flipped", inner.device, inner.spec
+        self.precision = inner.precision
         self.with_scores = inner.with_scores
 
     def reset(self):

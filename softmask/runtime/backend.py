@@ -41,11 +41,13 @@ class Backend(Protocol):
         name: "torch", "onnxruntime" or "tensorrt".
         device: where the state lives, in words (e.g. "cpu", "cuda:0 (NVIDIA H100)").
         spec: the frame size, object count and window the backend was built for.
+        precision: "fp32" or "fp16", the weights' and descriptors' type.
     """
 
     name: str
     device: str
     spec: StreamSpec
+    precision: str
 
     def reset(self) -> None:
         """Empty the state (no valid descriptor, no active object)."""

@@ -56,6 +56,7 @@ class OnnxRuntimeBackend:
         ort = _import_onnxruntime()
         self._ort = ort
         self.spec = export.spec
+        self.precision = export.precision
         self.with_scores = with_scores
         available = ort.get_available_providers()
         wanted = list(providers) if providers else [p for p in DEFAULT_PROVIDERS if p in available]

@@ -198,6 +198,7 @@ def stream_video(
         "softmask_version": __version__,
         "backend": backend.name,
         "device": backend.device,
+        "precision": backend.precision,
         "spec": asdict(backend.spec),
         "frames": len(frames),
         "masks_written": writer.written,

@@ -132,6 +132,7 @@ class TensorRTBackend:
         load_into_tensorrt()
         self._trt = trt
         self.spec = export.spec
+        self.precision = export.precision
         self.with_scores = with_scores
         self._device = torch.device("cuda", device)
         gpu = torch.cuda.get_device_name(self._device)

@@ -38,6 +38,7 @@ class TorchBackend:
         self.with_scores = with_scores
         self._device = next(model.parameters()).device
         self.device = str(self._device)
+        self.precision = "fp16" if next(model.parameters()).dtype == torch.float16 else "fp32"
         self._graphs = {name: cls(model, spec).eval() for name, cls in GRAPH_MODULES.items()}
         self._state: tuple[torch.Tensor, ...] = ()
         self.reset()
