@@ -44,6 +44,139 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_demo)
 
 
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", help="model checkpoint (.pth, HODOR's format or ours); "
+                                        "default: the bundled tiny model")
+
+
+def _stream_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("stream settings")
+    g.add_argument("--objects", type=int, help="object slots (default: largest annotated id)")
+    g.add_argument("--window", type=int, default=7, help="temporal window W in frames (default 7)")
+    g.add_argument("--min-dim", type=int, help="resize the short side to this (default: keep size)")
+    g.add_argument("--max-dim", type=int, help="cap the long side at this")
+
+
+def _backend_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("backend")
+    g.add_argument("--export-dir", help="use this streaming export instead of exporting anew")
+    g.add_argument("--providers", nargs="+",
+                   help="ONNX Runtime execution providers (default: CUDA if present, then CPU)")
+    g.add_argument("--engine-cache", help="TensorRT engine cache folder")
+
+
+def _video_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("video", help="folder of frames (JPEG/PNG, sorted by name)")
+    p.add_argument("--annotations", required=True,
+                   help="folder of label PNGs named like the frames (any frame may carry one)")
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from softmask.export import export_streaming
+    from softmask.runtime import resolve_model
+
+    export = export_streaming(
+        resolve_model(args.checkpoint), args.out, args.height, args.width, args.objects,
+        temporal_window=args.window, fp16=args.fp16, min_dim=args.min_dim, max_dim=args.max_dim,
+    )
+    print(f"wrote {export.directory}: " + ", ".join(sorted(export.graphs)) + " + manifest.json")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export the per-frame streaming graphs (ONNX) of a model")
+    _model_arguments(p)
+    p.add_argument("--height", type=int, required=True, help="frame height in pixels")
+    p.add_argument("--width", type=int, required=True, help="frame width in pixels")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--fp16", action="store_true", help="float16 graphs")
+    _stream_arguments(p)
+    p.set_defaults(handler=_cmd_export, objects=None)
+
+
+def _print_latency(report: dict) -> None:
+    lat = report["latency"]
+    if lat["count"]:
+        print(f"per-frame step latency over {lat['count']} frames: p50 {lat['p50_ms']:.1f} ms, "
+              f"p90 {lat['p90_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms "
+              f"({lat['fps']:.1f} fps of step time)")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from softmask.runtime import run_video
+
+    report = run_video(
+        args.video, args.annotations, args.out, backend=args.backend, checkpoint=args.checkpoint,
+        export_dir=args.export_dir, num_objects=args.objects, temporal_window=args.window,
+        min_dim=args.min_dim, max_dim=args.max_dim, fp16=args.fp16, overlay=args.overlay,
+        providers=args.providers, engine_cache_dir=args.engine_cache,
+    )
+    print(f"{report['backend']} ({report['device']}, {report['precision']}): {report['frames']} "
+          f"frames -> {Path(args.out) / 'masks'}")
+    _print_latency(report)
+    return 0
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    from softmask.runtime import BACKENDS
+
+    p = sub.add_parser("run", help="segment a video: label PNGs per frame + latency report")
+    _video_arguments(p)
+    p.add_argument("--out", required=True, help="output folder (masks/, report.json)")
+    p.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
+    p.add_argument("--fp16", action="store_true", help="float16 graphs (exported backends)")
+    p.add_argument("--overlay", action="store_true", help="also write overlay JPEGs")
+    _model_arguments(p)
+    _stream_arguments(p)
+    _backend_arguments(p)
+    p.set_defaults(handler=_cmd_run)
+
+
+def _cmd_parity(args: argparse.Namespace) -> int:
+    from softmask.eval.parity import parity_video
+
+    work = args.work_dir or tempfile.mkdtemp(prefix="softmask-parity-")
+    report = parity_video(
+        args.video, args.annotations, reference=args.reference, candidate=args.candidate,
+        checkpoint=args.checkpoint, export_dir=args.export_dir, ground_truth_dir=args.ground_truth,
+        num_objects=args.objects, temporal_window=args.window, providers=args.providers,
+        engine_cache_dir=args.engine_cache, work_dir=work,
+        min_agreement=args.min_agreement, score_tolerance=args.score_tolerance,
+    )
+    if args.report:
+        report.save(args.report)
+    summary = report.to_dict()
+    for key in ("min_agreement", "max_abs_score_diff", "mean_iou_reference", "mean_iou_candidate"):
+        if summary.get(key) is not None:
+            print(f"{key}: {summary[key]}")
+    for failure in report.failures:
+        print(f"FAIL: {failure}")
+    print(f"parity {args.reference} vs {args.candidate}: {'PASS' if report.passed else 'FAIL'} "
+          f"(label agreement >= {args.min_agreement}, score diff <= {args.score_tolerance})")
+    return 0 if report.passed else 1
+
+
+def _add_parity(sub: argparse._SubParsersAction) -> None:
+    from softmask.eval.parity import DEFAULT_MIN_AGREEMENT, DEFAULT_SCORE_TOLERANCE
+    from softmask.runtime import BACKENDS
+
+    p = sub.add_parser("parity", help="run one video through two backends and compare them")
+    _video_arguments(p)
+    p.add_argument("--reference", choices=BACKENDS, default="torch")
+    p.add_argument("--candidate", choices=BACKENDS, default="onnxruntime")
+    p.add_argument("--ground-truth", help="folder of ground-truth label PNGs (adds IoU per backend)")
+    p.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT,
+                   help="fraction of pixels whose labels must agree, per frame")
+    p.add_argument("--score-tolerance", type=float, default=DEFAULT_SCORE_TOLERANCE,
+                   help="largest allowed |score difference|")
+    p.add_argument("--report", help="write the JSON report here")
+    p.add_argument("--work-dir", help="where to export the graphs (default: a temporary folder)")
+    _model_arguments(p)
+    _stream_arguments(p)
+    _backend_arguments(p)
+    p.set_defaults(handler=_cmd_parity)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softmask",
@@ -55,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="more log output (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_demo,):
+    for add in (_add_demo, _add_export, _add_run, _add_parity):
         add(sub)
     return parser
 

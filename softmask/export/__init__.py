@@ -1,5 +1,6 @@
-"""torch -> ONNX export (custom node + function body) and graph passes for deployment."""
+"""torch -> ONNX export (custom node + function body) and the streaming per-frame graphs."""
 
 from softmask.export.onnx_export import export_onnx
+from softmask.export.streaming import StreamingExport, export_streaming, load_streaming_export
 
-__all__ = ["export_onnx"]
+__all__ = ["StreamingExport", "export_onnx", "export_streaming", "load_streaming_export"]
