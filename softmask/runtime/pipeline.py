@@ -295,6 +295,11 @@ def run_frames(
         spec = StreamSpec(height, width, slots, temporal_window, min_dim, max_dim)
         engine = create_backend("torch", model=resolve_model(checkpoint), spec=spec)
     else:
+        if backend == "tensorrt":
+            # Fail before a long export when TensorRT is missing.
+            from softmask.runtime.tensorrt_backend import import_tensorrt
+
+            import_tensorrt()
         if export is None:
             export = export_streaming(
                 resolve_model(checkpoint),
