@@ -65,7 +65,15 @@ typedef struct SoftmaskSmaParams
 size_t softmask_sma_workspace_size(int32_t batch, int32_t num_queries, int32_t num_keys,
     int32_t num_heads, int32_t head_dim);
 
-/* Enqueue the forward pass on stream. Returns a SoftmaskStatus; never aborts. */
+/* Key splits a launch of these sizes uses on a GPU with num_sms SMs when params.num_splits == 0
+ * (same rule as softmask.kernels.heuristics.choose_num_splits). Pure host function. */
+int32_t softmask_sma_num_splits(int32_t batch, int32_t num_heads, int32_t num_queries,
+    int32_t num_keys, int32_t head_dim, int32_t num_sms);
+
+/* Enqueue the forward pass on stream. Returns a SoftmaskStatus; never aborts. Arguments are
+ * checked before any CUDA call. batch, num_queries or num_keys equal to 0 is a valid empty call
+ * (num_keys == 0 zero-fills the output: every key is missing). query, key, value, mask, output and
+ * workspace must be 16-byte aligned. Forced num_splits above the workspace bound are clamped. */
 int32_t softmask_sma_forward(const SoftmaskSmaParams* params, cudaStream_t stream);
 
 /* Human-readable text of a status, including the last detailed error message of this thread. */

@@ -1,0 +1,272 @@
+/*
+ * softmask_kernels: launcher of the AOT-compiled fused kernels (softmask/kernels/triton_kernels.py).
+ *
+ * Kernels come from the generated table (softmask_kernels_table.c, written by
+ * `python -m softmask.kernels.aot` at build time). Images are loaded with the CUDA runtime's
+ * library API (cudaLibraryLoadData), so this library links only cudart, never libcuda.
+ */
+#include "softmask_kernels.h"
+
+#include "softmask_kernels_table.h"
+#include "softmask_kernels_internal.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <utility>
+
+namespace
+{
+
+thread_local std::string tLastError;
+
+int32_t fail(int32_t status, std::string const& message)
+{
+    tLastError = message;
+    return status;
+}
+
+int64_t cdiv(int64_t a, int64_t b)
+{
+    return (a + b - 1) / b;
+}
+
+constexpr int32_t kMaxSplits = 128;
+constexpr int32_t kMinTilesToSplit = 4;
+constexpr double kTargetWaveEfficiency = 0.85;
+constexpr size_t kAlign = 256;
+
+int32_t blockIFor(int32_t numQueries)
+{
+    return numQueries <= 16 ? 16 : 64;
+}
+
+int32_t blockSFor(int32_t headDim)
+{
+    return headDim <= 64 ? 128 : 64;
+}
+
+int32_t maxSplits(int32_t numKeys, int32_t headDim)
+{
+    return static_cast<int32_t>(std::max<int64_t>(1, std::min<int64_t>(kMaxSplits, cdiv(numKeys, blockSFor(headDim)))));
+}
+
+double waveEfficiency(int64_t programs, int64_t numSms)
+{
+    int64_t const waves = cdiv(programs, numSms);
+    return static_cast<double>(programs) / static_cast<double>(waves * numSms);
+}
+
+bool supportedHeadDim(int32_t d)
+{
+    return d == 16 || d == 32 || d == 64 || d == 128;
+}
+
+size_t alignUp(size_t n)
+{
+    return (n + kAlign - 1) / kAlign * kAlign;
+}
+
+size_t maxGlobalScratchPerProgram()
+{
+    size_t most = 0;
+    for (size_t i = 0; i < softmask_kernel_table_size; ++i)
+    {
+        most = std::max(most, static_cast<size_t>(softmask_kernel_table[i].global_scratch_size));
+    }
+    return most;
+}
+
+} // namespace
+
+namespace softmask
+{
+namespace kernels
+{
+
+WorkspaceLayout workspaceLayout(int64_t batch, int64_t queries, int64_t heads, int64_t headDim, int64_t splits)
+{
+    int64_t const rows = batch * heads * splits * queries;
+    int64_t const programs = batch * heads * splits * cdiv(queries, 16);
+    WorkspaceLayout layout{};
+    layout.accBytes = alignUp(static_cast<size_t>(rows * headDim) * sizeof(float));
+    layout.mlBytes = alignUp(static_cast<size_t>(rows * 2) * sizeof(float));
+    layout.alphaBytes = alignUp(static_cast<size_t>(heads) * sizeof(float));
+    layout.scratchBytes = alignUp(maxGlobalScratchPerProgram() * static_cast<size_t>(programs));
+    layout.total = layout.accBytes + layout.mlBytes + layout.alphaBytes + layout.scratchBytes;
+    return layout;
+}
+
+int32_t validate(SoftmaskSmaParams const* p)
+{
+    if (p == nullptr)
+    {
+        return fail(SOFTMASK_STATUS_INVALID_ARGUMENT, "params is NULL");
+    }
+    if (p->batch < 0 || p->num_queries < 0 || p->num_keys < 0 || p->num_heads < 1 || p->num_splits < 0)
+    {
+        std::ostringstream os;
+        os << "sizes must be batch, num_queries, num_keys >= 0, num_heads >= 1, num_splits >= 0; got B=" << p->batch
+           << " I=" << p->num_queries << " S=" << p->num_keys << " H=" << p->num_heads
+           << " num_splits=" << p->num_splits;
+        return fail(SOFTMASK_STATUS_INVALID_ARGUMENT, os.str());
+    }
+    if (p->batch > 65535)
+    {
+        return fail(SOFTMASK_STATUS_INVALID_ARGUMENT,
+            "batch " + std::to_string(p->batch) + " exceeds the grid's z limit of 65535");
+    }
+    for (SoftmaskDtype t : {p->dtype, p->mask_dtype, p->alpha_dtype})
+    {
+        if (t != SOFTMASK_DTYPE_FLOAT32 && t != SOFTMASK_DTYPE_FLOAT16 && t != SOFTMASK_DTYPE_BFLOAT16)
+        {
+            return fail(SOFTMASK_STATUS_INVALID_ARGUMENT,
+                "dtype value " + std::to_string(static_cast<int>(t)) + " is not a SoftmaskDtype");
+        }
+    }
+    if (!supportedHeadDim(p->head_dim))
+    {
+        return fail(SOFTMASK_STATUS_UNSUPPORTED,
+            "head_dim " + std::to_string(p->head_dim) + " has no kernel; supported: 16, 32, 64, 128");
+    }
+    if (p->dtype == SOFTMASK_DTYPE_BFLOAT16 || p->mask_dtype == SOFTMASK_DTYPE_BFLOAT16
+        || p->alpha_dtype == SOFTMASK_DTYPE_BFLOAT16)
+    {
+        return fail(SOFTMASK_STATUS_UNSUPPORTED, "bfloat16 has no AOT kernel (float32 and float16 only)");
+    }
+    if (p->batch == 0 || p->num_queries == 0)
+    {
+        return SOFTMASK_STATUS_SUCCESS;
+    }
+    std::pair<void const*, char const*> const required[] = {{p->query, "query"}, {p->output, "output"},
+        {p->key, "key"}, {p->value, "value"}, {p->mask, "mask"}, {p->alpha, "alpha"}};
+    for (auto const& [ptr, name] : required)
+    {
+        bool const unused = p->num_keys == 0 && name != std::string("output");
+        if (unused)
+        {
+            continue;
+        }
+        if (ptr == nullptr)
+        {
+            return fail(SOFTMASK_STATUS_INVALID_ARGUMENT, std::string(name) + " pointer is NULL");
+        }
+        bool const mustAlign = name != std::string("alpha");
+        if (mustAlign && reinterpret_cast<uintptr_t>(ptr) % 16 != 0)
+        {
+            return fail(SOFTMASK_STATUS_INVALID_ARGUMENT,
+                std::string(name) + " pointer is not 16-byte aligned (the kernels use vector loads)");
+        }
+    }
+    return SOFTMASK_STATUS_SUCCESS;
+}
+
+int32_t resolveSplits(SoftmaskSmaParams const& p, int32_t numSms)
+{
+    int32_t const bound = maxSplits(p.num_keys, p.head_dim);
+    if (p.num_splits > 0)
+    {
+        return std::min(p.num_splits, bound);
+    }
+    return softmask_sma_num_splits(p.batch, p.num_heads, p.num_queries, p.num_keys, p.head_dim, numSms);
+}
+
+} // namespace kernels
+} // namespace softmask
+
+extern "C" size_t softmask_sma_workspace_size(
+    int32_t batch, int32_t num_queries, int32_t num_keys, int32_t num_heads, int32_t head_dim)
+{
+    if (batch <= 0 || num_queries <= 0 || num_keys <= 0 || num_heads <= 0 || head_dim <= 0)
+    {
+        return 0;
+    }
+    return softmask::kernels::workspaceLayout(batch, num_queries, num_heads, head_dim, maxSplits(num_keys, head_dim))
+        .total;
+}
+
+extern "C" int32_t softmask_sma_num_splits(int32_t batch, int32_t num_heads, int32_t num_queries, int32_t num_keys,
+    int32_t head_dim, int32_t num_sms)
+{
+    if (batch <= 0 || num_heads <= 0 || num_queries <= 0 || num_keys <= 0 || head_dim <= 0 || num_sms <= 0)
+    {
+        return 1;
+    }
+    if (cdiv(num_keys, blockSFor(head_dim)) < kMinTilesToSplit)
+    {
+        return 1;
+    }
+    int64_t const base = static_cast<int64_t>(batch) * num_heads * cdiv(num_queries, blockIFor(num_queries));
+    int32_t const limit = maxSplits(num_keys, head_dim);
+    int32_t best = 1;
+    double bestEff = waveEfficiency(base, num_sms);
+    for (int32_t splits = 1; splits <= limit; ++splits)
+    {
+        double const eff = waveEfficiency(base * splits, num_sms);
+        if (eff >= kTargetWaveEfficiency)
+        {
+            return splits;
+        }
+        if (eff > bestEff + 1e-9)
+        {
+            best = splits;
+            bestEff = eff;
+        }
+    }
+    return best;
+}
+
+extern "C" char const* softmask_status_string(int32_t status)
+{
+    static thread_local std::string text;
+    char const* name = "unknown status";
+    switch (status)
+    {
+    case SOFTMASK_STATUS_SUCCESS: name = "success"; break;
+    case SOFTMASK_STATUS_INVALID_ARGUMENT: name = "invalid argument"; break;
+    case SOFTMASK_STATUS_UNSUPPORTED: name = "unsupported"; break;
+    case SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH: name = "no kernel for this GPU architecture"; break;
+    case SOFTMASK_STATUS_WORKSPACE_TOO_SMALL: name = "workspace too small"; break;
+    case SOFTMASK_STATUS_CUDA_ERROR: name = "CUDA error"; break;
+    default: break;
+    }
+    text = name;
+    if (status != SOFTMASK_STATUS_SUCCESS && !tLastError.empty())
+    {
+        text += ": " + tLastError;
+    }
+    return text.c_str();
+}
+
+extern "C" int32_t softmask_sma_forward(SoftmaskSmaParams const* params, cudaStream_t stream)
+{
+    try
+    {
+        int32_t const status = softmask::kernels::validate(params);
+        if (status != SOFTMASK_STATUS_SUCCESS)
+        {
+            return status;
+        }
+        return softmask::kernels::launch(*params, stream);
+    }
+    catch (std::exception const& e)
+    {
+        return fail(SOFTMASK_STATUS_CUDA_ERROR, std::string("unexpected exception: ") + e.what());
+    }
+    catch (...)
+    {
+        return fail(SOFTMASK_STATUS_CUDA_ERROR, "unexpected exception");
+    }
+}
+
+namespace softmask
+{
+namespace kernels
+{
+int32_t setError(int32_t status, std::string const& message)
+{
+    return fail(status, message);
+}
+} // namespace kernels
+} // namespace softmask

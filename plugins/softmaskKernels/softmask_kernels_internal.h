@@ -1,0 +1,46 @@
+/* Internal pieces of libsoftmask_kernels shared by its sources and host tests (not installed). */
+#ifndef SOFTMASK_KERNELS_INTERNAL_H
+#define SOFTMASK_KERNELS_INTERNAL_H
+
+#include "softmask_kernels.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace softmask
+{
+namespace kernels
+{
+
+/* Byte sizes of the workspace parts, each rounded up to 256 bytes, in this order. */
+struct WorkspaceLayout
+{
+    size_t accBytes;     /* partial accumulators [B, H, splits, I, D] fp32 */
+    size_t mlBytes;      /* partial (row max, row sum) [B, H, splits, I, 2] fp32 */
+    size_t alphaBytes;   /* alpha converted to fp32 [H] */
+    size_t scratchBytes; /* Triton's global scratch, when a kernel asks for it */
+    size_t total;
+};
+
+WorkspaceLayout workspaceLayout(int64_t batch, int64_t queries, int64_t heads, int64_t headDim, int64_t splits);
+
+/* Host-only argument checks (no CUDA call); sets the thread's error message on failure. */
+int32_t validate(SoftmaskSmaParams const* params);
+
+/* Split count actually launched: forced (clamped to the workspace bound) or from the heuristic. */
+int32_t resolveSplits(SoftmaskSmaParams const& params, int32_t numSms);
+
+/* Records message as the thread's last error and returns status. */
+int32_t setError(int32_t status, std::string const& message);
+
+/* Enqueues the kernels for validated params (softmask_kernels_launch.cpp). */
+int32_t launch(SoftmaskSmaParams const& params, cudaStream_t stream);
+
+/* fp16 alpha [H] -> fp32 on stream (softmask_alpha.cu). */
+cudaError_t convertAlphaToFloat(void const* alphaHalf, float* alphaFloat, int32_t heads, cudaStream_t stream);
+
+} // namespace kernels
+} // namespace softmask
+
+#endif /* SOFTMASK_KERNELS_INTERNAL_H */

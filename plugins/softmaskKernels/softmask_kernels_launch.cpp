@@ -1,0 +1,276 @@
+/*
+ * Kernel selection, image loading and launch for libsoftmask_kernels (validated params only).
+ *
+ * Selection by the device's compute capability: a cubin for exactly that arch; else a cubin of the
+ * same major and lower minor (binary compatible; never sm_90a, which runs only on 9.0); else the
+ * PTX (JIT-compiled by the driver). Each image is loaded once per process with cudaLibraryLoadData:
+ * a CUDA library is context-independent, the runtime loads it into each context on first use.
+ */
+#include "softmask_kernels.h"
+#include "softmask_kernels_internal.h"
+#include "softmask_kernels_table.h"
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace softmask
+{
+namespace kernels
+{
+namespace
+{
+
+struct LoadedKernel
+{
+    cudaKernel_t kernel{nullptr};
+    SoftmaskKernelEntry const* entry{nullptr};
+};
+
+std::string cudaText(char const* what, cudaError_t err)
+{
+    return std::string(what) + " failed: " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
+}
+
+bool matches(SoftmaskKernelEntry const& e, int32_t kind, SoftmaskSmaParams const& p)
+{
+    return e.kind == kind && e.dtype == p.dtype && e.head_dim == p.head_dim
+        && (kind == SOFTMASK_KERNEL_MERGE || e.mask_dtype == p.mask_dtype);
+}
+
+/* Candidate rows, best first: exact cubin, compatible cubin (highest minor), PTX (highest arch). */
+int64_t pickEntry(int32_t kind, SoftmaskSmaParams const& p, int32_t arch, bool allowCubin)
+{
+    int64_t best = -1;
+    int32_t bestRank = -1;
+    for (size_t i = 0; i < softmask_kernel_table_size; ++i)
+    {
+        SoftmaskKernelEntry const& e = softmask_kernel_table[i];
+        if (!matches(e, kind, p) || e.arch > arch)
+        {
+            continue;
+        }
+        int32_t rank = -1;
+        if (!e.is_ptx && allowCubin && e.arch == arch)
+        {
+            rank = 3000;
+        }
+        else if (!e.is_ptx && allowCubin && e.arch / 10 == arch / 10 && e.arch != 90)
+        {
+            rank = 2000 + e.arch;
+        }
+        else if (e.is_ptx)
+        {
+            rank = 1000 + e.arch;
+        }
+        if (rank > bestRank)
+        {
+            best = static_cast<int64_t>(i);
+            bestRank = rank;
+        }
+    }
+    return best;
+}
+
+std::mutex gMutex;
+std::map<size_t, cudaKernel_t> gLoaded; // table row -> kernel, loaded once per process
+
+int32_t loadRow(size_t row, cudaKernel_t* out)
+{
+    std::lock_guard<std::mutex> lock(gMutex);
+    auto const found = gLoaded.find(row);
+    if (found != gLoaded.end())
+    {
+        *out = found->second;
+        return SOFTMASK_STATUS_SUCCESS;
+    }
+    SoftmaskKernelEntry const& e = softmask_kernel_table[row];
+    cudaLibrary_t library{};
+    cudaError_t err = cudaLibraryLoadData(&library, e.image, nullptr, nullptr, 0, nullptr, nullptr, 0);
+    if (err != cudaSuccess)
+    {
+        return setError(SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH,
+            cudaText(e.is_ptx ? "loading the PTX (driver JIT)" : "loading the cubin", err) + " for sm_"
+                + std::to_string(e.arch));
+    }
+    cudaKernel_t kernel{};
+    err = cudaLibraryGetKernel(&kernel, library, e.name);
+    if (err != cudaSuccess)
+    {
+        cudaLibraryUnload(library);
+        return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("cudaLibraryGetKernel", err) + " for " + e.name);
+    }
+    if (e.shared_bytes > 48 * 1024)
+    {
+        err = cudaFuncSetAttribute(
+            reinterpret_cast<void const*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, e.shared_bytes);
+        if (err != cudaSuccess)
+        {
+            return setError(SOFTMASK_STATUS_CUDA_ERROR,
+                cudaText("cudaFuncSetAttribute(MaxDynamicSharedMemorySize)", err));
+        }
+    }
+    gLoaded.emplace(row, kernel);
+    *out = kernel;
+    return SOFTMASK_STATUS_SUCCESS;
+}
+
+/* The best loadable kernel of this kind: a cubin that fails to load falls back to the PTX. */
+int32_t findKernel(int32_t kind, SoftmaskSmaParams const& p, int32_t arch, LoadedKernel* out)
+{
+    int32_t status = SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH;
+    for (bool allowCubin : {true, false})
+    {
+        int64_t const row = pickEntry(kind, p, arch, allowCubin);
+        if (row < 0)
+        {
+            continue;
+        }
+        status = loadRow(static_cast<size_t>(row), &out->kernel);
+        if (status == SOFTMASK_STATUS_SUCCESS)
+        {
+            out->entry = &softmask_kernel_table[row];
+            return status;
+        }
+    }
+    if (status == SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH)
+    {
+        setError(status, "no cubin or PTX usable on sm_" + std::to_string(arch) + " for dtype "
+                + std::to_string(p.dtype) + ", mask dtype " + std::to_string(p.mask_dtype) + ", head dim "
+                + std::to_string(p.head_dim));
+    }
+    return status;
+}
+
+int32_t launchOne(LoadedKernel const& k, dim3 grid, void** args, cudaStream_t stream)
+{
+    dim3 const block(32 * k.entry->num_warps);
+    cudaError_t const err = cudaLaunchKernel(
+        reinterpret_cast<void const*>(k.kernel), grid, block, args, k.entry->shared_bytes, stream);
+    if (err != cudaSuccess)
+    {
+        return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("cudaLaunchKernel", err) + " for " + k.entry->name);
+    }
+    return SOFTMASK_STATUS_SUCCESS;
+}
+
+size_t dtypeBytes(SoftmaskDtype t)
+{
+    return t == SOFTMASK_DTYPE_FLOAT32 ? 4 : 2;
+}
+
+} // namespace
+
+int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
+{
+    if (p.batch == 0 || p.num_queries == 0)
+    {
+        return SOFTMASK_STATUS_SUCCESS;
+    }
+    if (p.num_keys == 0)
+    {
+        // No key at all: every row is fully padded, so the contract's output is zeros.
+        size_t const bytes = static_cast<size_t>(p.batch) * p.num_queries * p.num_heads * p.head_dim * dtypeBytes(p.dtype);
+        cudaError_t const err = cudaMemsetAsync(p.output, 0, bytes, stream);
+        return err == cudaSuccess ? SOFTMASK_STATUS_SUCCESS
+                                  : setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("cudaMemsetAsync", err));
+    }
+    int device = 0;
+    int major = 0;
+    int minor = 0;
+    int numSms = 0;
+    cudaError_t err = cudaGetDevice(&device);
+    if (err == cudaSuccess)
+    {
+        err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    }
+    if (err == cudaSuccess)
+    {
+        err = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+    }
+    if (err == cudaSuccess)
+    {
+        err = cudaDeviceGetAttribute(&numSms, cudaDevAttrMultiProcessorCount, device);
+    }
+    if (err != cudaSuccess)
+    {
+        return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("querying the current device", err));
+    }
+    int32_t const arch = major * 10 + minor;
+
+    int32_t splits = resolveSplits(p, numSms);
+    WorkspaceLayout const layout = workspaceLayout(p.batch, p.num_queries, p.num_heads, p.head_dim, splits);
+    if (p.workspace == nullptr || p.workspace_size < layout.total)
+    {
+        return setError(SOFTMASK_STATUS_WORKSPACE_TOO_SMALL,
+            "workspace needs " + std::to_string(layout.total) + " bytes for " + std::to_string(splits)
+                + " splits, got " + std::to_string(p.workspace_size)
+                + (p.workspace == nullptr ? " (NULL pointer)" : ""));
+    }
+    if (reinterpret_cast<uintptr_t>(p.workspace) % 16 != 0)
+    {
+        return setError(SOFTMASK_STATUS_INVALID_ARGUMENT, "workspace pointer is not 16-byte aligned");
+    }
+
+    LoadedKernel split{};
+    LoadedKernel merge{};
+    int32_t status = findKernel(SOFTMASK_KERNEL_SPLIT, p, arch, &split);
+    if (status == SOFTMASK_STATUS_SUCCESS)
+    {
+        status = findKernel(SOFTMASK_KERNEL_MERGE, p, arch, &merge);
+    }
+    if (status != SOFTMASK_STATUS_SUCCESS)
+    {
+        return status;
+    }
+
+    char* const base = static_cast<char*>(p.workspace);
+    void* accPtr = base;
+    void* mlPtr = base + layout.accBytes;
+    float* const alphaFloat = reinterpret_cast<float*>(base + layout.accBytes + layout.mlBytes);
+    void* scratch = layout.scratchBytes > 0 ? base + layout.accBytes + layout.mlBytes + layout.alphaBytes : nullptr;
+    void* profileScratch = nullptr;
+
+    void const* alpha = p.alpha;
+    if (p.alpha_dtype == SOFTMASK_DTYPE_FLOAT16)
+    {
+        err = convertAlphaToFloat(p.alpha, alphaFloat, p.num_heads, stream);
+        if (err != cudaSuccess)
+        {
+            return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("converting alpha to float", err));
+        }
+        alpha = alphaFloat;
+    }
+
+    // The kernel reads key_padding_mask only when has_padding is 1; any valid pointer stands in.
+    void const* padding = p.key_padding_mask != nullptr ? static_cast<void const*>(p.key_padding_mask) : p.mask;
+    int32_t numQueries = p.num_queries;
+    int32_t numKeys = p.num_keys;
+    int32_t numHeads = p.num_heads;
+    int32_t numSplits = splits;
+    int32_t const blockS = split.entry->block_s;
+    int32_t tilesPerSplit = static_cast<int32_t>((static_cast<int64_t>(numKeys) + blockS - 1) / blockS);
+    tilesPerSplit = (tilesPerSplit + numSplits - 1) / numSplits;
+    int32_t hasPadding = p.key_padding_mask != nullptr ? 1 : 0;
+    void const* q = p.query;
+    void const* k = p.key;
+    void const* v = p.value;
+    void const* m = p.mask;
+    void* o = p.output;
+
+    void* splitArgs[] = {&q, &k, &v, &m, &alpha, &padding, &accPtr, &mlPtr, &numQueries, &numKeys, &numHeads,
+        &numSplits, &tilesPerSplit, &hasPadding, &scratch, &profileScratch};
+    int32_t const queryTiles = (numQueries + split.entry->block_i - 1) / split.entry->block_i;
+    status = launchOne(split, dim3(numHeads * queryTiles, numSplits, p.batch), splitArgs, stream);
+    if (status != SOFTMASK_STATUS_SUCCESS)
+    {
+        return status;
+    }
+    void* mergeArgs[] = {&accPtr, &mlPtr, &o, &numQueries, &numHeads, &numSplits, &scratch, &profileScratch};
+    int32_t const mergeTiles = (numQueries + merge.entry->block_i - 1) / merge.entry->block_i;
+    return launchOne(merge, dim3(numHeads * mergeTiles, p.batch), mergeArgs, stream);
+}
+
+} // namespace kernels
+} // namespace softmask
