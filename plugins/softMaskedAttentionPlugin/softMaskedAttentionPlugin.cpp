@@ -4,8 +4,6 @@
 #include "softmaskPluginFields.h"
 #include "softmaskPluginLogging.h"
 
-#include <cuda_runtime_api.h>
-
 #include <string>
 
 namespace softmask
@@ -47,13 +45,6 @@ std::vector<Dims> inputDims(PluginTensorDesc const* descs, int32_t nbInputs)
         dims.push_back(descs[i].dims);
     }
     return dims;
-}
-
-size_t elementBytes(DataType type)
-{
-    SOFTMASK_PLUGIN_VALIDATE(type == DataType::kFLOAT || type == DataType::kHALF,
-        "output has type " << dataTypeName(type) << "; supported: kFLOAT or kHALF");
-    return type == DataType::kFLOAT ? 4 : 2;
 }
 
 } // namespace
@@ -244,26 +235,18 @@ int32_t SoftMaskedAttentionPlugin::onShapeChange(
     });
 }
 
-int32_t SoftMaskedAttentionPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* outputDesc,
+int32_t SoftMaskedAttentionPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,
     void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept
 {
     return callGuarded("SoftMaskedAttention::enqueue", kSTATUS_FAILURE, [&]() {
         SOFTMASK_PLUGIN_VALIDATE(mNbInputs != 0, "enqueue called before configurePlugin or onShapeChange");
-        SOFTMASK_PLUGIN_VALIDATE(outputDesc != nullptr, "output description is null");
         SoftmaskSmaParams const params = makeSmaParams(inputDesc, mNbInputs, inputs, outputs, workspace, mFields);
         if (params.batch == 0 || params.num_queries == 0)
         {
-            return kSTATUS_SUCCESS;
+            return kSTATUS_SUCCESS; // empty output: nothing to compute
         }
-        if (params.num_keys == 0)
-        {
-            // No keys at all is the limit of "every key padded": the contract's output is zeros.
-            size_t const bytes = static_cast<size_t>(params.batch) * static_cast<size_t>(params.num_queries)
-                * static_cast<size_t>(params.num_heads * params.head_dim) * elementBytes(outputDesc[0].type);
-            cudaError_t const error = cudaMemsetAsync(outputs[0], 0, bytes, stream);
-            SOFTMASK_PLUGIN_VALIDATE(error == cudaSuccess, "zeroing the output (S = 0) failed: " << cudaGetErrorString(error));
-            return kSTATUS_SUCCESS;
-        }
+        // S = 0 is passed on: the launcher zero-fills the output (every key missing), the same rule
+        // as for fully padded rows.
         int32_t const status = softmask_sma_forward(&params, stream);
         SOFTMASK_PLUGIN_VALIDATE(status == SOFTMASK_STATUS_SUCCESS,
             "softmask_sma_forward failed (B=" << params.batch << ", I=" << params.num_queries << ", S="
