@@ -70,6 +70,10 @@ size_t softmask_sma_workspace_size(int32_t batch, int32_t num_queries, int32_t n
 int32_t softmask_sma_num_splits(int32_t batch, int32_t num_heads, int32_t num_queries,
     int32_t num_keys, int32_t head_dim, int32_t num_sms);
 
+/* Most key splits any call with these sizes uses (what softmask_sma_workspace_size sizes for):
+ * min(128, ceil(num_keys / BLOCK_S)), BLOCK_S = 128 for head_dim <= 64, else 64. Pure host function. */
+int32_t softmask_sma_max_splits(int32_t num_keys, int32_t head_dim);
+
 /* Enqueue the forward pass on stream. Returns a SoftmaskStatus; never aborts. Arguments are
  * checked before any CUDA call. batch, num_queries or num_keys equal to 0 is a valid empty call
  * (num_keys == 0 zero-fills the output: every key is missing). query, key, value, mask, output and
