@@ -34,7 +34,9 @@ def test_tiny_key_counts_are_not_split(keys):
 def test_splits_never_exceed_key_tiles_or_cap():
     for keys, d in itertools.product((600, 5000, 10**6), heuristics.HEAD_DIMS):
         s = heuristics.choose_num_splits(1, 1, 1, keys, d, 10_000)
-        assert 1 <= s <= min(heuristics.MAX_SPLITS, heuristics.cdiv(keys, heuristics.block_s_for(d)))
+        assert (
+            1 <= s <= min(heuristics.MAX_SPLITS, heuristics.cdiv(keys, heuristics.block_s_for(d)))
+        )
 
 
 def test_full_grid_needs_no_split():
@@ -58,8 +60,18 @@ def c_heuristics(tmp_path_factory) -> ctypes.CDLL:
     out = tmp_path_factory.mktemp("heuristics") / "libheuristics.so"
     src = REPO / "plugins" / "softmaskKernels" / "softmask_heuristics.cpp"
     subprocess.run(
-        [cxx, "-std=c++17", "-O1", "-shared", "-fPIC", f"-I{src.parent}", f"-I{cuda_include}",
-         str(src), "-o", str(out)],
+        [
+            cxx,
+            "-std=c++17",
+            "-O1",
+            "-shared",
+            "-fPIC",
+            f"-I{src.parent}",
+            f"-I{cuda_include}",
+            str(src),
+            "-o",
+            str(out),
+        ],
         check=True,
     )
     return ctypes.CDLL(str(out))
@@ -73,7 +85,19 @@ def test_c_split_count_equals_python(c_heuristics):
     bound.argtypes = [ctypes.c_int32] * 2
     bound.restype = ctypes.c_int32
     for b, h, i, s, d, sms in itertools.product(
-        (1, 4), (1, 8), (1, 5, 17, 40, 100), (1, 513, 6420, 25680, 57600), heuristics.HEAD_DIMS, (46, 132)
+        (1, 4),
+        (1, 8),
+        (1, 5, 17, 40, 100),
+        (1, 513, 6420, 25680, 57600),
+        heuristics.HEAD_DIMS,
+        (46, 132),
     ):
-        assert fn(b, h, i, s, d, sms) == heuristics.choose_num_splits(b, h, i, s, d, sms), (b, h, i, s, d, sms)
+        assert fn(b, h, i, s, d, sms) == heuristics.choose_num_splits(b, h, i, s, d, sms), (
+            b,
+            h,
+            i,
+            s,
+            d,
+            sms,
+        )
         assert bound(s, d) == heuristics.max_splits(s, d)

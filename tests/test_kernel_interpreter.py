@@ -13,12 +13,12 @@ import sys
 
 os.environ["TRITON_INTERPRET"] = "1"
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from softmask.errors import InputError  # noqa: E402
-from softmask.kernels import heuristics  # noqa: E402
-from softmask.ops.reference import soft_masked_attention as reference  # noqa: E402
+from softmask.errors import InputError
+from softmask.kernels import heuristics
+from softmask.ops.reference import soft_masked_attention as reference
 
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 2e-3}
 

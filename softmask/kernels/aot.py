@@ -39,7 +39,9 @@ logger = logging.getLogger(__name__)
 AOT_BLOCK_I = 64
 DTYPES = {"fp32": 0, "fp16": 1}  # values of SoftmaskDtype in softmask_kernels.h
 KIND_SPLIT, KIND_MERGE = 0, 1
-SPLIT_PARAMS = 14  # non-constexpr parameters of sma_split_kernel, before Triton's two scratch pointers
+SPLIT_PARAMS = (
+    14  # non-constexpr parameters of sma_split_kernel, before Triton's two scratch pointers
+)
 MERGE_PARAMS = 6
 
 
@@ -78,16 +80,30 @@ def _compile(variant: Variant) -> dict:
     block_s = heuristics.block_s_for(variant.head_dim)
     if variant.kind == KIND_SPLIT:
         signature = {
-            "q_ptr": f"*{variant.dtype}", "k_ptr": f"*{variant.dtype}", "v_ptr": f"*{variant.dtype}",
-            "mask_ptr": f"*{variant.mask_dtype}", "alpha_ptr": "*fp32", "kpm_ptr": "*u8",
-            "acc_ptr": "*fp32", "ml_ptr": "*fp32",
-            "num_queries": "i32", "num_keys": "i32", "num_heads": "i32", "num_splits": "i32",
-            "tiles_per_split": "i32", "has_padding": "i32",
-            "HEAD_DIM": "constexpr", "BLOCK_I": "constexpr", "BLOCK_S": "constexpr",
-            "QK_SCALE_LOG2": "constexpr", "DOT_PRECISION": "constexpr",
+            "q_ptr": f"*{variant.dtype}",
+            "k_ptr": f"*{variant.dtype}",
+            "v_ptr": f"*{variant.dtype}",
+            "mask_ptr": f"*{variant.mask_dtype}",
+            "alpha_ptr": "*fp32",
+            "kpm_ptr": "*u8",
+            "acc_ptr": "*fp32",
+            "ml_ptr": "*fp32",
+            "num_queries": "i32",
+            "num_keys": "i32",
+            "num_heads": "i32",
+            "num_splits": "i32",
+            "tiles_per_split": "i32",
+            "has_padding": "i32",
+            "HEAD_DIM": "constexpr",
+            "BLOCK_I": "constexpr",
+            "BLOCK_S": "constexpr",
+            "QK_SCALE_LOG2": "constexpr",
+            "DOT_PRECISION": "constexpr",
         }
         constexprs = {
-            "HEAD_DIM": variant.head_dim, "BLOCK_I": AOT_BLOCK_I, "BLOCK_S": block_s,
+            "HEAD_DIM": variant.head_dim,
+            "BLOCK_I": AOT_BLOCK_I,
+            "BLOCK_S": block_s,
             "QK_SCALE_LOG2": LOG2E / math.sqrt(variant.head_dim),
             "DOT_PRECISION": "ieee" if variant.dtype == "fp32" else "tf32",
         }
@@ -95,21 +111,27 @@ def _compile(variant: Variant) -> dict:
         num_params = SPLIT_PARAMS
     else:
         signature = {
-            "acc_ptr": "*fp32", "ml_ptr": "*fp32", "out_ptr": f"*{variant.dtype}",
-            "num_queries": "i32", "num_heads": "i32", "num_splits": "i32",
-            "HEAD_DIM": "constexpr", "BLOCK_I": "constexpr",
+            "acc_ptr": "*fp32",
+            "ml_ptr": "*fp32",
+            "out_ptr": f"*{variant.dtype}",
+            "num_queries": "i32",
+            "num_heads": "i32",
+            "num_splits": "i32",
+            "HEAD_DIM": "constexpr",
+            "BLOCK_I": "constexpr",
         }
         constexprs = {"HEAD_DIM": variant.head_dim, "BLOCK_I": AOT_BLOCK_I}
         src = ASTSource(sma_merge_kernel, signature, constexprs, _aligned([0, 1, 2]))
         num_params = MERGE_PARAMS
         block_s = 0
     compiled = triton.compile(
-        src, target=GPUTarget("cuda", variant.arch, 32),
+        src,
+        target=GPUTarget("cuda", variant.arch, 32),
         options={"num_warps": heuristics.NUM_WARPS},
     )
     md = compiled.metadata
     ptx = compiled.asm["ptx"]
-    entry = ptx[ptx.index(".entry"):]
+    entry = ptx[ptx.index(".entry") :]
     entry = entry[: entry.index(")")]
     declared = entry.count(".param")
     if declared != num_params + 2:
@@ -119,10 +141,17 @@ def _compile(variant: Variant) -> dict:
         )
     image = (ptx.encode() + b"\0") if variant.ptx else compiled.asm["cubin"]
     return {
-        "variant": variant, "name": md.name, "num_warps": md.num_warps, "shared": md.shared,
-        "gscratch": md.global_scratch_size, "gscratch_align": md.global_scratch_align,
-        "pscratch": md.profile_scratch_size, "pscratch_align": md.profile_scratch_align,
-        "block_s": block_s, "image": image, "num_params": num_params,
+        "variant": variant,
+        "name": md.name,
+        "num_warps": md.num_warps,
+        "shared": md.shared,
+        "gscratch": md.global_scratch_size,
+        "gscratch_align": md.global_scratch_align,
+        "pscratch": md.profile_scratch_size,
+        "pscratch_align": md.profile_scratch_align,
+        "block_s": block_s,
+        "image": image,
+        "num_params": num_params,
     }
 
 
@@ -202,7 +231,7 @@ def write_outputs(rows: list[dict], out_dir: Path) -> None:
             f"    {{{v.arch}, {int(v.ptx)}, {v.kind}, {DTYPES[v.dtype]}, {DTYPES[v.mask_dtype]}, "
             f"{v.head_dim}, {AOT_BLOCK_I}, {row['block_s']}, {row['num_warps']}, {row['shared']}, "
             f"{row['num_params']}, {row['gscratch']}, {row['gscratch_align']}, {row['pscratch']}, "
-            f"{row['pscratch_align']}, \"{row['name']}\", {sym}}},"
+            f'{row["pscratch_align"]}, "{row["name"]}", {sym}}},'
         )
     body = [
         "/* Generated by softmask.kernels.aot: do not edit. */",
@@ -211,15 +240,17 @@ def write_outputs(rows: list[dict], out_dir: Path) -> None:
         "const SoftmaskKernelEntry softmask_kernel_table[] = {",
         *entries,
         "};",
-        "const size_t softmask_kernel_table_size = sizeof(softmask_kernel_table) / "
-        "sizeof(softmask_kernel_table[0]);",
+        "const size_t softmask_kernel_table_size = "
+        + "sizeof(softmask_kernel_table) / sizeof(softmask_kernel_table[0]);",
     ]
     body += [
         "/* Byte size of each image, in table order. */",
         "size_t softmask_kernel_image_size(size_t index) {",
         "    static const unsigned char* const ends[][2] = {",
-        *[f"        {{softmask_image_{r['variant'].symbol}, softmask_image_{r['variant'].symbol}_end}},"
-          for r in rows],
+        *[
+            f"        {{softmask_image_{r['variant'].symbol}, softmask_image_{r['variant'].symbol}_end}},"
+            for r in rows
+        ],
         "    };",
         "    return index < sizeof(ends) / sizeof(ends[0]) ? (size_t)(ends[index][1] - ends[index][0]) : 0;",
         "}",
@@ -234,17 +265,23 @@ def generate(archs: list[int], out_dir: Path, jobs: int = 2) -> list[dict]:
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
         rows = list(pool.map(_compile, todo))
     write_outputs(rows, out_dir)
-    logger.info("compiled %d kernels for sm %s in %.1f s", len(rows), archs, time.perf_counter() - start)
+    logger.info(
+        "compiled %d kernels for sm %s in %.1f s", len(rows), archs, time.perf_counter() - start
+    )
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="75,80,86,87,89,90",
-                        help="comma-separated compute capabilities (x10), e.g. 75,80,86,87,89,90")
+    parser.add_argument(
+        "--arch",
+        default="75,80,86,87,89,90",
+        help="comma-separated compute capabilities (x10), e.g. 75,80,86,87,89,90",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
-                        help="parallel compiler processes")
+    parser.add_argument(
+        "--jobs", type=int, default=min(4, os.cpu_count() or 1), help="parallel compiler processes"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

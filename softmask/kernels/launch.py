@@ -84,7 +84,13 @@ def sma_forward(
         raise InputError(f"num_splits must be None or an int >= 1, got {num_splits!r}")
     device = query.device
     _check_device(
-        {"key": key, "value": value, "mask": mask, "alpha": alpha, "key_padding_mask": key_padding_mask},
+        {
+            "key": key,
+            "value": value,
+            "mask": mask,
+            "alpha": alpha,
+            "key_padding_mask": key_padding_mask,
+        },
         device,
     )
 
@@ -114,15 +120,36 @@ def _launch(query, key, value, mask, alpha, key_padding_mask, dims, tiles, split
     precision = "ieee" if query.dtype == torch.float32 else "tf32"
     logger.debug("sma_forward %s tiles=%s splits=%d", dims, tiles, splits)
     sma_split_kernel[(dims.heads * query_tiles, splits, dims.batch)](
-        query, key, value, mask, alpha, padding, partial_acc, partial_ml,
-        dims.queries, dims.keys, dims.heads, splits, tiles_per_split,
+        query,
+        key,
+        value,
+        mask,
+        alpha,
+        padding,
+        partial_acc,
+        partial_ml,
+        dims.queries,
+        dims.keys,
+        dims.heads,
+        splits,
+        tiles_per_split,
         int(key_padding_mask is not None),
-        HEAD_DIM=dims.head_dim, BLOCK_I=tiles.block_i, BLOCK_S=tiles.block_s,
-        QK_SCALE_LOG2=LOG2E / math.sqrt(dims.head_dim), DOT_PRECISION=precision,
+        HEAD_DIM=dims.head_dim,
+        BLOCK_I=tiles.block_i,
+        BLOCK_S=tiles.block_s,
+        QK_SCALE_LOG2=LOG2E / math.sqrt(dims.head_dim),
+        DOT_PRECISION=precision,
         num_warps=tiles.num_warps,
     )
     sma_merge_kernel[(dims.heads * query_tiles, dims.batch)](
-        partial_acc, partial_ml, out, dims.queries, dims.heads, splits,
-        HEAD_DIM=dims.head_dim, BLOCK_I=tiles.block_i, num_warps=tiles.num_warps,
+        partial_acc,
+        partial_ml,
+        out,
+        dims.queries,
+        dims.heads,
+        splits,
+        HEAD_DIM=dims.head_dim,
+        BLOCK_I=tiles.block_i,
+        num_warps=tiles.num_warps,
     )
     return out

@@ -61,7 +61,9 @@ def sma_split_kernel(
     offs_d = tl.arange(0, HEAD_DIM)
     row_ok = offs_i < num_queries
 
-    q_ptrs = q_ptr + b * num_queries * embed + offs_i[:, None] * embed + h * HEAD_DIM + offs_d[None, :]
+    q_ptrs = (
+        q_ptr + b * num_queries * embed + offs_i[:, None] * embed + h * HEAD_DIM + offs_d[None, :]
+    )
     q = tl.load(q_ptrs, mask=row_ok[:, None], other=0.0)
     alpha_log2 = tl.load(alpha_ptr + h).to(tl.float32) * 1.4426950408889634
 
@@ -142,12 +144,14 @@ def sma_merge_kernel(
     l_run = tl.zeros([BLOCK_I], tl.float32)
     acc = tl.zeros([BLOCK_I, HEAD_DIM], tl.float32)
     num_splits64 = num_splits.to(tl.int64)
-    for split in range(0, num_splits):
+    for split in range(num_splits):
         part_row = ((b * num_heads + h) * num_splits64 + split) * num_queries + offs_i
         m_s = tl.load(ml_ptr + part_row * 2, mask=row_ok, other=float("-inf"))
         l_s = tl.load(ml_ptr + part_row * 2 + 1, mask=row_ok, other=0.0)
         acc_s = tl.load(
-            acc_ptr + part_row[:, None] * HEAD_DIM + offs_d[None, :], mask=row_ok[:, None], other=0.0
+            acc_ptr + part_row[:, None] * HEAD_DIM + offs_d[None, :],
+            mask=row_ok[:, None],
+            other=0.0,
         )
         m_new = tl.maximum(m_run, m_s)
         m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -160,5 +164,7 @@ def sma_merge_kernel(
     # Rows whose keys are all padded have l == 0 and acc == 0: the contract's zeros.
     denom = tl.where(l_run > 0.0, l_run, 1.0)
     out = acc / denom[:, None]
-    out_ptrs = out_ptr + b * num_queries * embed + offs_i[:, None] * embed + h * HEAD_DIM + offs_d[None, :]
+    out_ptrs = (
+        out_ptr + b * num_queries * embed + offs_i[:, None] * embed + h * HEAD_DIM + offs_d[None, :]
+    )
     tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
