@@ -1,15 +1,15 @@
 """The fused Triton kernel on CPU under Triton's interpreter, against the float64 reference.
 
-TRITON_INTERPRET=1 must be set before Triton's first import; softmask.ops never imports Triton and
-softmask.kernels imports it lazily, so setting it here (before any kernel import) is enough even
-when other test modules ran first. A test session that imported Triton earlier without the flag
-cannot interpret: the fixture below then fails loudly instead of silently testing nothing.
+Triton decides interpret-or-compile when a kernel is decorated, i.e. when
+``softmask.kernels.triton_kernels`` is first imported; ``softmask.kernels`` imports it lazily (on
+the first ``sma_forward`` call) and ``softmask.ops`` never does, so setting TRITON_INTERPRET=1 here,
+before any kernel import, is enough even when other test modules ran first. If the kernels were
+compiled-mode already, the fixture fails loudly instead of silently testing nothing.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ["TRITON_INTERPRET"] = "1"
 
@@ -25,12 +25,14 @@ TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 2e-3}
 
 @pytest.fixture(scope="module")
 def sma_forward():
-    if "triton" in sys.modules:
-        from triton import knobs
+    from triton.runtime.interpreter import InterpretedFunction
 
-        assert knobs.runtime.interpret, "triton was imported before TRITON_INTERPRET=1 was set"
     from softmask.kernels import sma_forward as fn
+    from softmask.kernels import triton_kernels
 
+    assert isinstance(triton_kernels.sma_split_kernel, InterpretedFunction), (
+        "softmask.kernels.triton_kernels was imported before TRITON_INTERPRET=1 was set"
+    )
     return fn
 
 

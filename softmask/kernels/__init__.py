@@ -1,8 +1,8 @@
 """The fused soft-masked attention kernel (Triton): JIT launcher, tile heuristics, AOT generator.
 
-``sma_forward`` imports Triton on first call, not at import time, so importing this package never
-fixes Triton's mode: set ``TRITON_INTERPRET=1`` before Triton's first import to run the kernel on
-CPU tensors (tests); without it the kernel needs CUDA tensors. Raises ImportError when Triton is
+The kernels module is imported on ``sma_forward``'s first call, not with this package, and Triton
+picks interpret-or-compile when it decorates them then: set ``TRITON_INTERPRET=1`` before that
+first call to run the kernel on CPU tensors (tests); without it the kernel needs CUDA tensors. Raises ImportError when Triton is
 absent (the custom op then falls back to the reference math).
 """
 

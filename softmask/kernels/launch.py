@@ -1,14 +1,14 @@
 """JIT launcher of the fused kernel for torch tensors (the custom op's CUDA path).
 
-On a GPU it runs the compiled Triton kernels. With ``TRITON_INTERPRET=1`` set before Triton is
-first imported, the same kernels run on CPU tensors through Triton's interpreter (the CI tests).
+On a GPU it runs the compiled Triton kernels. With ``TRITON_INTERPRET=1`` set before the kernels
+module is first imported (this module's first launch), the same kernels run on CPU tensors
+through Triton's interpreter (the CI tests).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 
 import torch
 
@@ -22,7 +22,12 @@ _KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    """Whether the kernels were decorated in interpreter mode (TRITON_INTERPRET=1 at first import)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    from softmask.kernels import triton_kernels
+
+    return isinstance(triton_kernels.sma_split_kernel, InterpretedFunction)
 
 
 def _num_sms(device: torch.device) -> int:
