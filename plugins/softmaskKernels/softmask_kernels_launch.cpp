@@ -120,6 +120,7 @@ int32_t loadRow(size_t row, cudaKernel_t* out)
 int32_t findKernel(int32_t kind, SoftmaskSmaParams const& p, int32_t arch, LoadedKernel* out)
 {
     int32_t status = SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH;
+    bool tried = false;
     for (bool allowCubin : {true, false})
     {
         int64_t const row = pickEntry(kind, p, arch, allowCubin);
@@ -127,6 +128,7 @@ int32_t findKernel(int32_t kind, SoftmaskSmaParams const& p, int32_t arch, Loade
         {
             continue;
         }
+        tried = true;
         status = loadRow(static_cast<size_t>(row), &out->kernel);
         if (status == SOFTMASK_STATUS_SUCCESS)
         {
@@ -134,7 +136,8 @@ int32_t findKernel(int32_t kind, SoftmaskSmaParams const& p, int32_t arch, Loade
             return status;
         }
     }
-    if (status == SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH)
+    // A failed load already recorded the CUDA error; only a missing row needs a message here.
+    if (!tried)
     {
         setError(status, "no cubin or PTX usable on sm_" + std::to_string(arch) + " for dtype "
                 + std::to_string(p.dtype) + ", mask dtype " + std::to_string(p.mask_dtype) + ", head dim "
