@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="build the launcher for this GPU with cmake + nvcc first",
     )
-    parser.add_argument("--build-dir", default="build-bench")
+    parser.add_argument("--build-dir", default="build/op-gpu-launcher")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
