@@ -1,6 +1,7 @@
 // Host-only tests of libsoftmask_kernels: argument validation, workspace sizing and the split
 // heuristic, none of which may touch the GPU (CI has no driver).
 #include "softmask_kernels.h"
+#include "softmask_kernels_table.h"
 
 #include <cstdio>
 #include <cstring>
@@ -105,6 +106,49 @@ void testSplits()
     int32_t const waves = (programs + 131) / 132;
     check(static_cast<double>(programs) / (waves * 132) >= 0.85, "85% wave efficiency at B=1 H=8");
 }
+// The generated table: every image is a cubin (ELF) or NUL-terminated PTX naming its entry, and
+// each arch has a split kernel per (dtype, mask dtype, head dim) and a merge kernel per (dtype, head dim).
+void testTable()
+{
+    check(softmask_kernel_table_size > 0, "table is not empty");
+    int32_t const headDims[] = {16, 32, 64, 128};
+    for (size_t i = 0; i < softmask_kernel_table_size; ++i)
+    {
+        SoftmaskKernelEntry const& e = softmask_kernel_table[i];
+        size_t const size = softmask_kernel_image_size(i);
+        check(size > 16, "image is not empty");
+        if (e.is_ptx)
+        {
+            std::string const ptx(reinterpret_cast<char const*>(e.image), size - 1);
+            check(e.image[size - 1] == 0, "PTX is NUL-terminated");
+            check(ptx.find(std::string(".entry ") + e.name) != std::string::npos, "PTX holds the entry");
+        }
+        else
+        {
+            check(std::memcmp(e.image, "\x7f" "ELF", 4) == 0, "cubin is an ELF image");
+        }
+        check(e.num_warps >= 1 && e.block_i >= 16, "launch parameters recorded");
+        int found = 0;
+        for (int32_t d : headDims)
+        {
+            found += e.head_dim == d;
+        }
+        check(found == 1, "head dim is one of 16, 32, 64, 128");
+        int splitCount = 0;
+        int mergeCount = 0;
+        for (size_t j = 0; j < softmask_kernel_table_size; ++j)
+        {
+            SoftmaskKernelEntry const& o = softmask_kernel_table[j];
+            if (o.arch == e.arch && o.is_ptx == e.is_ptx)
+            {
+                splitCount += o.kind == SOFTMASK_KERNEL_SPLIT;
+                mergeCount += o.kind == SOFTMASK_KERNEL_MERGE;
+            }
+        }
+        check(splitCount == 2 * 2 * 4 && mergeCount == 2 * 4, "complete specialisation set per arch");
+    }
+    std::printf("table: %zu kernels\n", softmask_kernel_table_size);
+}
 } // namespace
 
 int main()
@@ -112,6 +156,7 @@ int main()
     testValidation();
     testWorkspaceSize();
     testSplits();
+    testTable();
     if (gFailures == 0)
     {
         std::printf("all host API checks passed\n");
