@@ -177,6 +177,58 @@ def _add_parity(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_parity)
 
 
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from softmask.data.synthetic import write_davis_dataset
+
+    root = write_davis_dataset(
+        args.out, args.videos, args.seed, args.height, args.width, args.frames, args.subset,
+        progress=lambda it: tqdm(it, desc="videos", unit="video"),
+    )
+    print(f"wrote {args.videos} videos (seeds {args.seed}..{args.seed + args.videos - 1}) to "
+          f"{root} (DAVIS layout, subset {args.subset!r})")
+    return 0
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="datasets")
+    data_sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    data_sub.required = True
+    s = data_sub.add_parser("synth", help="generate synthetic VOS videos in the DAVIS layout")
+    s.add_argument("--out", required=True, help="DAVIS root to write (created or extended)")
+    s.add_argument("--videos", type=int, required=True, help="number of videos")
+    s.add_argument("--seed", type=int, required=True, help="seed of the first video (then +1 ...)")
+    s.add_argument("--height", type=int, default=240)
+    s.add_argument("--width", type=int, default=432)
+    s.add_argument("--frames", type=int, default=24)
+    s.add_argument("--subset", default="val", help="ImageSets/2017/<subset>.txt to list them in")
+    s.set_defaults(handler=_cmd_synth)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from softmask.eval.davis import evaluate_davis, format_table, write_csv
+
+    results = evaluate_davis(args.davis_root, args.results, args.subset,
+                             progress=lambda it: tqdm(it, desc="sequences", unit="seq"))
+    print(format_table(results))
+    csv_path = Path(args.csv) if args.csv else Path(args.results) / "global_results-val.csv"
+    main_csv, per_object = write_csv(results, csv_path)
+    print(f"wrote {main_csv} and {per_object}")
+    return 0
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="DAVIS 2017 J&F of a results folder (semi-supervised)")
+    p.add_argument("--davis-root", required=True, help="folder with Annotations/480p, ImageSets")
+    p.add_argument("--results", required=True, help="folder with <sequence>/<frame>.png")
+    p.add_argument("--subset", default="val")
+    p.add_argument("--csv", help="global CSV path (default: <results>/global_results-val.csv)")
+    p.set_defaults(handler=_cmd_eval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softmask",
@@ -188,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="more log output (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_demo, _add_export, _add_run, _add_parity):
+    for add in (_add_demo, _add_export, _add_run, _add_parity, _add_data, _add_eval):
         add(sub)
     return parser
 

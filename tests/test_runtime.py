@@ -28,7 +28,7 @@ from softmask.runtime import (
 )
 from softmask.runtime.backend import FrameOutput
 from softmask.runtime.engine_cache import EngineCache, engine_cache_key
-from softmask.runtime.frames_io import davis_palette
+from softmask.data.io import davis_palette
 from softmask.runtime.latency import latency_summary
 
 H, W, N, WINDOW, T = 64, 96, 3, 3, 6

@@ -194,7 +194,7 @@ def parity_video(
     from softmask.export.frame_graphs import StreamSpec
     from softmask.export.streaming import export_streaming, load_streaming_export
     from softmask.runtime.factory import create_backend, resolve_model
-    from softmask.runtime.frames_io import list_frames, read_annotations, read_frame
+    from softmask.data.io import list_frames, read_annotations, read_frame
 
     paths = list_frames(video_dir)
     frames = [read_frame(p) for p in paths]

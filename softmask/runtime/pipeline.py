@@ -37,7 +37,7 @@ from softmask.export.frame_graphs import StreamSpec
 from softmask.export.streaming import StreamingExport, export_streaming, load_streaming_export
 from softmask.runtime.backend import Backend
 from softmask.runtime.factory import create_backend, resolve_model
-from softmask.runtime.frames_io import (
+from softmask.data.io import (
     list_frames,
     read_annotations,
     read_frame,

@@ -130,3 +130,9 @@ def write_overlay_jpeg(path: Path, frame: np.ndarray, labels: np.ndarray) -> Non
     on = labels > 0
     blended[on] = (1 - OVERLAY_ALPHA) * blended[on] + OVERLAY_ALPHA * colours[on]
     _atomic_save(Image.fromarray(blended.round().astype(np.uint8)), path, format="JPEG", quality=90)
+
+
+def write_frame_jpeg(path: Path, frame: np.ndarray, quality: int = 90) -> None:
+    """Write an RGB frame uint8 [H, W, 3] as JPEG, atomically."""
+    _atomic_save(Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)), path,
+                 format="JPEG", quality=quality)

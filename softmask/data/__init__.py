@@ -1,0 +1,1 @@
+"""Video and mask I/O (DAVIS layout) and the synthetic VOS video generator."""
