@@ -1,6 +1,6 @@
 """Tile sizes and split count of the fused kernel: pure functions of the problem size.
 
-The C launcher (``plugins/softmaskKernels/softmask_kernels.cpp``) implements the same rules;
+The C launcher (``plugins/softmaskKernels/softmask_heuristics.cpp``) implements the same rules;
 ``tests/test_kernel_heuristics.py`` checks both agree. Change them together.
 
 Rules (Flash-Decoding, ``shared/reference/soft_masked_attention.md``):
