@@ -229,6 +229,52 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_eval)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from softmask.train import TrainConfig, train
+
+    config = TrainConfig(
+        out_dir=args.out, model=args.model, supervision=args.supervision, steps=args.steps,
+        batch_size=args.batch_size, lr=args.lr, height=args.height, width=args.width,
+        videos=args.videos, static_fraction=args.static_fraction,
+        checkpoint_every=args.checkpoint_every, seed=args.seed, threads=args.threads,
+        init_from=args.init_from,
+    )
+    with tqdm(total=config.steps, desc="train", unit="step") as bar:
+        def progress(step: int, steps: int, record: dict) -> None:
+            bar.n = step
+            bar.set_postfix(loss=f"{record['loss']:.3f}")
+            bar.refresh()
+
+        final = train(config, resume=not args.restart, progress=progress)
+    print(f"wrote {final}")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model on synthetic videos (HODOR's cyclic "
+                                     "weak supervision); resumable")
+    p.add_argument("--out", required=True, help="run folder (checkpoints; resumed if present)")
+    p.add_argument("--model", default="tiny", help="model preset (default tiny)")
+    p.add_argument("--supervision", choices=("weak", "full"), default="weak",
+                   help="weak: only the reference frame's annotation (cyclic); full: every frame")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--height", type=int, default=128)
+    p.add_argument("--width", type=int, default=224)
+    p.add_argument("--videos", type=int, default=200, help="synthetic training videos")
+    p.add_argument("--static-fraction", type=float, default=0.3,
+                   help="share of static-image pseudo-video batches (fully supervised)")
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--init-from", help="start from this checkpoint's weights")
+    p.add_argument("--restart", action="store_true", help="ignore an existing latest.pth")
+    p.set_defaults(handler=_cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softmask",
@@ -240,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="more log output (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_demo, _add_export, _add_run, _add_parity, _add_data, _add_eval):
+    for add in (_add_demo, _add_export, _add_run, _add_parity, _add_data, _add_eval, _add_train):
         add(sub)
     return parser
 

@@ -1,0 +1,106 @@
+"""Training: losses, clip augmentation, weak supervision's data use, determinism and resume."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from softmask.data.synthetic import generate_video
+from softmask.model import build_model
+from softmask.train import TrainConfig, train
+from softmask.train.clips import random_affine, static_clip, video_clip, warp
+from softmask.train.cycles import cyclic_losses
+from softmask.train.losses import grouped_log_probs, segmentation_loss
+
+
+def test_background_channels_are_merged():
+    # Two background channels and one object with logits 0, 0, log 2: softmax 1/4, 1/4, 1/2.
+    logits = torch.tensor([0.0, 0.0, math.log(2.0)]).view(1, 3, 1, 1)
+    probs = grouped_log_probs(logits, 2).exp().flatten()
+    torch.testing.assert_close(probs, torch.tensor([0.5, 0.5]))
+
+
+def test_segmentation_loss_hand_computed():
+    # Two pixels; background (1 channel) and 1 object. Pixel 0: p(obj) = 0.5; pixel 1: p(obj) =
+    # 0.8. Target: pixel 0 background, pixel 1 object.
+    p = torch.tensor([0.5, 0.8])
+    logits = torch.stack([torch.zeros(2), torch.log(p / (1 - p))]).view(1, 2, 1, 2)
+    target = torch.tensor([[[0, 1]]])
+    ce, dice = segmentation_loss(logits, target, torch.tensor([[True]]), 1)
+    assert ce.item() == pytest.approx(-(math.log(0.5) + math.log(0.8)) / 2)
+    # Dice (eps 1): background: inter 0.5, sums 0.7 + 1; object: inter 0.8, sums 1.3 + 1.
+    bg = (2 * 0.5 + 1) / (0.5 + 0.2 + 1 + 1)
+    obj = (2 * 0.8 + 1) / (0.5 + 0.8 + 1 + 1)
+    assert dice.item() == pytest.approx(1 - (bg + obj) / 2)
+
+
+def test_invalid_object_slots_are_left_out_of_dice():
+    logits = torch.randn(1, 3, 4, 4)
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    _, with_slot = segmentation_loss(logits, target, torch.tensor([[True, True]]), 1)
+    _, without = segmentation_loss(logits, target, torch.tensor([[True, False]]), 1)
+    assert with_slot.item() != pytest.approx(without.item())
+
+
+def test_warp_moves_image_and_labels_together():
+    labels = torch.zeros(64, 96, dtype=torch.long)
+    labels[20:40, 30:60] = 2
+    image = (labels == 2).float()[None].repeat(3, 1, 1)
+    theta = random_affine(np.random.default_rng(3))
+    warped, warped_labels = warp(image, labels, theta)
+    marked = warped[0] > 0.5
+    on = warped_labels == 2
+    iou = (marked & on).sum() / (marked | on).sum()
+    assert iou > 0.9
+    assert set(warped_labels.unique().tolist()) <= {0, 2}
+
+
+def test_clips_have_three_aligned_frames():
+    video = generate_video(5, 64, 96, 8)
+    rng = np.random.default_rng(0)
+    for clip in (video_clip(video, rng), static_clip(video, rng)):
+        assert clip.images.shape == (3, 3, 64, 96) and clip.labels.shape == (3, 64, 96)
+    first = static_clip(video, np.random.default_rng(1))
+    assert (first.labels[0] > 0).any()
+
+
+def _batch(seed=0):
+    clips = [video_clip(generate_video(s, 64, 96, 6), np.random.default_rng(s)) for s in (1, 2)]
+    return torch.stack([c.images for c in clips]), torch.stack([c.labels for c in clips])
+
+
+def test_weak_supervision_reads_only_the_reference_frame():
+    torch.manual_seed(0)
+    model = build_model("tiny").eval()
+    images, labels = _batch()
+    garbage = labels.clone()
+    garbage[:, 1:] = torch.randint(0, 6, garbage[:, 1:].shape)
+    a = cyclic_losses(model, images, labels, 5, full_supervision=False)
+    b = cyclic_losses(model, images, garbage, 5, full_supervision=False)
+    assert a.total.item() == b.total.item()
+    c = cyclic_losses(model, images, garbage, 5, full_supervision=True)
+    d = cyclic_losses(model, images, labels, 5, full_supervision=True)
+    assert c.total.item() != d.total.item(), "full supervision does read frames 1 and 2"
+
+
+def _config(tmp_path, name, steps):
+    return TrainConfig(out_dir=str(tmp_path / name), steps=steps, batch_size=2, height=64,
+                       width=96, frames_per_video=6, videos=3, checkpoint_every=2,
+                       static_fraction=0.5, seed=7, threads=1)
+
+
+def test_training_is_deterministic_and_resume_equals_uninterrupted(tmp_path):
+    straight = train(_config(tmp_path, "a", 4))
+    again = train(_config(tmp_path, "b", 4))
+    train(_config(tmp_path, "c", 2))
+    resumed = train(_config(tmp_path, "c", 4))
+    loads = [torch.load(p, weights_only=False) for p in (straight, again, resumed)]
+    latest = [torch.load(tmp_path / n / "latest.pth", weights_only=False) for n in "abc"]
+    losses = [[r["loss"] for r in x["history"]] for x in latest]
+    assert len(losses[0]) == 4
+    assert losses[0] == losses[1] == losses[2]
+    for name, tensor in loads[0]["model"].items():
+        torch.testing.assert_close(tensor, loads[2]["model"][name], rtol=0, atol=0, msg=name)
