@@ -129,3 +129,13 @@ def test_heuristic_split_count_used_when_none(sma_forward, monkeypatch):
     auto = sma_forward(q, k, v, m, alpha, 1)
     forced = sma_forward(q, k, v, m, alpha, 1, num_splits=chosen)
     assert torch.equal(auto, forced)
+
+
+def test_unsupported_reason_names_float64_and_head_dim(sma_forward):
+    from softmask.kernels import unsupported_reason
+
+    q, _k, _v, m, _alpha = _inputs(1, 2, 8, 2, 16, torch.float32)
+    assert unsupported_reason(q, m, 2) is None
+    assert "float64" in unsupported_reason(q.double(), m, 2)
+    assert "float64" in unsupported_reason(q, m.double(), 2)
+    assert "head dim" in unsupported_reason(q, m, 4)  # D = 8

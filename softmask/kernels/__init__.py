@@ -13,6 +13,6 @@ import importlib.util
 if importlib.util.find_spec("triton") is None:
     raise ImportError("softmask.kernels needs triton (pip install 'softmask[gpu]')")
 
-from softmask.kernels.launch import sma_forward
+from softmask.kernels.launch import sma_forward, unsupported_reason
 
-__all__ = ["sma_forward"]
+__all__ = ["sma_forward", "unsupported_reason"]

@@ -48,6 +48,23 @@ def _check_device(tensors: dict[str, torch.Tensor | None], device: torch.device)
             raise InputError(f"{name} is on {t.device}, query on {device}: all must share a device")
 
 
+def unsupported_reason(query: torch.Tensor, mask: torch.Tensor, num_heads: int) -> str | None:
+    """Why the kernel cannot take these (already valid) inputs, or None when it can.
+
+    For callers that fall back to the reference instead (float64, head dims without a kernel).
+    """
+    head_dim = query.shape[-1] // num_heads
+    if head_dim not in heuristics.HEAD_DIMS:
+        return (
+            f"head dim D = E / num_heads = {head_dim} has no kernel; supported: "
+            f"{heuristics.HEAD_DIMS}"
+        )
+    for name, t in (("query", query), ("mask", mask)):
+        if t.dtype not in _KERNEL_DTYPES:
+            return f"{name} dtype {t.dtype} has no kernel; supported: {_KERNEL_DTYPES}"
+    return None
+
+
 def sma_forward(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -77,14 +94,9 @@ def sma_forward(
             on different devices, or CPU tensors without ``TRITON_INTERPRET=1``.
     """
     dims = check_inputs(query, key, value, mask, alpha, num_heads, key_padding_mask)
-    if dims.head_dim not in heuristics.HEAD_DIMS:
-        raise InputError(
-            f"head dim D = E / num_heads = {dims.head_dim} has no kernel; supported: "
-            f"{heuristics.HEAD_DIMS}"
-        )
-    for name, t in (("query", query), ("mask", mask)):
-        if t.dtype not in _KERNEL_DTYPES:
-            raise InputError(f"{name} dtype {t.dtype} has no kernel; supported: {_KERNEL_DTYPES}")
+    reason = unsupported_reason(query, mask, num_heads)
+    if reason is not None:
+        raise InputError(reason)
     if num_splits is not None and (not isinstance(num_splits, int) or num_splits < 1):
         raise InputError(f"num_splits must be None or an int >= 1, got {num_splits!r}")
     device = query.device
