@@ -50,9 +50,14 @@ def _warn_no_kernel(reason: str) -> None:
 def _cuda(query, key, value, mask, alpha, num_heads, key_padding_mask=None):
     """CUDA forward: the fused Triton kernel; the reference math (on the GPU) without Triton."""
     try:
-        from softmask.kernels import sma_forward  # triton is an optional (gpu/dev) dependency
+        from softmask.kernels import sma_forward, unsupported_reason  # triton: gpu/dev extra
     except ImportError as exc:
         _warn_no_kernel(str(exc))
+        return reference.soft_masked_attention(
+            query, key, value, mask, alpha, num_heads, key_padding_mask
+        )
+    if unsupported_reason(query, mask, num_heads) is not None:
+        # float64 (gradcheck) or a head dim without a kernel: the reference math on the GPU.
         return reference.soft_masked_attention(
             query, key, value, mask, alpha, num_heads, key_padding_mask
         )
