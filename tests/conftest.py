@@ -7,6 +7,8 @@ import importlib.util
 import pytest
 import torch
 
+from softmask.model import build_model
+
 
 def _tensorrt_available() -> bool:
     return importlib.util.find_spec("tensorrt") is not None
@@ -22,3 +24,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(no_gpu)
         if "tensorrt" in item.keywords and not has_trt:
             item.add_marker(no_trt)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The "tiny" HODOR model with seeded random weights, in eval mode (one per test module)."""
+    torch.manual_seed(0)
+    return build_model("tiny").eval()

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from softmask.errors import InputError
-from softmask.model import build_model, segment_video
+from softmask.model import segment_video
 from softmask.model.decoder import INVALID_LOGIT
 from softmask.model.video import (
     PIXEL_MEAN_RGB,
@@ -24,12 +24,6 @@ from softmask.model.video import (
 )
 
 QB = 9  # background descriptors of the tiny config
-
-
-@pytest.fixture()
-def model():
-    torch.manual_seed(0)
-    return build_model("tiny").eval()
 
 
 def _video(t: int, h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -13,11 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
+from softmask.data.io import davis_palette
 from softmask.errors import BackendUnavailable, InputError
 from softmask.eval.parity import compare_backends, mean_iou
 from softmask.export.frame_graphs import StreamSpec
 from softmask.export.streaming import export_streaming
-from softmask.model import build_model, segment_video
+from softmask.model import segment_video
 from softmask.runtime import (
     OnnxRuntimeBackend,
     TensorRTBackend,
@@ -28,18 +29,11 @@ from softmask.runtime import (
 )
 from softmask.runtime.backend import FrameOutput
 from softmask.runtime.engine_cache import EngineCache, engine_cache_key
-from softmask.data.io import davis_palette
 from softmask.runtime.latency import latency_summary
 
 H, W, N, WINDOW, T = 64, 96, 3, 3, 6
 # The graphs resize inside: short side 48 -> 48x72, padded to 64x96 (and back to 64x96 at the end).
 MIN_DIM = 48
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build_model("tiny").eval()
 
 
 @pytest.fixture(scope="module")

@@ -8,22 +8,14 @@ import json
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from softmask.errors import InputError
 from softmask.export.streaming import MANIFEST_NAME, export_streaming, load_streaming_export
-from softmask.model import build_model
 from softmask.ops.onnx_op import DOMAIN, OP_TYPE
 from softmask.runtime import OnnxRuntimeBackend, TorchBackend, VideoStream
 
 H, W, N, WINDOW = 64, 96, 3, 3
 C, QB = 64, 9  # tiny config: width and background descriptors
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build_model("tiny").eval()
 
 
 @pytest.fixture(scope="module")
