@@ -3,7 +3,7 @@
 User docs: ``docs/model.md``; spec: ``shared/reference/hodor_model.md``.
 """
 
-from softmask.model.checkpoint import load_checkpoint, save_checkpoint
+from softmask.model.checkpoint import bundled_checkpoint_path, load_checkpoint, save_checkpoint
 from softmask.model.config import PRESETS, ModelConfig, resolve_config
 from softmask.model.hodor import HodorModel, build_model
 from softmask.model.video import VideoState, init_state, segment_video, step
@@ -14,6 +14,7 @@ __all__ = [
     "ModelConfig",
     "VideoState",
     "build_model",
+    "bundled_checkpoint_path",
     "init_state",
     "load_checkpoint",
     "resolve_config",

@@ -28,6 +28,9 @@ CONFIG_KEY = "softmask_config"
 # Names listed per category in a mismatch error before it summarises the rest as a count.
 MAX_LISTED = 50
 
+# Trained checkpoints shipped in softmask/assets, by the name load_checkpoint accepts for them.
+BUNDLED_CHECKPOINTS = {"tiny": "hodor_tiny.pth"}
+
 # HODOR config.yaml MODEL keys -> ModelConfig fields.
 _YAML_MODEL_KEYS = {
     "ENCODER_LAYERS": "encoder_layers",
@@ -37,6 +40,13 @@ _YAML_MODEL_KEYS = {
     "POS_ENCODINGS_IN_FMQ": "encoder_key_pos",
     "POS_ENCODINGS_IN_FQM": "decoder_query_pos",
 }
+
+
+def bundled_checkpoint_path(name: str = "tiny") -> Path:
+    """Path of a checkpoint shipped with softmask (``BUNDLED_CHECKPOINTS``)."""
+    if name not in BUNDLED_CHECKPOINTS:
+        raise InputError(f"no bundled checkpoint {name!r}; bundled: {sorted(BUNDLED_CHECKPOINTS)}")
+    return Path(__file__).resolve().parent.parent / "assets" / BUNDLED_CHECKPOINTS[name]
 
 
 def save_checkpoint(
@@ -112,6 +122,9 @@ def load_checkpoint(
 ) -> HodorModel:
     """Build the model and load weights strictly; the model is returned in eval mode.
 
+    ``path`` is a file, or the name of a bundled checkpoint (``"tiny"``: the trained tiny model
+    shipped with softmask, see docs/model-card.md) when no file of that name exists.
+
     Config, first found: ``config``; the checkpoint's ``softmask_config``; ``config.yaml`` beside
     the file (HODOR's); the "hodor" preset.
 
@@ -120,6 +133,8 @@ def load_checkpoint(
             (all of them listed, with the file path).
     """
     path = Path(path)
+    if not path.is_file() and str(path) in BUNDLED_CHECKPOINTS:
+        path = bundled_checkpoint_path(str(path))
     if not path.is_file():
         raise InputError(f"checkpoint not found: {path}")
     payload = _read(path, trust_pickle)

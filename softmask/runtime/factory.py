@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 from softmask.errors import InputError
 from softmask.export.frame_graphs import StreamSpec
 from softmask.export.streaming import StreamingExport
-from softmask.model.checkpoint import load_checkpoint
+from softmask.model.checkpoint import bundled_checkpoint_path, load_checkpoint
 from softmask.model.hodor import HodorModel
 from softmask.runtime.backend import Backend
 
@@ -20,24 +19,15 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
 def resolve_model(checkpoint: str | Path | HodorModel | None) -> HodorModel:
-    """A model in eval mode from a checkpoint path, a HodorModel, or (None) the bundled model
-    ``softmask.train.bundled_checkpoint_path()``.
+    """A model in eval mode from a checkpoint path, a HodorModel, or (None) the bundled tiny model.
 
     Raises:
-        InputError: the checkpoint cannot be loaded, or None was given and no bundled model is
-            installed.
+        InputError: the checkpoint cannot be loaded.
     """
     if isinstance(checkpoint, HodorModel):
         return checkpoint.eval()
     if checkpoint is None:
-        try:
-            bundled = importlib.import_module("softmask.train").bundled_checkpoint_path
-        except (ImportError, AttributeError) as error:
-            raise InputError(
-                "no checkpoint given and this installation has no bundled model "
-                "(softmask.train.bundled_checkpoint_path); pass a checkpoint"
-            ) from error
-        checkpoint = bundled()
+        checkpoint = bundled_checkpoint_path("tiny")
         logger.info("using the bundled model %s", checkpoint)
     return load_checkpoint(checkpoint)
 
