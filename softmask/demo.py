@@ -179,9 +179,9 @@ def run_op_demo(
         feed = {x.name: t.numpy() for x, t in zip(session.get_inputs(), inputs)}
         with torch.no_grad():
             want = module(*inputs).numpy()
-            torch_ms = _best_ms(lambda: module(*inputs))
+            torch_ms = _best_ms(lambda args=inputs: module(*args))
         got = session.run(None, feed)[0]
-        ort_ms = _best_ms(lambda: session.run(None, feed))
+        ort_ms = _best_ms(lambda args=feed: session.run(None, args))
         rows.append(ParityRow(b, i, s, float(np.abs(got - want).max()), torch_ms, ort_ms))
         logger.info("B=%d I=%d S=%d: max abs error %.2e", b, i, s, rows[-1].max_abs_error)
     return path, rows

@@ -38,10 +38,11 @@ def make_inputs(
         kpm[:, torch.randint(0, keys, (1,), generator=g)] = False
         if padding == "rows" and batch > 1:
             kpm[0] = True
-    return dict(
-        query=query.to(dtype), key=key.to(dtype), value=value.to(dtype), mask=mask.to(dtype),
-        alpha=alpha.to(dtype), num_heads=heads, key_padding_mask=kpm,
-    )
+    return {
+        "query": query.to(dtype), "key": key.to(dtype), "value": value.to(dtype),
+        "mask": mask.to(dtype), "alpha": alpha.to(dtype), "num_heads": heads,
+        "key_padding_mask": kpm,
+    }
 
 
 def as_float64(inputs: dict) -> dict:

@@ -9,9 +9,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from op_cases import as_float64, make_inputs
 from torch.export import Dim
 
-from op_cases import as_float64, make_inputs
 from softmask.errors import ExportError
 from softmask.export import export_onnx
 from softmask.ops import SoftMaskedAttention, onnx_op, reference

@@ -6,10 +6,15 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from op_cases import as_float64, make_inputs
+
 from softmask.errors import InputError
-from softmask.ops import SoftMaskedAttention, default_scaling_factors, reference, soft_masked_attention
+from softmask.ops import (
+    SoftMaskedAttention,
+    default_scaling_factors,
+    reference,
+    soft_masked_attention,
+)
 from softmask.ops.custom_op import soft_masked_attention_op
 
 SHAPES = [  # (B, I, S, E, H)

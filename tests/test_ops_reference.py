@@ -6,8 +6,8 @@ import math
 
 import pytest
 import torch
-
 from op_cases import make_inputs
+
 from softmask.ops import reference
 
 

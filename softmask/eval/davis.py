@@ -69,7 +69,7 @@ def boundary_map(mask: np.ndarray) -> np.ndarray:
 
 def boundary_tolerance(height: int, width: int) -> int:
     """Dilation radius in pixels: ceil(0.008 * sqrt(H^2 + W^2)) (8 at 480x854)."""
-    return int(math.ceil(BOUNDARY_TOLERANCE * math.hypot(height, width)))
+    return math.ceil(BOUNDARY_TOLERANCE * math.hypot(height, width))
 
 
 def disk(radius: int) -> np.ndarray:

@@ -191,10 +191,10 @@ def parity_video(
     export's settings so both run the same configuration. ``ground_truth_dir`` holds label PNGs
     named like frames.
     """
+    from softmask.data.io import list_frames, read_annotations, read_frame
     from softmask.export.frame_graphs import StreamSpec
     from softmask.export.streaming import export_streaming, load_streaming_export
     from softmask.runtime.factory import create_backend, resolve_model
-    from softmask.data.io import list_frames, read_annotations, read_frame
 
     paths = list_frames(video_dir)
     frames = [read_frame(p) for p in paths]

@@ -41,7 +41,7 @@ def _fake(query, key, value, mask, alpha, num_heads, key_padding_mask=None):
     return torch.empty_like(query)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _warn_no_kernel(reason: str) -> None:
     logger.warning("fused kernel unavailable (%s); using the reference math on the GPU", reason)
 

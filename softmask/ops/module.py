@@ -8,6 +8,7 @@ from torch import nn
 from softmask.errors import InputError
 from softmask.ops.custom_op import soft_masked_attention
 
+
 def default_scaling_factors(num_heads: int) -> list[float]:
     """Initial alpha per head: head h of H gets 32 / 2**floor(4h / H).
 

@@ -79,9 +79,11 @@ def translate(query, key, value, mask, alpha, num_heads: int, key_padding_mask=N
     import onnxscript
 
     plugins = onnxscript.values.Opset(DOMAIN, OP_VERSION)
-    attrs = dict(
-        num_heads=num_heads, plugin_version=PLUGIN_VERSION, plugin_namespace=PLUGIN_NAMESPACE
-    )
+    attrs = {
+        "num_heads": num_heads,
+        "plugin_version": PLUGIN_VERSION,
+        "plugin_namespace": PLUGIN_NAMESPACE,
+    }
     if key_padding_mask is None:
         return plugins.SoftMaskedAttention(query, key, value, mask, alpha, **attrs)
     return plugins.SoftMaskedAttention(query, key, value, mask, alpha, key_padding_mask, **attrs)

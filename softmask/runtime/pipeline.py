@@ -32,11 +32,6 @@ from typing import Any
 import numpy as np
 
 from softmask import __version__
-from softmask.errors import InputError
-from softmask.export.frame_graphs import StreamSpec
-from softmask.export.streaming import StreamingExport, export_streaming, load_streaming_export
-from softmask.runtime.backend import Backend
-from softmask.runtime.factory import create_backend, resolve_model
 from softmask.data.io import (
     list_frames,
     read_annotations,
@@ -44,6 +39,11 @@ from softmask.data.io import (
     write_label_png,
     write_overlay_jpeg,
 )
+from softmask.errors import InputError
+from softmask.export.frame_graphs import StreamSpec
+from softmask.export.streaming import StreamingExport, export_streaming, load_streaming_export
+from softmask.runtime.backend import Backend
+from softmask.runtime.factory import create_backend, resolve_model
 from softmask.runtime.latency import latency_summary
 from softmask.runtime.stream import VideoStream, check_annotation
 
