@@ -69,7 +69,8 @@ def boundary_map(mask: np.ndarray) -> np.ndarray:
 
 def boundary_tolerance(height: int, width: int) -> int:
     """Dilation radius in pixels: ceil(0.008 * sqrt(H^2 + W^2)) (8 at 480x854)."""
-    return math.ceil(BOUNDARY_TOLERANCE * math.hypot(height, width))
+    # sqrt of the exact integer sum, as the reference's np.linalg.norm (hypot may differ by an ulp).
+    return math.ceil(BOUNDARY_TOLERANCE * math.sqrt(height * height + width * width))
 
 
 def disk(radius: int) -> np.ndarray:
