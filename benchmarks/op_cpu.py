@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 import torch
+from results_io import write_results
 
 from softmask.export import export_onnx
 from softmask.ops.custom_op import soft_masked_attention
@@ -141,11 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "onnxruntime": ort.__version__,
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"op_cpu_{re.sub(r'[^A-Za-z0-9]+', '-', host).strip('-')}_{now:%Y%m%d-%H%M}"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{stem}.md").write_text(markdown(report))
-    logger.info("wrote %s.{json,md}", args.out / stem)
+    write_results(args.out, "op_cpu", host, now, report, markdown)
     return 0
 
 

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import math
 import os
 import platform
-import re
 import statistics
 import sys
 import traceback
@@ -33,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from results_io import write_results
 
 from softmask.ops.reference import soft_masked_attention as reference
 
@@ -344,11 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "correctness": correctness,
         "timing": timing,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"op_gpu_{re.sub(r'[^A-Za-z0-9]+', '-', device).strip('-')}_{now:%Y%m%d-%H%M}"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (args.out / f"{stem}.md").write_text(markdown(report))
-    logger.info("wrote %s.{json,md}", args.out / stem)
+    write_results(args.out, "op_gpu", device, now, report, markdown)
     return 0 if all(r["ok"] for r in correctness) else 1
 
 
