@@ -264,7 +264,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     config = TrainConfig(
         out_dir=args.out, model=args.model, supervision=args.supervision, steps=args.steps,
-        batch_size=args.batch_size, lr=args.lr, height=args.height, width=args.width,
+        batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
+        height=args.height, width=args.width,
         videos=args.videos, static_fraction=args.static_fraction,
         checkpoint_every=args.checkpoint_every, seed=args.seed, threads=args.threads,
         init_from=args.init_from,
@@ -290,6 +291,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="cosine: decay to 2%% of --lr over --steps")
     p.add_argument("--height", type=int, default=128)
     p.add_argument("--width", type=int, default=224)
     p.add_argument("--videos", type=int, default=200, help="synthetic training videos")

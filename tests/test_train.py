@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -9,11 +11,13 @@ import pytest
 import torch
 
 from softmask.data.synthetic import generate_video
+from softmask.errors import InputError
 from softmask.model import build_model
 from softmask.train import TrainConfig, train
 from softmask.train.clips import random_affine, static_clip, video_clip, warp
 from softmask.train.cycles import cyclic_losses
 from softmask.train.losses import grouped_log_probs, segmentation_loss
+from softmask.train.trainer import MIN_LR_FRACTION, learning_rate
 
 
 def test_background_channels_are_merged():
@@ -104,3 +108,26 @@ def test_training_is_deterministic_and_resume_equals_uninterrupted(tmp_path):
     assert losses[0] == losses[1] == losses[2]
     for name, tensor in loads[0]["model"].items():
         torch.testing.assert_close(tensor, loads[2]["model"][name], rtol=0, atol=0, msg=name)
+
+
+def test_cosine_schedule_decays_from_lr_to_its_floor():
+    config = TrainConfig(out_dir="unused", steps=100, lr=1e-3, lr_schedule="cosine")
+    rates = [learning_rate(config, s) for s in range(101)]
+    assert rates[0] == pytest.approx(1e-3)
+    assert rates[50] == pytest.approx(1e-3 * (1 + MIN_LR_FRACTION) / 2)
+    assert rates[100] == pytest.approx(1e-3 * MIN_LR_FRACTION)
+    assert all(a > b for a, b in itertools.pairwise(rates))
+    constant = TrainConfig(out_dir="unused", steps=100, lr=1e-3)
+    assert {learning_rate(constant, s) for s in range(101)} == {1e-3}
+
+
+def test_training_applies_the_schedule_to_the_optimizer(tmp_path):
+    config = dataclasses.replace(_config(tmp_path, "cos", 3), lr_schedule="cosine")
+    train(config)
+    saved = torch.load(tmp_path / "cos" / "latest.pth", weights_only=False)
+    assert saved["optimizer"]["param_groups"][0]["lr"] == pytest.approx(learning_rate(config, 2))
+
+
+def test_unknown_schedule_is_rejected():
+    with pytest.raises(InputError, match="lr_schedule"):
+        TrainConfig(out_dir="unused", lr_schedule="linear")

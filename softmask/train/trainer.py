@@ -8,6 +8,7 @@ exactly as an uninterrupted one would (same machine, same torch build).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,10 @@ logger = logging.getLogger(__name__)
 # Seeds of generated training videos start here; held-out evaluation sets use seeds below it.
 TRAIN_SEED_BASE = 1_000_000
 LATEST = "latest.pth"
+LR_SCHEDULES = ("constant", "cosine")
+# The cosine schedule ends at this fraction of the base rate rather than at zero, so the last
+# steps still move the weights.
+MIN_LR_FRACTION = 0.02
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,9 @@ class TrainConfig:
     static_fraction: share of batches that are static-image pseudo-videos (always fully
         supervised, as HODOR's static-image mode).
     videos: size of the synthetic training pool (seeds TRAIN_SEED_BASE + seed * 10_000 + i).
+    lr_schedule: "constant" (``lr`` throughout) or "cosine" (``lr`` decayed to
+        ``MIN_LR_FRACTION * lr`` along half a cosine over the run's ``steps``; resuming with a
+        larger ``steps`` stretches the remaining curve).
     """
 
     out_dir: str
@@ -48,6 +56,7 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 4
     lr: float = 3e-4
+    lr_schedule: str = "constant"
     weight_decay: float = 0.01
     height: int = 128
     width: int = 224
@@ -66,6 +75,10 @@ class TrainConfig:
             raise InputError(f"supervision must be 'weak' or 'full', got {self.supervision!r}")
         if self.height % 32 or self.width % 32:
             raise InputError(f"training frames must be multiples of 32, got {self.height}x{self.width}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(
+                f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"
+            )
         if not 0.0 <= self.static_fraction <= 1.0:
             raise InputError(f"static_fraction must be in [0, 1], got {self.static_fraction}")
 
@@ -75,6 +88,15 @@ def training_pool(config: TrainConfig) -> list[SyntheticVideo]:
     base = TRAIN_SEED_BASE + config.seed * 10_000
     return [generate_video(base + i, config.height, config.width, config.frames_per_video,
                            max_objects=config.num_objects) for i in range(config.videos)]
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate of optimisation step ``step`` (0-based) under the config's schedule."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    progress = min(step / max(config.steps, 1), 1.0)
+    fraction = MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
+    return config.lr * fraction
 
 
 def _batch(pool, rng: np.random.Generator, config: TrainConfig, static: bool):
@@ -137,6 +159,8 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config, step)
         optimizer.step()
         step += 1
         record = {"step": step, "loss": losses.total.item(), "static": static,
