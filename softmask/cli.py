@@ -276,7 +276,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             bar.set_postfix(loss=f"{record['loss']:.3f}")
             bar.refresh()
 
-        final = train(config, resume=not args.restart, progress=progress)
+        final = train(config, resume=not args.restart, progress=progress,
+                      pool_progress=lambda it: tqdm(it, desc="training videos", unit="video",
+                                                    leave=False))
     print(f"wrote {final}")
     return 0
 

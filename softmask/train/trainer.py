@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -83,11 +83,19 @@ class TrainConfig:
             raise InputError(f"static_fraction must be in [0, 1], got {self.static_fraction}")
 
 
-def training_pool(config: TrainConfig) -> list[SyntheticVideo]:
-    """The synthetic training videos of a run (a pure function of the config)."""
+def training_pool(
+    config: TrainConfig,
+    progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+) -> list[SyntheticVideo]:
+    """The synthetic training videos of a run (a pure function of the config).
+
+    ``progress`` wraps the index iterable (e.g. tqdm): large pools take minutes to generate.
+    """
     base = TRAIN_SEED_BASE + config.seed * 10_000
+    indices = range(config.videos)
     return [generate_video(base + i, config.height, config.width, config.frames_per_video,
-                           max_objects=config.num_objects) for i in range(config.videos)]
+                           max_objects=config.num_objects)
+            for i in (progress(indices) if progress else indices)]
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -122,12 +130,14 @@ def train(
     config: TrainConfig,
     resume: bool = True,
     progress: Callable[[int, int, dict], None] | None = None,
+    pool_progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
 ) -> Path:
     """Train (or resume) a model; returns the final checkpoint path (``<out_dir>/final.pth``).
 
     Checkpoints ``<out_dir>/latest.pth`` every ``checkpoint_every`` steps and at the end; with
     ``resume`` and a ``latest.pth`` present, training continues from it. ``progress(step, steps,
-    losses)`` is called after every step (the CLI draws a progress bar with it).
+    losses)`` is called after every step (the CLI draws a progress bar with it);
+    ``pool_progress`` wraps the generation of the training videos (see ``training_pool``).
     """
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -149,7 +159,7 @@ def train(
         rng.bit_generator.state = payload["numpy_rng"]
         torch.set_rng_state(payload["torch_rng"])
         logger.info("resumed from %s at step %d", latest, step)
-    pool = training_pool(config)
+    pool = training_pool(config, pool_progress)
     started = time.perf_counter()
     while step < config.steps:
         static = rng.random() < config.static_fraction
