@@ -239,6 +239,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from softmask.eval.davis import evaluate_davis, format_table, write_csv
 
+    if args.model:
+        from softmask.runtime.factory import resolve_model
+        from softmask.train.evaluate import segment_davis
+
+        model = resolve_model(None if args.model == "tiny" else args.model)
+        segment_davis(model, args.davis_root, args.results, args.subset,
+                      progress=lambda it: tqdm(it, desc="segmenting", unit="seq"))
     results = evaluate_davis(args.davis_root, args.results, args.subset,
                              progress=lambda it: tqdm(it, desc="sequences", unit="seq"))
     print(format_table(results))
@@ -254,6 +261,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", required=True, help="folder with <sequence>/<frame>.png")
     p.add_argument("--subset", default="val")
     p.add_argument("--csv", help="global CSV path (default: <results>/global_results-val.csv)")
+    p.add_argument("--model", help="first segment every sequence into --results with this model "
+                                   "('tiny' = the bundled one, or a checkpoint path), from its "
+                                   "first frame's annotation")
     p.set_defaults(handler=_cmd_eval)
 
 

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from softmask.cli import main
+from softmask.data.synthetic import write_davis_dataset
 from softmask.errors import InputError
 from softmask.eval.davis import (
     boundary_map,
@@ -210,3 +212,12 @@ def test_table_and_csv(tmp_path):
     main, per_object = write_csv(out, tmp_path / "scores" / "global_results.csv")
     assert main.read_text().splitlines()[0] == "J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay"
     assert per_object.read_text().splitlines()[1].startswith("clip_1,1.000000,1.000000")
+
+
+def test_eval_cli_segments_with_a_model_then_scores(tmp_path, capsys):
+    root = write_davis_dataset(tmp_path / "davis", 2, 900_100, height=64, width=96, frames=5)
+    assert main(["eval", "--davis-root", str(root), "--results", str(tmp_path / "res"),
+                 "--model", "tiny"]) == 0
+    assert len(list((tmp_path / "res").glob("synth900100/*.png"))) == 5
+    printed = capsys.readouterr().out
+    assert "J&F-Mean" in printed and (tmp_path / "res" / "global_results-val.csv").is_file()
