@@ -243,7 +243,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         from softmask.runtime.factory import resolve_model
         from softmask.train.evaluate import segment_davis
 
-        model = resolve_model(None if args.model == "tiny" else args.model)
+        model = resolve_model(args.model)
         segment_davis(model, args.davis_root, args.results, args.subset,
                       progress=lambda it: tqdm(it, desc="segmenting", unit="seq"))
     results = evaluate_davis(args.davis_root, args.results, args.subset,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from softmask.cli import main
+from softmask import cli
 from softmask.data.synthetic import write_davis_dataset
 from softmask.errors import InputError
 from softmask.eval.davis import (
@@ -216,7 +216,7 @@ def test_table_and_csv(tmp_path):
 
 def test_eval_cli_segments_with_a_model_then_scores(tmp_path, capsys):
     root = write_davis_dataset(tmp_path / "davis", 2, 900_100, height=64, width=96, frames=5)
-    assert main(["eval", "--davis-root", str(root), "--results", str(tmp_path / "res"),
+    assert cli.main(["eval", "--davis-root", str(root), "--results", str(tmp_path / "res"),
                  "--model", "tiny"]) == 0
     assert len(list((tmp_path / "res").glob("synth900100/*.png"))) == 5
     printed = capsys.readouterr().out
