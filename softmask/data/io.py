@@ -23,8 +23,6 @@ logger = logging.getLogger(__name__)
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 # DAVIS marks unlabelled pixels of annotations and ground truth with 255 ("void").
 VOID_LABEL = 255
-# Opacity of the label colours in overlay images.
-OVERLAY_ALPHA = 0.5
 
 
 def davis_palette() -> np.ndarray:
@@ -158,15 +156,6 @@ def write_label_png(path: Path, labels: np.ndarray) -> None:
     image = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8))
     image.putpalette(davis_palette().tobytes())  # turns the greyscale image into a palette one
     _atomic_save(image, path, format="PNG")
-
-
-def write_overlay_jpeg(path: Path, frame: np.ndarray, labels: np.ndarray) -> None:
-    """Write the frame with label colours blended in (background untouched), atomically."""
-    colours = davis_palette()[labels].astype(np.float32)
-    blended = frame.astype(np.float32)
-    on = labels > 0
-    blended[on] = (1 - OVERLAY_ALPHA) * blended[on] + OVERLAY_ALPHA * colours[on]
-    _atomic_save(Image.fromarray(blended.round().astype(np.uint8)), path, format="JPEG", quality=90)
 
 
 def write_frame_jpeg(path: Path, frame: np.ndarray, quality: int = 90) -> None:

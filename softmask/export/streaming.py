@@ -12,6 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +71,8 @@ class StreamingExport:
         return self.manifest["graphs"][graph][kind]
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -92,7 +97,7 @@ def _graph_entry(path: Path) -> dict[str, Any]:
     props = {p.key: p.value for p in model.metadata_props}
     return {
         "file": path.name,
-        "sha256": _file_sha256(path),
+        "sha256": file_sha256(path),
         "op_nodes": int(props.get("softmask.op_nodes", 0)),
         "inputs": _value_infos(model.graph.input),
         "outputs": _value_infos(model.graph.output),
@@ -122,8 +127,12 @@ def export_streaming(
     fp16: bool = False,
     min_dim: int | None = None,
     max_dim: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> StreamingExport:
     """Export the streaming graphs of ``model`` for one frame size and object count.
+
+    The graphs are written into a temporary folder beside ``out_dir`` and renamed into place with
+    the manifest, so an interrupted export leaves no half export behind.
 
     Args:
         model: a HodorModel (exported in eval mode; its mode is restored).
@@ -133,17 +142,46 @@ def export_streaming(
         temporal_window: W, past frames whose descriptors the decoder sees.
         fp16: float16 weights and descriptors (see ``export_onnx``).
         min_dim, max_dim: resize rule inside the graphs (``softmask.model.video.frame_geometry``).
+        progress: called with each graph's name before it is exported (for progress output).
 
     Returns:
         The export (paths and manifest).
 
     Raises:
-        InputError: a size is not a positive integer.
+        InputError: a size is not a positive integer, or ``out_dir`` is a file or a folder that
+            is not empty.
         ExportError: the exporter failed or a graph fails ``onnx.checker``.
     """
     spec = StreamSpec(height, width, num_objects, temporal_window, min_dim, max_dim)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: export folder exists and is not empty; export into a new folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as error:
+        raise InputError(f"{out}: cannot write the export: {error.strerror or error}") from error
+    try:
+        _export_graphs(model, staging, spec, fp16, progress)
+        try:
+            os.rename(staging, out)
+        except OSError as error:
+            raise InputError(
+                f"{out}: cannot move the finished export into place: {error.strerror or error}"
+            ) from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load_streaming_export(out)
+
+
+def _export_graphs(
+    model: HodorModel,
+    out: Path,
+    spec: StreamSpec,
+    fp16: bool,
+    progress: Callable[[str], None] | None,
+) -> None:
+    """Write the graphs and manifest.json of ``export_streaming`` into the folder ``out``."""
     precision = "fp16" if fp16 else "fp32"
     geometry = spec.geometry
     was_training = model.training
@@ -155,6 +193,8 @@ def export_streaming(
     graphs: dict[str, Path] = {}
     try:
         for name in GRAPH_NAMES:
+            if progress is not None:
+                progress(name)
             module = GRAPH_MODULES[name](model, spec).eval()
             graphs[name] = export_onnx(
                 module,
@@ -184,9 +224,7 @@ def export_streaming(
         "dim": model.config.dim,
         "graphs": {name: _graph_entry(path) for name, path in graphs.items()},
     }
-    manifest_path = out / MANIFEST_NAME
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return StreamingExport(out, manifest, graphs)
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def load_streaming_export(directory: str | Path, verify_hashes: bool = True) -> StreamingExport:
@@ -221,7 +259,7 @@ def load_streaming_export(directory: str | Path, verify_hashes: bool = True) -> 
         path = folder / entry["file"]
         if not path.is_file():
             raise InputError(f"{path}: graph file listed in {manifest_path} is missing")
-        if verify_hashes and _file_sha256(path) != entry["sha256"]:
+        if verify_hashes and file_sha256(path) != entry["sha256"]:
             raise InputError(f"{path}: sha256 differs from {manifest_path} (file was modified)")
         graphs[name] = path
     return StreamingExport(folder, manifest, graphs)

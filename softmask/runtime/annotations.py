@@ -37,11 +37,24 @@ class Annotations:
 
     def add(self, index: int, labels: np.ndarray, source: str) -> None:
         if index in self.labels:
-            raise InputError(
-                f"{source}: frame {index} is already annotated by {self.sources[index]}"
-            )
+            raise InputError(f"{source}: frame {index} is already annotated by {self.source(index)}")
         self.labels[index] = labels
         self.sources[index] = source
+
+    def source(self, index: int) -> str:
+        """The name errors use for frame ``index``'s annotation."""
+        return self.sources.get(index, f"annotation of frame {index}")
+
+    def check_indices(self, source: FrameSource) -> None:
+        """Raise InputError if an annotated frame lies past ``source``'s known length."""
+        if source.frame_count is None:
+            return
+        outside = sorted(i for i in self.labels if i >= source.frame_count)
+        if outside:
+            raise InputError(
+                f"{self.source(outside[0])}: annotates frame {outside[0]}, but {source.name} has "
+                f"{source.frame_count} frames"
+            )
 
     @property
     def largest_id(self) -> int:
@@ -101,11 +114,5 @@ def resolve_annotations(specs: Sequence[str | Path], source: FrameSource) -> Ann
             found.add(index, read_annotation(path), str(path))
         else:
             raise InputError(f"{path}: annotation file or folder does not exist")
-    if source.frame_count is not None:
-        outside = sorted(i for i in found.labels if i >= source.frame_count)
-        if outside:
-            raise InputError(
-                f"{found.sources[outside[0]]}: annotates frame {outside[0]}, but {source.name} "
-                f"has {source.frame_count} frames"
-            )
+    found.check_indices(source)
     return found

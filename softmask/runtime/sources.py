@@ -14,15 +14,16 @@ Video, URLs and cameras are decoded with PyAV (FFmpeg bundled in the ``av`` whee
 cannot be opened or read raises ``InputError`` naming the source (and the frame index, when it
 fails mid-stream); frames before the failure were yielded whole.
 
-``realtime=True`` paces a source at its own frame rate (sleeping until each frame's timestamp), so
-a file behaves like a camera; it is how live mode (``softmask.runtime.pipeline``) is tested.
+Sources decode as fast as they are read; pacing a file at its frame rate (``--realtime``) and
+dropping frames in live mode are the pipeline's business (``softmask.runtime.pipeline``).
+``first_frame()`` decodes the first frame ahead (the backend is built for its size); iterating
+yields it again, without decoding it twice.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,12 +56,14 @@ class Frame:
     timestamp: seconds since the source's first frame.
     rgb: uint8 [H, W, 3].
     name: the stem its mask is written under (``masks/<name>.png``).
+    origin: what errors call the frame (its file, or "<source> frame <index>").
     """
 
     index: int
     timestamp: float
     rgb: np.ndarray
     name: str
+    origin: str = ""
 
 
 def index_name(index: int) -> str:
@@ -90,17 +93,31 @@ class FrameSource:
     frame_count: int | None = None
     names_from_files: bool = False
 
-    def __init__(self, realtime: bool = False) -> None:
-        self.realtime = realtime
+    def __init__(self) -> None:
+        self._decoding: Iterator[Frame] | None = None
+        self._peeked: Frame | None = None
+
+    def first_frame(self) -> Frame:
+        """The first frame, decoded now and yielded again by iteration.
+
+        Raises:
+            InputError: the source has no frame.
+        """
+        if self._peeked is None:
+            if self._decoding is not None:
+                raise RuntimeError("first_frame() after iteration started")
+            self._decoding = self._frames()
+            self._peeked = next(self._decoding, None)
+            if self._peeked is None:
+                raise InputError(f"{self.name}: holds no frame")
+        return self._peeked
 
     def __iter__(self) -> Iterator[Frame]:
-        started = time.monotonic()
-        for frame in self._frames():
-            if self.realtime:
-                delay = started + frame.timestamp - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            yield frame
+        if self._peeked is not None:
+            yield self._peeked
+        else:
+            self._decoding = self._frames()
+        yield from self._decoding
 
     def _frames(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -121,8 +138,8 @@ class ImageFolderSource(FrameSource):
     kind = "folder"
     names_from_files = True
 
-    def __init__(self, folder: str | Path, fps: float | None = None, realtime: bool = False):
-        super().__init__(realtime)
+    def __init__(self, folder: str | Path, fps: float | None = None) -> None:
+        super().__init__()
         self.paths = list_frames(folder)
         self.name = str(folder)
         self.fps = fps or DEFAULT_FOLDER_FPS
@@ -130,7 +147,7 @@ class ImageFolderSource(FrameSource):
 
     def _frames(self) -> Iterator[Frame]:
         for index, path in enumerate(self.paths):
-            yield Frame(index, index / self.fps, read_frame(path), path.stem)
+            yield Frame(index, index / self.fps, read_frame(path), path.stem, str(path))
 
 
 class MemorySource(FrameSource):
@@ -139,10 +156,8 @@ class MemorySource(FrameSource):
 
     kind = "memory"
 
-    def __init__(
-        self, frames: Sequence[np.ndarray | Path], fps: float | None = None, realtime: bool = False
-    ) -> None:
-        super().__init__(realtime)
+    def __init__(self, frames: Sequence[np.ndarray | Path], fps: float | None = None) -> None:
+        super().__init__()
         self.frames = list(frames)
         self.name = "frames"
         self.fps = fps or DEFAULT_FOLDER_FPS
@@ -152,9 +167,11 @@ class MemorySource(FrameSource):
     def _frames(self) -> Iterator[Frame]:
         for index, frame in enumerate(self.frames):
             if isinstance(frame, Path):
-                yield Frame(index, index / self.fps, read_frame(frame), frame.stem)
+                yield Frame(index, index / self.fps, read_frame(frame), frame.stem, str(frame))
             else:
-                yield Frame(index, index / self.fps, np.asarray(frame), index_name(index))
+                yield Frame(
+                    index, index / self.fps, np.asarray(frame), index_name(index), f"frame {index}"
+                )
 
 
 def _import_av():
@@ -170,11 +187,10 @@ class VideoSource(FrameSource):
 
     Args:
         spec: file path, URL, ``/dev/videoN`` or ``camera:N``.
-        realtime: pace frames at the stream's rate (only meaningful for files).
     """
 
-    def __init__(self, spec: str, realtime: bool = False) -> None:
-        super().__init__(realtime)
+    def __init__(self, spec: str) -> None:
+        super().__init__()
         av = _import_av()
         self._av = av
         options: dict[str, object] = {}
@@ -236,7 +252,10 @@ class VideoSource(FrameSource):
                 if first_time is None:
                     first_time = when
                 rgb = decoded.to_ndarray(format="rgb24")
-                yield Frame(index, max(0.0, when - first_time), rgb, index_name(index))
+                yield Frame(
+                    index, max(0.0, when - first_time), rgb, index_name(index),
+                    f"{self.name} frame {index}",
+                )
                 index += 1
         except (self._av.error.FFmpegError, OSError) as error:
             raise InputError(
@@ -251,6 +270,7 @@ class VideoSource(FrameSource):
 
     def close(self) -> None:
         self._container.close()
+        self._decoding = None
 
 
 def _describe(error: BaseException) -> str:
@@ -268,28 +288,28 @@ def is_video_spec(spec: str | Path) -> bool:
 
 
 def open_source(
-    spec: str | Path | Sequence[np.ndarray | Path],
+    spec: str | Path | Sequence[np.ndarray | Path] | FrameSource,
     *,
-    realtime: bool = False,
     fps: float | None = None,
 ) -> FrameSource:
     """Open a frame source from what a user typed (or frames in memory).
 
     Args:
-        spec: a folder of images, a video file, a URL, ``/dev/videoN`` / ``camera:N``, or a
-            sequence of uint8 [H, W, 3] arrays / image paths.
-        realtime: pace frames at the source's frame rate.
+        spec: a folder of images, a video file, a URL, ``/dev/videoN`` / ``camera:N``, a
+            sequence of uint8 [H, W, 3] arrays / image paths, or a source (returned as it is).
         fps: frame rate of a folder or in-memory frames (default 24); ignored for video, whose
             container says.
 
     Raises:
         InputError: the source does not exist or cannot be opened (one line naming it).
     """
+    if isinstance(spec, FrameSource):
+        return spec
     if not isinstance(spec, (str, Path)):
-        return MemorySource(spec, fps=fps, realtime=realtime)
+        return MemorySource(spec, fps=fps)
     text = str(spec)
     if is_video_spec(text) or (Path(text).is_file() and not _URL.match(text)):
-        return VideoSource(text, realtime=realtime)
+        return VideoSource(text)
     if not Path(text).exists():
         raise InputError(f"{text}: no such folder, video file, URL or camera")
-    return ImageFolderSource(text, fps=fps, realtime=realtime)
+    return ImageFolderSource(text, fps=fps)
