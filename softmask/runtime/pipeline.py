@@ -71,11 +71,13 @@ class _Handoff:
         self._cond = threading.Condition()
         self._capacity, self._live = capacity, live
         self.dropped = 0
+        self.frames = 0  # frames handed over (decoded), dropped ones included
 
     def put(self, item: Any, keep: bool, stop: threading.Event) -> bool:
-        """Hand ``item`` over (``keep``: never drop it); False if ``stop`` was set first."""
+        """Hand ``item`` over (``keep``: never drop it); False if ``stop`` was set first. In live
+        mode a newer frame replaces the frames waiting; the end mark and errors replace none."""
         with self._cond:
-            if self._live:
+            if self._live and isinstance(item, _Decoded):
                 kept = deque(entry for entry in self._items if entry[1])
                 self.dropped += len(self._items) - len(kept)
                 self._items = kept
@@ -85,6 +87,7 @@ class _Handoff:
                         return False
                     self._cond.wait(_POLL)
             self._items.append((item, keep))
+            self.frames += isinstance(item, _Decoded)
             self._cond.notify_all()
             return True
 
@@ -330,7 +333,7 @@ def stream_video(
             decoder.join(timeout=5.0)
             wall = time.perf_counter() - started
             report = _report(
-                backend, source, writer, processed, last_index, handoff.dropped, wall,
+                backend, source, writer, processed, handoff.frames, handoff.dropped, wall,
                 live, realtime, graphs=Counter(writer.stats.graph), setup=setup or {},
                 failure=failure, out=out,
             )
@@ -350,7 +353,7 @@ def _report(
     source: FrameSource,
     writer: _Writer,
     processed: int,
-    last_index: int,
+    decoded: int,
     dropped: int,
     wall: float,
     live: bool,
@@ -375,7 +378,7 @@ def _report(
         "completed": failure is None,
         "error": None if failure is None else (str(failure) or type(failure).__name__),
         "frames": processed,
-        "frames_decoded": last_index + 1,
+        "frames_decoded": decoded,
         "frames_processed": processed,
         "frames_dropped": dropped,
         "masks_written": writer.outputs.written,

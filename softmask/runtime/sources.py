@@ -258,9 +258,10 @@ class VideoSource(FrameSource):
                 )
                 index += 1
         except (self._av.error.FFmpegError, OSError) as error:
+            hint = " (file truncated?)" if self.kind == "video" else self._hint()
             raise InputError(
                 f"{self.name}: cannot decode frame {index} ({index} frames were read): "
-                f"{_describe(error)}" + (" (file truncated?)" if self.kind == "video" else "")
+                f"{_describe(error)}{hint}"
             ) from error
         if self.frame_count and index < self.frame_count:
             logger.warning(
