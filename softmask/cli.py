@@ -318,6 +318,53 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_run)
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from softmask.runtime.bench import run_bench
+
+    export_progress = _ExportProgress(args)
+    progress = _RunProgress(args, args.frames)
+    try:
+        results = run_bench(
+            args.source, [*args.annotations, *args.annotate], args.out,
+            _run_settings(args, args.backend), warmup=args.warmup, repeats=args.repeats,
+            max_frames=args.frames,
+            fps=args.fps, progress=progress, on_export=export_progress,
+            command_line="softmask " + " ".join(sys.argv[1:]),
+        )
+    finally:
+        export_progress.close()
+        progress.close()
+    ratio = results["pipeline_to_model_only"]
+    print(f"{results['backend']} ({results['device']}): model only "
+          f"{results['model_only']['fps']:.1f} frames/s, full pipeline "
+          f"{results['pipeline']['fps']:.1f} frames/s: ratio {ratio:.3f} "
+          f"(first {results['warmup_frames']} frames excluded, medians of {args.repeats})")
+    print(f"wrote {Path(args.out) / 'bench.json'}, bench.md, bench.png")
+    return 0
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from softmask.runtime import BACKENDS
+    from softmask.runtime.bench import DEFAULT_WARMUP
+
+    p = sub.add_parser("bench", help="how fast the full pipeline runs a stream, against the "
+                                     "model alone on the same frames in memory")
+    _video_arguments(p)
+    p.add_argument("--out", required=True,
+                   help="folder for bench.json, bench.md, bench.png and the pipeline's outputs")
+    p.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
+    p.add_argument("--warmup", type=_positive_int, default=DEFAULT_WARMUP,
+                   help=f"frames excluded from throughput (default {DEFAULT_WARMUP})")
+    p.add_argument("--repeats", type=_positive_int, default=1,
+                   help="alternate the two runs this many times and compare medians (default 1)")
+    p.add_argument("--frames", type=_positive_int,
+                   help="bench only the first N frames (all are held in memory; default: all)")
+    _model_arguments(p)
+    _stream_arguments(p, "object slots N (default: the largest annotated id)")
+    _backend_arguments(p)
+    p.set_defaults(handler=_cmd_bench)
+
+
 def _cmd_parity(args: argparse.Namespace) -> int:
     from softmask.eval.parity import parity_video
 
@@ -371,6 +418,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     root = write_davis_dataset(
         args.out, args.videos, args.seed, args.height, args.width, args.frames, args.subset,
         progress=lambda it: _bar(args, iterable=it, desc="videos", unit="video"),
+        video_files=args.mp4,
     )
     print(f"wrote {args.videos} videos (seeds {args.seed}..{args.seed + args.videos - 1}) to "
           f"{root} (DAVIS layout, subset {args.subset!r})")
@@ -389,6 +437,8 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--width", type=_positive_int, default=432)
     s.add_argument("--frames", type=_positive_int, default=24)
     s.add_argument("--subset", default="val", help="ImageSets/2017/<subset>.txt to list them in")
+    s.add_argument("--mp4", action="store_true",
+                   help="also write each video as videos/<name>.mp4 (H.264, 24 fps)")
     s.set_defaults(handler=_cmd_synth)
 
 
@@ -486,7 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_demo, _add_export, _add_run, _add_parity, _add_data, _add_eval, _add_train):
+    for add in (_add_demo, _add_export, _add_run, _add_bench, _add_parity, _add_data, _add_eval,
+                _add_train):
         add(sub)
     return parser
 

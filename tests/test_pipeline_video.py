@@ -12,10 +12,11 @@ import pytest
 from PIL import Image
 
 from softmask.data.io import read_label_png
+from softmask.data.video import read_label_video
 from softmask.errors import InputError
 from softmask.export.frame_graphs import StreamSpec
 from softmask.runtime import TorchBackend, open_source, run_video, stream_video
-from softmask.runtime.outputs import prepare_output_dir, read_mask_video
+from softmask.runtime.outputs import prepare_output_dir
 from tests.videos import first_annotation, http_server, moving_objects, write_label_png, write_video
 
 T = 12
@@ -75,7 +76,7 @@ def test_the_label_video_is_lossless(model, clip, tmp_path):
     run_video(video, annotation, tmp_path / "png", backend="torch", checkpoint=model)
     report = run_video(video, annotation, tmp_path / "mkv", backend="torch", checkpoint=model,
                        mask_video=True)
-    labels = list(read_mask_video(tmp_path / "mkv" / "masks.mkv"))
+    labels = list(read_label_video(tmp_path / "mkv" / "masks.mkv"))
     pngs = _masks(tmp_path / "png")
     assert len(labels) == T == report["masks_written"]
     assert all((labels[t] == pngs[f"{t:05d}"]).all() for t in range(T))

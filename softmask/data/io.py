@@ -21,6 +21,8 @@ from softmask.errors import InputError
 logger = logging.getLogger(__name__)
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Frame rate of DAVIS's videos: the default where frames carry none (image folders).
+DAVIS_FPS = 24.0
 # DAVIS marks unlabelled pixels of annotations and ground truth with 255 ("void").
 VOID_LABEL = 255
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from softmask.data.io import write_frame_jpeg, write_label_png
+from softmask.data.io import DAVIS_FPS, write_frame_jpeg, write_label_png
+from softmask.data.video import VideoFileWriter
 from softmask.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -282,6 +283,16 @@ def _renumber(labels: np.ndarray, first_frames: dict[int, int]) -> np.ndarray:
     return table[labels]
 
 
+def _write_mp4(path: Path, frames: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = VideoFileWriter(path, DAVIS_FPS, "libx264", "yuv420p", "rgb24", {"crf": "18"})
+    try:
+        for t, frame in enumerate(frames):
+            writer.write(frame, t / DAVIS_FPS)
+    finally:
+        writer.close()
+
+
 def write_davis_dataset(
     out_dir: str | Path,
     videos: int,
@@ -291,12 +302,15 @@ def write_davis_dataset(
     frames: int = 24,
     subset: str = "val",
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
+    video_files: bool = False,
 ) -> Path:
     """Generate ``videos`` videos (seeds seed, seed+1, ...) into a DAVIS-layout folder.
 
     Writes ``JPEGImages/480p/<seq>/%05d.jpg``, ``Annotations/480p/<seq>/%05d.png`` (DAVIS palette)
     and ``ImageSets/2017/<subset>.txt`` (appending names not yet listed). Sequence names are
-    ``synth<seed>``. ``progress`` wraps the index iterable (e.g. tqdm). Returns ``out_dir``.
+    ``synth<seed>``. ``progress`` wraps the index iterable (e.g. tqdm). ``video_files`` also
+    writes each video as ``videos/<seq>.mp4`` (H.264, ``DAVIS_FPS``), for the runtime's video
+    input. Returns ``out_dir``.
     """
     root = Path(out_dir)
     names = []
@@ -307,6 +321,8 @@ def write_davis_dataset(
                              video.frames[t])
             write_label_png(root / "Annotations" / "480p" / video.name / f"{t:05d}.png",
                             video.labels[t])
+        if video_files:
+            _write_mp4(root / "videos" / f"{video.name}.mp4", video.frames)
         names.append(video.name)
         logger.debug("wrote %s (%d objects)", video.name, video.num_objects)
     listing = root / "ImageSets" / "2017" / f"{subset}.txt"

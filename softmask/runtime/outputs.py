@@ -21,14 +21,13 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from softmask.data.io import write_frame_jpeg, write_label_png
+from softmask.data.io import DAVIS_FPS, write_frame_jpeg, write_label_png
 from softmask.data.overlay import overlay_rgb
+from softmask.data.video import TEMP_PREFIX, VideoFileWriter
 from softmask.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -38,8 +37,6 @@ OVERLAY_DIR = "overlay"
 OVERLAY_VIDEO = "overlay.mp4"
 MASK_VIDEO = "masks.mkv"
 REPORT_NAME = "report.json"
-# Hidden temporary files of our video writers (removed when a run prepares the folder).
-_TEMP_PREFIX = ".softmask-partial-"
 
 
 def _earlier_outputs(out: Path) -> list[Path]:
@@ -77,83 +74,18 @@ def prepare_output_dir(out_dir: str | Path, overwrite: bool = False, resume: boo
         )
     try:
         (out / MASKS_DIR).mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=out / MASKS_DIR)
+        handle, probe = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=out / MASKS_DIR)
         os.close(handle)
         os.unlink(probe)
     except OSError as error:
         raise InputError(f"{out}: cannot write output: {error.strerror or error}") from error
-    for stale in out.glob(f"{_TEMP_PREFIX}*"):
+    for stale in out.glob(f"{TEMP_PREFIX}*"):
         stale.unlink(missing_ok=True)
     if overwrite:
         for path in earlier:
             path.unlink()
         logger.info("removed %d files of an earlier run in %s", len(earlier), out)
     return out
-
-
-class VideoFileWriter:
-    """Frames into a video file with PyAV, atomically: a hidden temporary file beside ``path``,
-    finalised and renamed by ``close``.
-
-    Args:
-        path: the finished file (``.mp4``, ``.mkv``).
-        fps: frame rate; timestamps are placed on a 1/fps grid.
-        codec, pix_fmt: encoder and its pixel format; ``input_format`` is the arrays' layout
-            ("rgb24" for uint8 [H, W, 3], "gray" for uint8 [H, W]).
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        fps: float,
-        codec: str,
-        pix_fmt: str,
-        input_format: str,
-        options: dict[str, str] | None = None,
-    ) -> None:
-        import av
-
-        self.path = path
-        self._input_format = input_format
-        handle, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
-        os.close(handle)
-        self._tmp = Path(tmp)
-        self._rate = Fraction(fps).limit_denominator(1001)
-        self._container = av.open(str(self._tmp), "w")
-        self._stream = self._container.add_stream(codec, rate=self._rate, options=options or {})
-        self._stream.pix_fmt = pix_fmt
-        self._last_pts = -1
-        self.frames = 0
-
-    def write(self, image: np.ndarray, timestamp: float) -> None:
-        """Append ``image`` shown at ``timestamp`` seconds (later than the previous one)."""
-        import av
-
-        if self.frames == 0:
-            self._stream.height, self._stream.width = image.shape[:2]
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=self._input_format)
-        # Timestamps of a live stream with dropped frames skip grid points; never go backwards.
-        pts = max(round(timestamp * self._rate), self._last_pts + 1)
-        frame.pts, self._last_pts = pts, pts
-        frame.time_base = 1 / self._rate
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
-        self.frames += 1
-
-    def close(self) -> None:
-        """Flush the encoder, write the trailer, rename into place (nothing if no frame came)."""
-        if self._container is None:
-            return
-        try:
-            if self.frames:
-                for packet in self._stream.encode():
-                    self._container.mux(packet)
-            self._container.close()
-            if self.frames:
-                os.replace(self._tmp, self.path)
-        finally:
-            self._container = None
-            self._tmp.unlink(missing_ok=True)
 
 
 def _even(n: int) -> bool:
@@ -184,7 +116,7 @@ class OutputWriter:
         self.masks_dir = out / MASKS_DIR
         self.overlay_dir = out / OVERLAY_DIR if overlay and not video_outputs else None
         self.skip_existing = skip_existing
-        self._out, self._fps = out, fps or 24.0
+        self._out, self._fps = out, fps or DAVIS_FPS
         self._overlay_video = overlay and video_outputs
         self._mask_video = mask_video
         self._videos: dict[str, VideoFileWriter] = {}
@@ -235,12 +167,3 @@ class OutputWriter:
                 errors.append(error)
         if errors:
             raise errors[0]
-
-
-def read_mask_video(path: str | Path) -> Iterator[np.ndarray]:
-    """The label maps of a ``masks.mkv``, uint8 [H, W] per frame, in order."""
-    import av
-
-    with av.open(str(path)) as container:
-        for frame in container.decode(container.streams.video[0]):
-            yield frame.to_ndarray(format="gray")

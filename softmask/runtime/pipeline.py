@@ -162,6 +162,7 @@ class _Stats:
     gpu_compute: list[float] = field(default_factory=list)
     index: list[int] = field(default_factory=list)
     graph: list[str] = field(default_factory=list)
+    done: list[float] = field(default_factory=list)  # perf_counter when the outputs were written
 
 
 class _Writer(threading.Thread):
@@ -208,6 +209,7 @@ class _Writer(threading.Thread):
             stats.gpu_compute.append(record.gpu_compute)
         stats.index.append(decoded.frame.index)
         stats.graph.append(record.graph)
+        stats.done.append(written)
 
     def finish(self) -> None:
         self.items.put(_END, True, threading.Event())
@@ -335,7 +337,7 @@ def stream_video(
             report = _report(
                 backend, source, writer, processed, handoff.frames, handoff.dropped, wall,
                 live, realtime, graphs=Counter(writer.stats.graph), setup=setup or {},
-                failure=failure, out=out,
+                failure=failure, out=out, started=started,
             )
             write_report(out / REPORT_NAME, report)
     unused = sorted(i for i in annotations.labels if i > last_index)
@@ -362,6 +364,7 @@ def _report(
     setup: Mapping[str, Any],
     failure: BaseException | None,
     out: Path,
+    started: float,
 ) -> dict[str, Any]:
     stats = writer.stats
     report: dict[str, Any] = {
@@ -401,6 +404,7 @@ def _report(
             "graph": stats.graph,
             **{f"{s}_ms": [round(v * 1e3, 4) for v in stats.stages[s]] for s in PIPELINE_STAGES},
             "latency_ms": [round(v * 1e3, 4) for v in stats.latency],
+            "done_s": [round(t - started, 6) for t in stats.done],
         }
     return report
 
@@ -434,7 +438,9 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
         raise
 
 
-def _check_annotations(found: Annotations, height: int, width: int, slots: int) -> None:
+def check_annotations(found: Annotations, height: int, width: int, slots: int) -> None:
+    """Raise InputError (naming the file) unless every annotation fits frames of height x width
+    and ``slots`` object slots."""
     for index, labels in found.labels.items():
         check_annotation(labels, height, width, slots, found.source(index))
 
@@ -469,9 +475,9 @@ def run_source(
         raise InputError("the annotations contain no object (all pixels 0)")
     height, width = source.first_frame().rgb.shape[:2]
     if settings.export_dir is None:  # slots known: fail before a long export
-        _check_annotations(found, height, width, settings.num_objects or found.largest_id)
+        check_annotations(found, height, width, settings.num_objects or found.largest_id)
     prepared = prepare_backend(settings, height, width, found.largest_id, on_export)
-    _check_annotations(found, height, width, prepared.backend.spec.num_objects)
+    check_annotations(found, height, width, prepared.backend.spec.num_objects)
     return stream_video(
         prepared.backend, source, found, out, overlay=overlay, mask_video=mask_video,
         live=live, realtime=realtime, resume=resume, queue_size=queue_size,

@@ -30,13 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from softmask.data.io import list_frames, read_frame
+from softmask.data.io import DAVIS_FPS, list_frames, read_frame
 from softmask.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-# Folders of images carry no frame rate; DAVIS's videos run at 24 fps.
-DEFAULT_FOLDER_FPS = 24.0
 # FFmpeg's (open, read) timeouts for network sources, in seconds.
 NETWORK_TIMEOUT_S = (15.0, 15.0)
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts", ".flv", ".mpg",
@@ -142,7 +140,7 @@ class ImageFolderSource(FrameSource):
         super().__init__()
         self.paths = list_frames(folder)
         self.name = str(folder)
-        self.fps = fps or DEFAULT_FOLDER_FPS
+        self.fps = fps or DAVIS_FPS
         self.frame_count = len(self.paths)
 
     def _frames(self) -> Iterator[Frame]:
@@ -160,7 +158,7 @@ class MemorySource(FrameSource):
         super().__init__()
         self.frames = list(frames)
         self.name = "frames"
-        self.fps = fps or DEFAULT_FOLDER_FPS
+        self.fps = fps or DAVIS_FPS
         self.frame_count = len(self.frames)
         self.names_from_files = bool(self.frames) and isinstance(self.frames[0], Path)
 
