@@ -320,3 +320,40 @@ def test_data_synth_and_train_run_from_the_command_line(tmp_path):
                       "--checkpoint-every", "1")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "run" / "latest.pth").is_file()
+
+
+def test_run_a_video_file_with_one_annotation_png_and_an_overlay(tmp_path):
+    from tests.videos import write_video
+
+    frames = moving_objects(T)
+    clip = write_video(tmp_path / "clip.mp4", frames, fps=12, lossless=True)
+    first = write_label_png(tmp_path / "first.png", first_annotation())
+    result = softmask("-q", "run", clip, "--annotations", first, "--out", tmp_path / "out",
+                      "--overlay")
+    assert result.returncode == 0, result.stderr
+    assert "frames ->" in result.stdout and "latency (decode to mask written)" in result.stdout
+    import av
+
+    with av.open(str(tmp_path / "out" / "overlay.mp4")) as container:
+        stream = container.streams.video[0]
+        overlay = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        assert float(stream.average_rate) == 12
+    assert len(overlay) == T and overlay[0].shape == frames[0].shape
+    images = tmp_path / "images"
+    images.mkdir()
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(images / f"{t:05d}.png")
+    result = softmask("-q", "run", images, "--annotations", first, "--out", tmp_path / "folder")
+    assert result.returncode == 0, result.stderr
+    from_video, from_images = _masks(tmp_path / "out"), _masks(tmp_path / "folder")
+    assert from_video.keys() == from_images.keys() and len(from_video) == T
+    assert all((from_video[k] == from_images[k]).all() for k in from_video)
+    report = json.loads((tmp_path / "folder" / "report.json").read_text())
+    assert report["setup"]["export"] == "cache hit"  # same model and settings as the video run
+
+    data = clip.read_bytes()
+    clip.write_bytes(data[: len(data) // 2])
+    result = softmask("-q", "run", clip, "--annotations", first, "--out", tmp_path / "cut")
+    line = one_line_error(result, f"{clip}: cannot decode frame")
+    reached = int(line.split("cannot decode frame ")[1].split()[0])
+    assert sorted(_masks(tmp_path / "cut")) == [f"{t:05d}" for t in range(reached)]
