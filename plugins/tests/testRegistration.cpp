@@ -1,108 +1,35 @@
-// Registration into TensorRT's global plugin registry, as libsoftmask_trt_plugin_autoregister.so
-// does when a host dlopen()s it. The registry and libnvinfer's two C entry points are fakes defined
-// here: this executable exports getPluginRegistry and getLogger, where the library looks for them.
+// Registration of the two plugin libraries into a registry with TensorRT's semantics
+// (fakePluginRegistry.h). This executable defines libnvinfer's getPluginRegistry and getLogger
+// (exported), where libsoftmask_trt_plugin_autoregister.so looks for them when it is dlopen()ed.
+// With SOFTMASK_PREREGISTERED, a creator of the same name, version and namespace is in the global
+// registry before that library loads (the case of both libraries in one process).
+#include "fakePluginRegistry.h"
 #include "fakeTensorRT.h"
-#include "softMaskedAttentionAutoRegistration.h"
+#include "softMaskedAttentionPlugin.h"
 #include "testHarness.h"
 
 #include <NvInferVersion.h>
 
 #include <dlfcn.h>
 
+#include <cstring>
 #include <string>
-#include <utility>
-#include <vector>
 
 namespace
 {
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-//! Records registerCreator calls; every other method is unused by the code under test.
-class RecordingRegistry final : public nvinfer1::IPluginRegistry
-{
-public:
-    bool accept{true};
-    std::vector<std::pair<std::string, std::string>> registered; //!< (creator name, namespace)
-
-    bool registerCreator(nvinfer1::IPluginCreatorInterface& creator, char const* const pluginNamespace) noexcept override
-    {
-        auto* v3 = dynamic_cast<nvinfer1::IPluginCreatorV3One*>(&creator);
-        registered.emplace_back(v3 == nullptr ? std::string("(not a V3 creator)") : std::string(v3->getPluginName()),
-            pluginNamespace == nullptr ? std::string("(null)") : std::string(pluginNamespace));
-        return accept;
-    }
-
-    // IPluginRegistry's pure virtual methods differ between TensorRT versions: the IPluginCreator
-    // (V1) ones are gone in 11, getAllCreatorsRecursive arrived in 10.10.
-#if NV_TENSORRT_MAJOR < 11
-    bool registerCreator(nvinfer1::IPluginCreator&, char const* const) noexcept override
-    {
-        registered.emplace_back("(IPluginCreator V1)", "");
-        return false;
-    }
-    nvinfer1::IPluginCreator* const* getPluginCreatorList(int32_t* const numCreators) const noexcept override
-    {
-        *numCreators = 0;
-        return nullptr;
-    }
-    nvinfer1::IPluginCreator* getPluginCreator(char const* const, char const* const, char const* const) noexcept override
-    {
-        return nullptr;
-    }
-    bool deregisterCreator(nvinfer1::IPluginCreator const&) noexcept override
-    {
-        return false;
-    }
-#endif
-    void setErrorRecorder(nvinfer1::IErrorRecorder* const) noexcept override {}
-    nvinfer1::IErrorRecorder* getErrorRecorder() const noexcept override
-    {
-        return nullptr;
-    }
-    bool isParentSearchEnabled() const override
-    {
-        return false;
-    }
-    void setParentSearchEnabled(bool const) override {}
-    PluginLibraryHandle loadLibrary(char const*) noexcept override
-    {
-        return nullptr;
-    }
-    void deregisterLibrary(PluginLibraryHandle) noexcept override {}
-    nvinfer1::IPluginCreatorInterface* const* getAllCreators(int32_t* const numCreators) const noexcept override
-    {
-        *numCreators = 0;
-        return nullptr;
-    }
-    nvinfer1::IPluginCreatorInterface* getCreator(char const* const, char const* const, char const* const) noexcept override
-    {
-        return nullptr;
-    }
-    bool deregisterCreator(nvinfer1::IPluginCreatorInterface const&) noexcept override
-    {
-        return false;
-    }
-    nvinfer1::IPluginResource* acquirePluginResource(char const*, nvinfer1::IPluginResource*) noexcept override
-    {
-        return nullptr;
-    }
-    int32_t releasePluginResource(char const*) noexcept override
-    {
-        return 0;
-    }
-#if NV_TENSORRT_MAJOR > 10 || (NV_TENSORRT_MAJOR == 10 && NV_TENSORRT_MINOR >= 10)
-    nvinfer1::IPluginCreatorInterface* const* getAllCreatorsRecursive(int32_t* const numCreators) noexcept override
-    {
-        *numCreators = 0;
-        return nullptr;
-    }
-#endif
-};
-#pragma GCC diagnostic pop
-
-RecordingRegistry gGlobalRegistry;
+softmask_test::FakePluginRegistry gGlobalRegistry;
 softmask_test::RecordingLogger gGlobalLogger;
+
+void* dlopenOrFail(char const* path)
+{
+    void* library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (library == nullptr)
+    {
+        ::softmask_test::fail(__FILE__, __LINE__, std::string("dlopen failed: ") + dlerror());
+    }
+    return library;
+}
 
 } // namespace
 
@@ -117,38 +44,70 @@ extern "C" __attribute__((visibility("default"))) nvinfer1::ILogger* getLogger()
     return &gGlobalLogger;
 }
 
-SOFTMASK_TEST(registerCreatorsWithRegistersUnderTheEmptyNamespace)
-{
-    RecordingRegistry registry;
-    CHECK(softmask::plugin::registerCreatorsWith(registry));
-    CHECK_EQ(registry.registered.size(), size_t{1});
-    CHECK_EQ(registry.registered[0].first, std::string("SoftMaskedAttention"));
-    CHECK_EQ(registry.registered[0].second, std::string(""));
-}
+#ifndef SOFTMASK_PREREGISTERED
 
-SOFTMASK_TEST(refusedRegistrationIsReportedNotFatal)
+SOFTMASK_TEST(loadLibraryRegistersTheCreatorAndRefusesASecondLoad)
 {
-    RecordingRegistry registry;
-    registry.accept = false;
-    softmask_test::CapturedLog log;
-    CHECK(!softmask::plugin::registerCreatorsWith(registry));
-    CHECK_EQ(log.logger().warnings().size(), size_t{1});
-    CHECK_CONTAINS(log.logger().warnings()[0], "already registered");
-}
-
-SOFTMASK_TEST(loadingTheAutoregisterLibraryRegistersTheCreator)
-{
-    CHECK(gGlobalRegistry.registered.empty());
-    void* library = dlopen(SOFTMASK_AUTOREGISTER_LIBRARY, RTLD_NOW | RTLD_LOCAL);
-    if (library == nullptr)
+    softmask_test::FakePluginRegistry registry;
+    if (registry.loadLibrary(SOFTMASK_PLUGIN_LIBRARY) == nullptr)
     {
-        ::softmask_test::fail(__FILE__, __LINE__, std::string("dlopen failed: ") + dlerror());
+        ::softmask_test::fail(__FILE__, __LINE__, "loadLibrary failed: " + registry.lastLoadError);
     }
-    CHECK_EQ(gGlobalRegistry.registered.size(), size_t{1});
-    CHECK_EQ(gGlobalRegistry.registered[0].first, std::string("SoftMaskedAttention"));
-    CHECK_EQ(gGlobalRegistry.registered[0].second, std::string(""));
-    CHECK(gGlobalLogger.errors().empty());
-    dlclose(library);
+    nvinfer1::IPluginCreatorInterface* creator = registry.getCreator("SoftMaskedAttention", "1", "");
+    CHECK(creator != nullptr);
+    CHECK_EQ(std::string(creator->getInterfaceInfo().kind), std::string("PLUGIN CREATOR_V3ONE"));
+    // What TensorRT does with a library whose creators it holds: softmask.plugins.load_into_tensorrt
+    // therefore looks the creator up before loading.
+    CHECK(registry.loadLibrary(SOFTMASK_PLUGIN_LIBRARY) == nullptr);
+    int32_t count = 0;
+    registry.getAllCreators(&count);
+    CHECK_EQ(count, 1);
 }
+
+#if NV_TENSORRT_MAJOR < 11
+SOFTMASK_TEST(theDeprecatedCreatorListOfOnnxRuntimesProviderDoesNotShowTheV3Creator)
+{
+    // ONNX Runtime's TensorRT provider builds its "trt.plugins" custom ops from
+    // getPluginCreatorList, which holds IPluginCreator (V1/V2) creators only.
+    softmask_test::FakePluginRegistry registry;
+    CHECK(registry.loadLibrary(SOFTMASK_PLUGIN_LIBRARY) != nullptr);
+    int32_t v1 = -1;
+    registry.getPluginCreatorList(&v1);
+    CHECK_EQ(v1, 0);
+    CHECK(registry.getPluginCreator("SoftMaskedAttention", "1", "") == nullptr);
+}
+#endif
+
+SOFTMASK_TEST(theAutoregisterLibraryRegistersItselfWhenDlopened)
+{
+    CHECK(gGlobalRegistry.getCreator("SoftMaskedAttention", "1", "") == nullptr);
+    dlopenOrFail(SOFTMASK_AUTOREGISTER_LIBRARY);
+    nvinfer1::IPluginCreatorInterface* creator = gGlobalRegistry.getCreator("SoftMaskedAttention", "1", "");
+    CHECK(creator != nullptr);
+    CHECK_EQ(std::string(creator->getInterfaceInfo().kind), std::string("PLUGIN CREATOR_V3ONE"));
+    CHECK(gGlobalLogger.errors().empty());
+    CHECK(gGlobalLogger.warnings().empty());
+}
+
+SOFTMASK_TEST(loadingTheDynamicLibraryAfterTheAutoregisterOneIsRefused)
+{
+    CHECK(gGlobalRegistry.loadLibrary(SOFTMASK_PLUGIN_LIBRARY) == nullptr);
+    CHECK_CONTAINS(gGlobalRegistry.lastLoadError, "already registered");
+}
+
+#else
+
+SOFTMASK_TEST(theAutoregisterLibraryReportsARefusalAndKeepsTheRegisteredCreator)
+{
+    softmask::plugin::SoftMaskedAttentionPluginCreator registeredFirst;
+    CHECK(gGlobalRegistry.registerCreator(registeredFirst, ""));
+    dlopenOrFail(SOFTMASK_AUTOREGISTER_LIBRARY);
+    CHECK(gGlobalRegistry.getCreator("SoftMaskedAttention", "1", "") == &registeredFirst);
+    CHECK(gGlobalLogger.errors().empty());
+    CHECK_EQ(gGlobalLogger.warnings().size(), size_t{1});
+    CHECK_CONTAINS(gGlobalLogger.warnings()[0], "registered already");
+}
+
+#endif
 
 SOFTMASK_TEST_MAIN()
