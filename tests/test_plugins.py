@@ -210,19 +210,52 @@ def test_loaded_plugin_library_is_read_from_the_memory_map(tmp_path: Path) -> No
     assert library.loaded_plugin_library(maps) is None
 
 
-def test_plugin_config_declares_the_onnx_nodes_inputs_and_attributes() -> None:
+def _plugin_config() -> dict:
     import yaml
 
-    from softmask.ops import onnx_op
-
-    config_path = (
+    path = (
         Path(library.__file__).resolve().parents[2]
         / "plugins" / "softMaskedAttentionPlugin" / "SoftMaskedAttention_PluginConfig.yaml"
     )
-    config = yaml.safe_load(config_path.read_text())
+    return yaml.safe_load(path.read_text())
+
+
+def _within(bounds: dict[str, str], value: float) -> bool:
+    """TensorRT OSS's PluginConfig convention: "=x" includes x, "x" excludes it, pinf/ninf."""
+
+    def parse(bound: str) -> tuple[float, bool]:
+        inclusive = bound.startswith("=")
+        text = bound.lstrip("=")
+        number = {"pinf": float("inf"), "ninf": float("-inf")}.get(text)
+        return (float(text) if number is None else number), inclusive
+
+    low, low_inclusive = parse(bounds["min"])
+    high, high_inclusive = parse(bounds["max"])
+    above = value >= low if low_inclusive else value > low
+    below = value <= high if high_inclusive else value < high
+    return above and below
+
+
+def test_plugin_config_declares_the_onnx_nodes_inputs_and_attributes() -> None:
+    from softmask.ops import onnx_op
+
+    config = _plugin_config()
     assert config["name"] == onnx_op.OP_TYPE == library.PLUGIN_NAME
     version = config["versions"][onnx_op.PLUGIN_VERSION]
+    assert version["interface"] == "IPluginV3"
     assert tuple(version["inputs"]) == onnx_op.INPUT_NAMES
+    assert version["input_dims"] == {"query": 3, "key": 3, "value": 3, "mask": 3, "alpha": 1, "key_padding_mask": 2}
     assert version["attributes_required"] == ["num_heads"]
     assert "num_heads" in onnx_op.ATTRIBUTE_NAMES
     assert set(version["attribute_types"].values()) == {"int32"}
+    for config_name, case in version["configs"].items():
+        assert set(case["input_types"]) <= set(onnx_op.INPUT_NAMES), config_name
+
+
+def test_plugin_config_bounds_admit_exactly_the_values_the_creator_accepts() -> None:
+    # The creator accepts num_heads >= 1 and num_splits >= 0 (validateFields, testCreatorAndFields).
+    options = _plugin_config()["versions"]["1"]["attribute_options"]
+    assert _within(options["num_heads"], 1) and _within(options["num_heads"], 64)
+    assert not _within(options["num_heads"], 0)
+    assert _within(options["num_splits"], 0) and _within(options["num_splits"], 128)
+    assert not _within(options["num_splits"], -1)
