@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import json
+import time
 import types
 from dataclasses import dataclass, field
 from typing import Any
@@ -218,6 +219,14 @@ class FakeBuilderConfig:
         return len(self.profiles) - 1
 
 
+class FakeOptimizationProfile:
+    def __init__(self) -> None:
+        self.shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
+
+    def set_shape(self, name: str, minimum: tuple[int, ...], opt: tuple[int, ...], maximum: tuple[int, ...]) -> None:
+        self.shapes[name] = (tuple(minimum), tuple(opt), tuple(maximum))
+
+
 class FakeBuilder:
     """``build_serialized_network`` reports three phases to the progress monitor, adds one
     entry to the timing cache per build, and serialises the network as JSON (the "engine")."""
@@ -232,8 +241,12 @@ class FakeBuilder:
     def create_builder_config(self) -> FakeBuilderConfig:
         return FakeBuilderConfig()
 
+    def create_optimization_profile(self) -> FakeOptimizationProfile:
+        return FakeOptimizationProfile()
+
     def build_serialized_network(self, network: FakeNetwork, config: FakeBuilderConfig) -> bytes | None:
         self.module.builds.append((network, config))
+        time.sleep(self.module.build_seconds)
         monitor = config.progress_monitor
         phases = (("Building engine", None, 2), ("Tactic selection", "Building engine", 3))
         if monitor is not None:
@@ -295,13 +308,14 @@ def make_module(
     progress_monitor: bool = True,
 ) -> types.ModuleType:
     """A module object to put in ``sys.modules["tensorrt"]``. ``progress_monitor=False`` models a
-    TensorRT without ``IProgressMonitor`` (before 10.0's Python API had it). ``module.builds``
-    records every (network, config) built."""
+    TensorRT without ``IProgressMonitor``. ``module.builds`` records every (network, config)
+    built; ``module.build_seconds`` makes each build take that long."""
     module = types.ModuleType("tensorrt")
     module.__version__ = version
     registry = registry or FakePluginRegistry()
     module.registry = registry
     module.builds = []
+    module.build_seconds = 0.0
     module.get_plugin_registry = lambda: registry
     module.Logger = Logger
     module.Builder = lambda logger: FakeBuilder(module, logger)

@@ -36,6 +36,8 @@ def test_graphs_pass_the_checker_and_hold_one_plugin_node_per_encoder_layer_call
         onnx.checker.check_model(graph, full_check=True)
         nodes = _plugin_nodes(graph)
         assert len(nodes) == 2 * encodes[name], name
+        # TensorRT names each layer after its node: the plugin layers must say what they are.
+        assert [n.name for n in nodes] == [f"{OP_TYPE}_{i}" for i in range(len(nodes))]
         assert export.manifest["graphs"][name]["op_nodes"] == len(nodes)
         # The function bodies that let plain ONNX Runtime run the node are attached.
         assert any(f.name == OP_TYPE and f.domain == DOMAIN for f in graph.functions)
