@@ -259,3 +259,16 @@ def test_plugin_config_bounds_admit_exactly_the_values_the_creator_accepts() -> 
     assert not _within(options["num_heads"], 0)
     assert _within(options["num_splits"], 0) and _within(options["num_splits"], 128)
     assert not _within(options["num_splits"], -1)
+
+
+def test_deploy_docs_do_not_promise_the_plugin_through_onnxruntimes_tensorrt_provider() -> None:
+    # ONNX Runtime's TensorRT provider lists plugins with getPluginCreatorList, which holds no
+    # IPluginV3 creator (plugins/tests/testRegistration.cpp): a session on the stripped model
+    # cannot be created, so the docs must not show one.
+    docs = Path(library.__file__).resolve().parents[2] / "docs" / "deploy-tensorrt.md"
+    text = docs.read_text()
+    section = text[text.index("## 7. ONNX Runtime"):text.index("## 8.")]
+    assert "getPluginCreatorList" in section
+    assert "not supported" in section
+    assert "sma.trt.onnx" not in section
+    assert "InferenceSession" not in section
