@@ -1,16 +1,18 @@
 """softmask.plugins on CPU: finding the plugin library and the errors when it or TensorRT is missing.
 
-TensorRT is replaced by a small fake module here, so these tests run everywhere; the real
-registration is in test_plugins_tensorrt.py (marked ``tensorrt``).
+TensorRT is replaced by ``fake_tensorrt`` (its registry's documented semantics), so these tests
+run everywhere; the real registration is in test_plugins_tensorrt.py (marked ``tensorrt``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
-import types
 from pathlib import Path
 
+import fake_tensorrt
 import pytest
+from fake_tensorrt import FakeCreator, FakePluginRegistry
 
 from softmask.errors import BackendUnavailable
 from softmask.plugins import library
@@ -105,56 +107,69 @@ def test_load_without_tensorrt_says_it_is_missing(monkeypatch: pytest.MonkeyPatc
         library.load_into_tensorrt(path="/unused/libsoftmask_trt_plugin.so")
 
 
-class _FakeCreator:
-    def __init__(self, name: str, version: str) -> None:
-        self.name = name
-        self.plugin_version = version
+SMA = FakeCreator("SoftMaskedAttention", "1")
 
 
-class _FakeRegistry:
-    """Records load_library calls; `creators` is what the library registers on load."""
-
-    def __init__(self, handle: object | None, creators: list[_FakeCreator]) -> None:
-        self.handle = handle
-        self.loaded: list[str] = []
-        self._on_load = creators
-        self.all_creators: list[_FakeCreator] = []
-
-    def load_library(self, path: str) -> object | None:
-        self.loaded.append(path)
-        if self.handle is not None:
-            self.all_creators.extend(self._on_load)
-        return self.handle
-
-
-def _fake_tensorrt(monkeypatch: pytest.MonkeyPatch, registry: _FakeRegistry) -> None:
-    module = types.ModuleType("tensorrt")
-    module.__version__ = "10.14.1-fake"
-    module.get_plugin_registry = lambda: registry
-    monkeypatch.setitem(sys.modules, "tensorrt", module)
+def _fake_tensorrt(monkeypatch: pytest.MonkeyPatch, registry: FakePluginRegistry) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt.make_module(registry, version="10.14.1-fake"))
 
 
 def test_load_registers_the_library_and_finds_the_creator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lib = _touch(tmp_path / library.LIBRARY_NAME)
-    handle = object()
-    registry = _FakeRegistry(handle, [_FakeCreator("SoftMaskedAttention", "1")])
+    registry = FakePluginRegistry({str(lib): [SMA]})
     _fake_tensorrt(monkeypatch, registry)
-    assert library.load_into_tensorrt(path=lib) is handle
-    assert registry.loaded == [str(lib)]
+    handle = library.load_into_tensorrt(path=lib)
+    assert handle is not None
+    assert registry.load_calls == [str(lib)]
+    assert registry.get_creator("SoftMaskedAttention", "1", "") is SMA
 
 
 def test_load_uses_library_path_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lib = _touch(tmp_path / library.LIBRARY_NAME)
     monkeypatch.setenv(library.ENV_VAR, str(lib))
-    registry = _FakeRegistry(object(), [_FakeCreator("SoftMaskedAttention", "1")])
+    registry = FakePluginRegistry({str(lib.resolve()): [SMA]})
     _fake_tensorrt(monkeypatch, registry)
     library.load_into_tensorrt()
-    assert registry.loaded == [str(lib.resolve())]
+    assert registry.load_calls == [str(lib.resolve())]
+
+
+def test_loading_twice_loads_once_and_returns_the_same_handle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # TensorRT's loadLibrary returns null for a library whose creators are registered already: a
+    # second TensorRTBackend, or a second parametrised test, would fail if it were called again.
+    lib = _touch(tmp_path / library.LIBRARY_NAME)
+    registry = FakePluginRegistry({str(lib): [SMA]})
+    _fake_tensorrt(monkeypatch, registry)
+    first = library.load_into_tensorrt(path=lib)
+    second = library.load_into_tensorrt(path=lib)
+    third = library.load_into_tensorrt()
+    assert first is second is third is not None
+    assert registry.load_calls == [str(lib)]
+
+
+def test_loading_after_the_self_registering_library_loads_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dynamic = _touch(tmp_path / library.LIBRARY_NAME)
+    autoregister = _touch(tmp_path / library.AUTOREGISTER_LIBRARY_NAME)
+    registry = FakePluginRegistry({str(dynamic): [SMA], str(autoregister): [SMA]})
+    registry.dlopen_self_registering(str(autoregister))
+    _fake_tensorrt(monkeypatch, registry)
+    assert library.load_into_tensorrt(path=dynamic) is None
+    assert registry.load_calls == []
+    assert registry.get_creator("SoftMaskedAttention", "1", "") is SMA
+
+
+def test_a_creator_in_another_namespace_or_version_does_not_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = _touch(tmp_path / library.LIBRARY_NAME)
+    registry = FakePluginRegistry({str(lib): [SMA]})
+    registry.register_creator(FakeCreator("SoftMaskedAttention", "1", "other"), "other")
+    registry.register_creator(FakeCreator("SoftMaskedAttention", "2"), "")
+    _fake_tensorrt(monkeypatch, registry)
+    assert library.load_into_tensorrt(path=lib) is not None
+    assert registry.load_calls == [str(lib)]
 
 
 def test_load_refused_by_tensorrt_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lib = _touch(tmp_path / library.LIBRARY_NAME)
-    _fake_tensorrt(monkeypatch, _FakeRegistry(None, []))
+    _fake_tensorrt(monkeypatch, FakePluginRegistry())  # the path is unknown: loadLibrary fails
     with pytest.raises(BackendUnavailable, match="could not load") as caught:
         library.load_into_tensorrt(path=lib)
     assert "10.14.1-fake" in str(caught.value)
@@ -162,24 +177,98 @@ def test_load_refused_by_tensorrt_is_an_error(tmp_path: Path, monkeypatch: pytes
 
 def test_load_without_the_creator_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     lib = _touch(tmp_path / library.LIBRARY_NAME)
-    _fake_tensorrt(monkeypatch, _FakeRegistry(object(), [_FakeCreator("SoftMaskedAttention", "2")]))
+    _fake_tensorrt(monkeypatch, FakePluginRegistry({str(lib): [FakeCreator("SoftMaskedAttention", "2")]}))
     with pytest.raises(BackendUnavailable, match="no creator 'SoftMaskedAttention' version '1'"):
         library.load_into_tensorrt(path=lib)
 
 
-def test_plugin_config_declares_the_onnx_nodes_inputs_and_attributes() -> None:
+def test_library_digests_hash_the_plugin_and_the_kernel_library_beside_it(tmp_path: Path) -> None:
+    plugin = tmp_path / library.LIBRARY_NAME
+    kernels = tmp_path / library.KERNEL_LIBRARY_NAME
+    plugin.write_bytes(b"plugin v1")
+    kernels.write_bytes(b"kernels v1")
+    first = library.library_digests(plugin)
+    assert first["plugin_library"] == library.LIBRARY_NAME
+    assert first["plugin_sha256"] == hashlib.sha256(b"plugin v1").hexdigest()
+    assert first["kernels_sha256"] == hashlib.sha256(b"kernels v1").hexdigest()
+    kernels.write_bytes(b"kernels v2")
+    assert library.library_digests(plugin)["kernels_sha256"] != first["kernels_sha256"]
+    kernels.unlink()
+    with pytest.raises(BackendUnavailable, match=library.KERNEL_LIBRARY_NAME):
+        library.library_digests(plugin)
+
+
+def test_loaded_plugin_library_is_read_from_the_memory_map(tmp_path: Path) -> None:
+    maps = tmp_path / "maps"
+    lib = "/opt/soft mask/lib/libsoftmask_trt_plugin_autoregister.so"
+    maps.write_text(
+        "7f00-7f01 r-xp 00000000 08:01 1 /usr/lib/libc.so.6\n"
+        f"7f02-7f03 r-xp 00000000 08:01 2 {lib}\n"
+    )
+    assert library.loaded_plugin_library(maps) == Path(lib)
+    maps.write_text("7f00-7f01 r-xp 00000000 08:01 1 /usr/lib/libc.so.6\n")
+    assert library.loaded_plugin_library(maps) is None
+
+
+def _plugin_config() -> dict:
     import yaml
 
-    from softmask.ops import onnx_op
-
-    config_path = (
+    path = (
         Path(library.__file__).resolve().parents[2]
         / "plugins" / "softMaskedAttentionPlugin" / "SoftMaskedAttention_PluginConfig.yaml"
     )
-    config = yaml.safe_load(config_path.read_text())
+    return yaml.safe_load(path.read_text())
+
+
+def _within(bounds: dict[str, str], value: float) -> bool:
+    """TensorRT OSS's PluginConfig convention: "=x" includes x, "x" excludes it, pinf/ninf."""
+
+    def parse(bound: str) -> tuple[float, bool]:
+        inclusive = bound.startswith("=")
+        text = bound.lstrip("=")
+        number = {"pinf": float("inf"), "ninf": float("-inf")}.get(text)
+        return (float(text) if number is None else number), inclusive
+
+    low, low_inclusive = parse(bounds["min"])
+    high, high_inclusive = parse(bounds["max"])
+    above = value >= low if low_inclusive else value > low
+    below = value <= high if high_inclusive else value < high
+    return above and below
+
+
+def test_plugin_config_declares_the_onnx_nodes_inputs_and_attributes() -> None:
+    from softmask.ops import onnx_op
+
+    config = _plugin_config()
     assert config["name"] == onnx_op.OP_TYPE == library.PLUGIN_NAME
     version = config["versions"][onnx_op.PLUGIN_VERSION]
+    assert version["interface"] == "IPluginV3"
     assert tuple(version["inputs"]) == onnx_op.INPUT_NAMES
+    assert version["input_dims"] == {"query": 3, "key": 3, "value": 3, "mask": 3, "alpha": 1, "key_padding_mask": 2}
     assert version["attributes_required"] == ["num_heads"]
     assert "num_heads" in onnx_op.ATTRIBUTE_NAMES
     assert set(version["attribute_types"].values()) == {"int32"}
+    for config_name, case in version["configs"].items():
+        assert set(case["input_types"]) <= set(onnx_op.INPUT_NAMES), config_name
+
+
+def test_plugin_config_bounds_admit_exactly_the_values_the_creator_accepts() -> None:
+    # The creator accepts num_heads >= 1 and num_splits >= 0 (validateFields, testCreatorAndFields).
+    options = _plugin_config()["versions"]["1"]["attribute_options"]
+    assert _within(options["num_heads"], 1) and _within(options["num_heads"], 64)
+    assert not _within(options["num_heads"], 0)
+    assert _within(options["num_splits"], 0) and _within(options["num_splits"], 128)
+    assert not _within(options["num_splits"], -1)
+
+
+def test_deploy_docs_do_not_promise_the_plugin_through_onnxruntimes_tensorrt_provider() -> None:
+    # ONNX Runtime's TensorRT provider lists plugins with getPluginCreatorList, which holds no
+    # IPluginV3 creator (plugins/tests/testRegistration.cpp): a session on the stripped model
+    # cannot be created, so the docs must not show one.
+    docs = Path(library.__file__).resolve().parents[2] / "docs" / "deploy-tensorrt.md"
+    text = docs.read_text()
+    section = text[text.index("## 7. ONNX Runtime"):text.index("## 8.")]
+    assert "getPluginCreatorList" in section
+    assert "not supported" in section
+    assert "sma.trt.onnx" not in section
+    assert "InferenceSession" not in section

@@ -236,13 +236,14 @@ def test_davis_palette_first_colours():
 
 
 def test_engine_cache_key_depends_on_graph_version_gpu_and_settings():
-    base = engine_cache_key(b"graph", "10.14.1", "NVIDIA H100", {"precision": "fp32"})
-    assert base == engine_cache_key(b"graph", "10.14.1", "NVIDIA H100", {"precision": "fp32"})
+    libraries = {"plugin_sha256": "a" * 64, "kernels_sha256": "b" * 64}
+    base = engine_cache_key(b"graph", "10.14.1", "NVIDIA H100", {"precision": "fp32"}, libraries)
+    assert base == engine_cache_key(b"graph", "10.14.1", "NVIDIA H100", {"precision": "fp32"}, libraries)
     others = [
-        engine_cache_key(b"graph2", "10.14.1", "NVIDIA H100", {"precision": "fp32"}),
-        engine_cache_key(b"graph", "10.15.0", "NVIDIA H100", {"precision": "fp32"}),
-        engine_cache_key(b"graph", "10.14.1", "Orin", {"precision": "fp32"}),
-        engine_cache_key(b"graph", "10.14.1", "NVIDIA H100", {"precision": "fp16"}),
+        engine_cache_key(b"graph2", "10.14.1", "NVIDIA H100", {"precision": "fp32"}, libraries),
+        engine_cache_key(b"graph", "10.15.0", "NVIDIA H100", {"precision": "fp32"}, libraries),
+        engine_cache_key(b"graph", "10.14.1", "Orin", {"precision": "fp32"}, libraries),
+        engine_cache_key(b"graph", "10.14.1", "NVIDIA H100", {"precision": "fp16"}, libraries),
     ]
     assert len({base, *others}) == 5
 

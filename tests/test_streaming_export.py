@@ -36,6 +36,8 @@ def test_graphs_pass_the_checker_and_hold_one_plugin_node_per_encoder_layer_call
         onnx.checker.check_model(graph, full_check=True)
         nodes = _plugin_nodes(graph)
         assert len(nodes) == 2 * encodes[name], name
+        # TensorRT names each layer after its node: the plugin layers must say what they are.
+        assert [n.name for n in nodes] == [f"{OP_TYPE}_{i}" for i in range(len(nodes))]
         assert export.manifest["graphs"][name]["op_nodes"] == len(nodes)
         # The function bodies that let plain ONNX Runtime run the node are attached.
         assert any(f.name == OP_TYPE and f.domain == DOMAIN for f in graph.functions)
@@ -64,6 +66,59 @@ def test_graph_inputs_and_outputs_are_uint8_images_and_the_explicit_state(export
         assert export.io(name, "inputs") == [frame, annotation, *state]
     for name in export.graphs:
         assert export.io(name, "outputs") == outputs
+
+
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """ONNX element type of every named value of the main graph (after shape inference)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    types = {t.name: t.data_type for t in graph.initializer}
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        types[value.name] = value.type.tensor_type.elem_type
+    return types
+
+
+def test_uint8_casts_convert_only_from_or_to_float_and_labels_end_with_float_to_uint8(export):
+    # TensorRT converts kUINT8 only from/to kFLOAT and kHALF (NvInferRuntimeBase.h); an int64 ->
+    # uint8 cast may not build (TensorRT 10.3 on JetPack 6 in particular).
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    for name, path in export.graphs.items():
+        graph = onnx.load(str(path))
+        types = _elem_types(graph)
+        casts = [n for n in graph.graph.node if n.op_type == "Cast"]
+        for cast in casts:
+            target = onnx.helper.get_attribute_value(cast.attribute[0])
+            source = types[cast.input[0]]
+            if onnx.TensorProto.UINT8 in (source, target):
+                assert {source, target} - {onnx.TensorProto.UINT8} <= floats, (name, cast.name, source, target)
+        last = next(n for n in graph.graph.node if "labels" in n.output)
+        assert last.op_type == "Cast", (name, last.op_type)
+        assert onnx.helper.get_attribute_value(last.attribute[0]) == onnx.TensorProto.UINT8
+        assert types[last.input[0]] == onnx.TensorProto.FLOAT, name
+
+
+def test_labels_stay_exact_up_to_255_objects_in_torch_and_onnxruntime(tmp_path):
+    import onnxruntime as ort
+    import torch
+
+    from softmask.export import export_onnx
+    from softmask.model.video import FrameGeometry, finalize
+
+    geometry = FrameGeometry(original=(16, 16), resized=(16, 16), padded=(16, 16))
+
+    class Finalize(torch.nn.Module):
+        def forward(self, scores):
+            return finalize(scores, 1, geometry)[0]
+
+    # 1 background + 255 object channels; pixel p's winner is channel p.
+    scores = torch.eye(256).reshape(256, 16, 16)
+    expected = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    assert np.array_equal(Finalize()(scores).numpy(), expected)
+    path = export_onnx(Finalize(), (scores,), tmp_path / "finalize.onnx", output_names=["labels"])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (labels,) = session.run(None, {session.get_inputs()[0].name: scores.numpy()})
+    assert labels.dtype == np.uint8
+    assert np.array_equal(labels, expected)
 
 
 def test_manifest_records_config_sizes_precision_and_hashes(export, model):

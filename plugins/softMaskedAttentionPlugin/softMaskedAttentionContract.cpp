@@ -300,6 +300,17 @@ size_t workspaceBytesForMaxDims(Dims const& queryMax, Dims const& keyMax, int32_
         checkedInt32(keys, "S"), numHeads, headDim);
 }
 
+std::optional<KernelChoice> kernelChoiceFor(PluginTensorDesc const* inputDesc, int32_t numHeads)
+{
+    int64_t const embedDim = inputDesc[kQUERY].dims.d[2];
+    if (embedDim < 0)
+    {
+        return std::nullopt;
+    }
+    return KernelChoice{kernelDtype(inputDesc[kQUERY].type, "query (input 0)"),
+        kernelDtype(inputDesc[kMASK].type, "mask (input 3)"), headDimOf(embedDim, numHeads)};
+}
+
 SoftmaskSmaParams makeSmaParams(PluginTensorDesc const* inputDesc, int32_t nbInputs, void const* const* inputs,
     void* const* outputs, void* workspace, SoftMaskedAttentionFields const& fields)
 {

@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 namespace softmask
 {
@@ -85,6 +86,17 @@ int32_t headDimOf(int64_t embedDim, int32_t numHeads);
 
 //! Workspace bytes for the largest shapes of an optimisation profile (maxima of query and key).
 size_t workspaceBytesForMaxDims(nvinfer1::Dims const& queryMax, nvinfer1::Dims const& keyMax, int32_t numHeads);
+
+//! What selects the fused kernels besides the GPU: data type, mask type, head dim.
+struct KernelChoice
+{
+    SoftmaskDtype dtype;
+    SoftmaskDtype maskDtype;
+    int32_t headDim;
+};
+
+//! The kernels that validated input descriptions need, or nullopt while E is unknown (-1).
+std::optional<KernelChoice> kernelChoiceFor(nvinfer1::PluginTensorDesc const* inputDesc, int32_t numHeads);
 
 //! Kernel launch parameters for one enqueue call. inputDesc holds the real (runtime) dims.
 SoftmaskSmaParams makeSmaParams(nvinfer1::PluginTensorDesc const* inputDesc, int32_t nbInputs,

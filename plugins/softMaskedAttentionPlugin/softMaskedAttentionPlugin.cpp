@@ -4,6 +4,7 @@
 #include "softmaskPluginFields.h"
 #include "softmaskPluginLogging.h"
 
+#include <optional>
 #include <string>
 
 namespace softmask
@@ -45,6 +46,20 @@ std::vector<Dims> inputDims(PluginTensorDesc const* descs, int32_t nbInputs)
         dims.push_back(descs[i].dims);
     }
     return dims;
+}
+
+//! Loads the fused kernels these tensors need on the current device now, so that enqueue never
+//! loads (or JIT-compiles) anything: the first frame is not slowed and CUDA graph capture is safe.
+void prepareKernels(PluginTensorDesc const* inputDesc, int32_t numHeads)
+{
+    std::optional<KernelChoice> const choice = kernelChoiceFor(inputDesc, numHeads);
+    if (!choice)
+    {
+        return; // E not known yet; onShapeChange prepares with the real dims
+    }
+    int32_t const status = softmask_sma_prepare(choice->dtype, choice->maskDtype, choice->headDim);
+    SOFTMASK_PLUGIN_VALIDATE(status == SOFTMASK_STATUS_SUCCESS,
+        "loading the fused kernels (head dim " << choice->headDim << ") failed: " << softmask_status_string(status));
 }
 
 } // namespace
@@ -141,6 +156,7 @@ int32_t SoftMaskedAttentionPlugin::configurePlugin(
         validateTypesAndFormats(descs.data(), nbInputs, nbOutputs);
         // Dynamic extents are -1 here; the checks compare only the known ones.
         validateInputDims(inputDims(descs.data(), nbInputs).data(), nbInputs, mFields.numHeads);
+        prepareKernels(descs.data(), mFields.numHeads);
         mNbInputs = nbInputs;
         return kSTATUS_SUCCESS;
     });
@@ -230,6 +246,7 @@ int32_t SoftMaskedAttentionPlugin::onShapeChange(
         descs.insert(descs.end(), out, out + nbOutputs);
         validateTypesAndFormats(descs.data(), nbInputs, nbOutputs);
         validateInputDims(inputDims(descs.data(), nbInputs).data(), nbInputs, mFields.numHeads);
+        prepareKernels(descs.data(), mFields.numHeads);
         mNbInputs = nbInputs;
         return kSTATUS_SUCCESS;
     });

@@ -1,9 +1,11 @@
 /*
  * Dynamic registration: the only two symbols libsoftmask_trt_plugin.so exports (see
- * softmask_trt_plugin.map). IPluginRegistry::loadLibrary, trtexec --dynamicPlugins, Polygraphy
- * --plugins and ONNX Runtime's TensorRT provider call getCreators() after setLoggerFinder().
- * The library deliberately has no REGISTER_TENSORRT_PLUGIN: registering both ways would register
- * the creator twice.
+ * softmask_trt_plugin.map). IPluginRegistry::loadLibrary (trtexec --dynamicPlugins, Python
+ * registry.load_library, softmask.plugins.load_into_tensorrt) calls setLoggerFinder() and then
+ * getCreators(), and registers what it returns. The library deliberately has no
+ * REGISTER_TENSORRT_PLUGIN: registering both ways would register the creator twice.
+ * libsoftmask_trt_plugin_autoregister.so hides both symbols and registers at load time instead
+ * (softMaskedAttentionAutoRegistration.cpp).
  */
 #include "softMaskedAttentionPlugin.h"
 #include "softmaskPluginLogging.h"

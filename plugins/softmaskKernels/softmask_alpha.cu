@@ -19,7 +19,10 @@ cudaError_t softmask::kernels::convertAlphaToFloat(
     void const* alphaHalf, float* alphaFloat, int32_t heads, cudaStream_t stream)
 {
     constexpr int32_t kThreads = 128;
-    alphaToFloat<<<(heads + kThreads - 1) / kThreads, kThreads, 0, stream>>>(
-        static_cast<__half const*>(alphaHalf), alphaFloat, heads);
-    return cudaGetLastError();
+    // cudaLaunchKernel reports this launch's error; `<<<>>>` + cudaGetLastError would also return
+    // (and clear) an unrelated error left by earlier work in the process.
+    auto const* in = static_cast<__half const*>(alphaHalf);
+    void* args[] = {&in, &alphaFloat, &heads};
+    return cudaLaunchKernel(reinterpret_cast<void const*>(&alphaToFloat), dim3((heads + kThreads - 1) / kThreads),
+        dim3(kThreads), args, 0, stream);
 }

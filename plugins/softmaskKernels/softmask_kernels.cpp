@@ -74,6 +74,28 @@ WorkspaceLayout workspaceLayout(int64_t batch, int64_t queries, int64_t heads, i
     return layout;
 }
 
+int32_t validateSpec(KernelSpec const& spec)
+{
+    for (SoftmaskDtype t : {spec.dtype, spec.maskDtype})
+    {
+        if (t != SOFTMASK_DTYPE_FLOAT32 && t != SOFTMASK_DTYPE_FLOAT16 && t != SOFTMASK_DTYPE_BFLOAT16)
+        {
+            return fail(SOFTMASK_STATUS_INVALID_ARGUMENT,
+                "dtype value " + std::to_string(static_cast<int>(t)) + " is not a SoftmaskDtype");
+        }
+    }
+    if (!supportedHeadDim(spec.headDim))
+    {
+        return fail(SOFTMASK_STATUS_UNSUPPORTED,
+            "head_dim " + std::to_string(spec.headDim) + " has no kernel; supported: 16, 32, 64, 128");
+    }
+    if (spec.dtype == SOFTMASK_DTYPE_BFLOAT16 || spec.maskDtype == SOFTMASK_DTYPE_BFLOAT16)
+    {
+        return fail(SOFTMASK_STATUS_UNSUPPORTED, "bfloat16 has no AOT kernel (float32 and float16 only)");
+    }
+    return SOFTMASK_STATUS_SUCCESS;
+}
+
 int32_t validate(SoftmaskSmaParams const* p)
 {
     if (p == nullptr)
@@ -93,23 +115,16 @@ int32_t validate(SoftmaskSmaParams const* p)
         return fail(SOFTMASK_STATUS_INVALID_ARGUMENT,
             "batch " + std::to_string(p->batch) + " exceeds the grid's z limit of 65535");
     }
-    for (SoftmaskDtype t : {p->dtype, p->mask_dtype, p->alpha_dtype})
+    int32_t const status = validateSpec(KernelSpec{p->dtype, p->mask_dtype, p->head_dim});
+    if (status != SOFTMASK_STATUS_SUCCESS)
     {
-        if (t != SOFTMASK_DTYPE_FLOAT32 && t != SOFTMASK_DTYPE_FLOAT16 && t != SOFTMASK_DTYPE_BFLOAT16)
-        {
-            return fail(SOFTMASK_STATUS_INVALID_ARGUMENT,
-                "dtype value " + std::to_string(static_cast<int>(t)) + " is not a SoftmaskDtype");
-        }
+        return status;
     }
-    if (!supportedHeadDim(p->head_dim))
+    if (p->alpha_dtype != SOFTMASK_DTYPE_FLOAT32 && p->alpha_dtype != SOFTMASK_DTYPE_FLOAT16)
     {
-        return fail(SOFTMASK_STATUS_UNSUPPORTED,
-            "head_dim " + std::to_string(p->head_dim) + " has no kernel; supported: 16, 32, 64, 128");
-    }
-    if (p->dtype == SOFTMASK_DTYPE_BFLOAT16 || p->mask_dtype == SOFTMASK_DTYPE_BFLOAT16
-        || p->alpha_dtype == SOFTMASK_DTYPE_BFLOAT16)
-    {
-        return fail(SOFTMASK_STATUS_UNSUPPORTED, "bfloat16 has no AOT kernel (float32 and float16 only)");
+        return fail(p->alpha_dtype == SOFTMASK_DTYPE_BFLOAT16 ? SOFTMASK_STATUS_UNSUPPORTED : SOFTMASK_STATUS_INVALID_ARGUMENT,
+            "alpha dtype value " + std::to_string(static_cast<int>(p->alpha_dtype))
+                + " has no kernel (float32 and float16 only)");
     }
     if (p->batch == 0 || p->num_queries == 0)
     {
@@ -194,6 +209,24 @@ extern "C" int32_t softmask_sma_forward(SoftmaskSmaParams const* params, cudaStr
             return status;
         }
         return softmask::kernels::launch(*params, stream);
+    }
+    catch (std::exception const& e)
+    {
+        return fail(SOFTMASK_STATUS_CUDA_ERROR, std::string("unexpected exception: ") + e.what());
+    }
+    catch (...)
+    {
+        return fail(SOFTMASK_STATUS_CUDA_ERROR, "unexpected exception");
+    }
+}
+
+extern "C" int32_t softmask_sma_prepare(SoftmaskDtype dtype, SoftmaskDtype mask_dtype, int32_t head_dim)
+{
+    try
+    {
+        softmask::kernels::KernelSpec const spec{dtype, mask_dtype, head_dim};
+        int32_t const status = softmask::kernels::validateSpec(spec);
+        return status != SOFTMASK_STATUS_SUCCESS ? status : softmask::kernels::prepare(spec);
     }
     catch (std::exception const& e)
     {

@@ -74,6 +74,16 @@ int32_t softmask_sma_num_splits(int32_t batch, int32_t num_heads, int32_t num_qu
  * min(128, ceil(num_keys / BLOCK_S)), BLOCK_S = 128 for head_dim <= 64, else 64. Pure host function. */
 int32_t softmask_sma_max_splits(int32_t num_keys, int32_t head_dim);
 
+/* Load the kernels that calls with these types and head dim need on the current device, before
+ * the first softmask_sma_forward: selects the table rows for the device's compute capability,
+ * loads them into its context (JIT-compiling the PTX when no cubin fits, which can take seconds)
+ * and sets their dynamic shared-memory limit for this device. Thread-safe and idempotent: once
+ * done for a device, later calls (and forward calls) only look the kernels up. Call it outside
+ * CUDA stream capture and timed regions; the TensorRT plugin calls it from configurePlugin and
+ * onShapeChange. Without it, the first forward call on a device does this work itself.
+ * Returns a SoftmaskStatus (NO_KERNEL_FOR_ARCH when nothing in the table runs on this GPU). */
+int32_t softmask_sma_prepare(SoftmaskDtype dtype, SoftmaskDtype mask_dtype, int32_t head_dim);
+
 /* Enqueue the forward pass on stream. Returns a SoftmaskStatus; never aborts. Arguments are
  * checked before any CUDA call. batch, num_queries or num_keys equal to 0 is a valid empty call
  * (num_keys == 0 zero-fills the output: every key is missing). query, key, value, mask, output and

@@ -34,10 +34,26 @@ int32_t resolveSplits(SoftmaskSmaParams const& params, int32_t numSms);
 /* Records message as the thread's last error and returns status. */
 int32_t setError(int32_t status, std::string const& message);
 
-/* Enqueues the kernels for validated params (softmask_kernels_launch.cpp). */
+/* What selects a kernel pair besides the device. */
+struct KernelSpec
+{
+    SoftmaskDtype dtype;
+    SoftmaskDtype maskDtype;
+    int32_t headDim;
+};
+
+/* Host-only check that spec has kernels (no CUDA call); sets the thread's error message on failure. */
+int32_t validateSpec(KernelSpec const& spec);
+
+/* Selects, loads and readies the split and merge kernels of a validated spec on the current device
+ * (softmask_kernels_launch.cpp); idempotent. */
+int32_t prepare(KernelSpec const& spec);
+
+/* Enqueues the kernels for validated params, preparing them first if prepare() has not
+ * (softmask_kernels_launch.cpp). */
 int32_t launch(SoftmaskSmaParams const& params, cudaStream_t stream);
 
-/* fp16 alpha [H] -> fp32 on stream (softmask_alpha.cu). */
+/* fp16 alpha [H] -> fp32 on stream (softmask_alpha.cu); returns this launch's error only. */
 cudaError_t convertAlphaToFloat(void const* alphaHalf, float* alphaFloat, int32_t heads, cudaStream_t stream);
 
 } // namespace kernels

@@ -3,8 +3,11 @@
  *
  * Selection by the device's compute capability: a cubin for exactly that arch; else a cubin of the
  * same major and lower minor (binary compatible; never sm_90a, which runs only on 9.0); else the
- * PTX (JIT-compiled by the driver). Each image is loaded once per process with cudaLibraryLoadData:
- * a CUDA library is context-independent, the runtime loads it into each context on first use.
+ * PTX (JIT-compiled by the driver). Each image is loaded once per process with cudaLibraryLoadData
+ * (a CUDA library is context-independent); everything that depends on the device is done per
+ * (row, device): loading into that device's context (the PTX JIT happens here), the dynamic
+ * shared-memory limit (cudaKernelSetAttributeForDevice), and the device's arch and SM count.
+ * prepare() does all of it outside any launch; launch() only looks the prepared kernels up.
  */
 #include "softmask_kernels.h"
 #include "softmask_kernels_internal.h"
@@ -13,7 +16,10 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
+#include <tuple>
+#include <utility>
 
 namespace softmask
 {
@@ -28,26 +34,26 @@ struct LoadedKernel
     SoftmaskKernelEntry const* entry{nullptr};
 };
 
-std::string cudaText(char const* what, cudaError_t err)
+std::string cudaText(std::string const& what, cudaError_t err)
 {
-    return std::string(what) + " failed: " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
+    return what + " failed: " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
 }
 
-bool matches(SoftmaskKernelEntry const& e, int32_t kind, SoftmaskSmaParams const& p)
+bool matches(SoftmaskKernelEntry const& e, int32_t kind, KernelSpec const& spec)
 {
-    return e.kind == kind && e.dtype == p.dtype && e.head_dim == p.head_dim
-        && (kind == SOFTMASK_KERNEL_MERGE || e.mask_dtype == p.mask_dtype);
+    return e.kind == kind && e.dtype == spec.dtype && e.head_dim == spec.headDim
+        && (kind == SOFTMASK_KERNEL_MERGE || e.mask_dtype == spec.maskDtype);
 }
 
 /* Candidate rows, best first: exact cubin, compatible cubin (highest minor), PTX (highest arch). */
-int64_t pickEntry(int32_t kind, SoftmaskSmaParams const& p, int32_t arch, bool allowCubin)
+int64_t pickEntry(int32_t kind, KernelSpec const& spec, int32_t arch, bool allowCubin)
 {
     int64_t best = -1;
     int32_t bestRank = -1;
     for (size_t i = 0; i < softmask_kernel_table_size; ++i)
     {
         SoftmaskKernelEntry const& e = softmask_kernel_table[i];
-        if (!matches(e, kind, p) || e.arch > arch)
+        if (!matches(e, kind, spec) || e.arch > arch)
         {
             continue;
         }
@@ -73,14 +79,55 @@ int64_t pickEntry(int32_t kind, SoftmaskSmaParams const& p, int32_t arch, bool a
     return best;
 }
 
+struct DeviceInfo
+{
+    int32_t arch{0};
+    int32_t numSms{0};
+};
+
+/* (kind, dtype, mask dtype, head dim, device) */
+using SelectionKey = std::tuple<int32_t, int32_t, int32_t, int32_t, int>;
+
+// Guarded by gMutex. Nothing here is ever unloaded: the images live as long as the process.
 std::mutex gMutex;
-std::map<size_t, cudaKernel_t> gLoaded; // table row -> kernel, loaded once per process
+std::map<size_t, cudaKernel_t> gRowKernels;       // table row -> kernel (library loaded once per process)
+std::set<std::pair<size_t, int>> gRowsOnDevice;   // (row, device): in that device's context, smem limit set
+std::map<int, DeviceInfo> gDevices;               // device -> arch, SM count
+std::map<SelectionKey, LoadedKernel> gSelected;   // what launch() uses on each device
+
+int32_t queryDevice(int device, DeviceInfo* out)
+{
+    auto const found = gDevices.find(device);
+    if (found != gDevices.end())
+    {
+        *out = found->second;
+        return SOFTMASK_STATUS_SUCCESS;
+    }
+    int major = 0;
+    int minor = 0;
+    int numSms = 0;
+    cudaError_t err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    if (err == cudaSuccess)
+    {
+        err = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+    }
+    if (err == cudaSuccess)
+    {
+        err = cudaDeviceGetAttribute(&numSms, cudaDevAttrMultiProcessorCount, device);
+    }
+    if (err != cudaSuccess)
+    {
+        return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("querying device " + std::to_string(device), err));
+    }
+    *out = DeviceInfo{major * 10 + minor, numSms};
+    gDevices.emplace(device, *out);
+    return SOFTMASK_STATUS_SUCCESS;
+}
 
 int32_t loadRow(size_t row, cudaKernel_t* out)
 {
-    std::lock_guard<std::mutex> lock(gMutex);
-    auto const found = gLoaded.find(row);
-    if (found != gLoaded.end())
+    auto const found = gRowKernels.find(row);
+    if (found != gRowKernels.end())
     {
         *out = found->second;
         return SOFTMASK_STATUS_SUCCESS;
@@ -101,38 +148,68 @@ int32_t loadRow(size_t row, cudaKernel_t* out)
         cudaLibraryUnload(library);
         return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("cudaLibraryGetKernel", err) + " for " + e.name);
     }
-    if (e.shared_bytes > 48 * 1024)
-    {
-        err = cudaFuncSetAttribute(
-            reinterpret_cast<void const*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, e.shared_bytes);
-        if (err != cudaSuccess)
-        {
-            return setError(SOFTMASK_STATUS_CUDA_ERROR,
-                cudaText("cudaFuncSetAttribute(MaxDynamicSharedMemorySize)", err));
-        }
-    }
-    gLoaded.emplace(row, kernel);
+    gRowKernels.emplace(row, kernel);
     *out = kernel;
     return SOFTMASK_STATUS_SUCCESS;
 }
 
-/* The best loadable kernel of this kind: a cubin that fails to load falls back to the PTX. */
-int32_t findKernel(int32_t kind, SoftmaskSmaParams const& p, int32_t arch, LoadedKernel* out)
+/* Makes row's kernel launchable on device (the current one): raises its dynamic shared-memory
+ * limit for that device, and loads it into the device's context now (cudaFuncGetAttributes
+ * needs it there), so that neither happens in the first launch. */
+int32_t readyOnDevice(size_t row, cudaKernel_t kernel, int device)
+{
+    if (gRowsOnDevice.count({row, device}) != 0)
+    {
+        return SOFTMASK_STATUS_SUCCESS;
+    }
+    SoftmaskKernelEntry const& e = softmask_kernel_table[row];
+    if (e.shared_bytes > 48 * 1024)
+    {
+        cudaError_t const err = cudaKernelSetAttributeForDevice(
+            kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, e.shared_bytes, device);
+        if (err != cudaSuccess)
+        {
+            return setError(SOFTMASK_STATUS_CUDA_ERROR,
+                cudaText("cudaKernelSetAttributeForDevice(MaxDynamicSharedMemorySize, " + std::to_string(e.shared_bytes)
+                        + " B, device " + std::to_string(device) + ")",
+                    err)
+                    + " for " + e.name);
+        }
+    }
+    cudaFuncAttributes attributes{};
+    cudaError_t const err = cudaFuncGetAttributes(&attributes, reinterpret_cast<void const*>(kernel));
+    if (err != cudaSuccess)
+    {
+        return setError(SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH,
+            cudaText(e.is_ptx ? "loading the PTX (driver JIT)" : "loading the cubin", err) + " on device "
+                + std::to_string(device) + " for " + e.name);
+    }
+    gRowsOnDevice.emplace(row, device);
+    return SOFTMASK_STATUS_SUCCESS;
+}
+
+/* The best loadable kernel of this kind for device: a cubin that fails to load falls back to the PTX. */
+int32_t selectKernel(int32_t kind, KernelSpec const& spec, int device, int32_t arch, LoadedKernel* out)
 {
     int32_t status = SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH;
     bool tried = false;
     for (bool allowCubin : {true, false})
     {
-        int64_t const row = pickEntry(kind, p, arch, allowCubin);
+        int64_t const row = pickEntry(kind, spec, arch, allowCubin);
         if (row < 0)
         {
             continue;
         }
         tried = true;
-        status = loadRow(static_cast<size_t>(row), &out->kernel);
+        auto const index = static_cast<size_t>(row);
+        status = loadRow(index, &out->kernel);
         if (status == SOFTMASK_STATUS_SUCCESS)
         {
-            out->entry = &softmask_kernel_table[row];
+            status = readyOnDevice(index, out->kernel, device);
+        }
+        if (status == SOFTMASK_STATUS_SUCCESS)
+        {
+            out->entry = &softmask_kernel_table[index];
             return status;
         }
     }
@@ -140,10 +217,44 @@ int32_t findKernel(int32_t kind, SoftmaskSmaParams const& p, int32_t arch, Loade
     if (!tried)
     {
         setError(status, "no cubin or PTX usable on sm_" + std::to_string(arch) + " for dtype "
-                + std::to_string(p.dtype) + ", mask dtype " + std::to_string(p.mask_dtype) + ", head dim "
-                + std::to_string(p.head_dim));
+                + std::to_string(spec.dtype) + ", mask dtype " + std::to_string(spec.maskDtype) + ", head dim "
+                + std::to_string(spec.headDim));
     }
     return status;
+}
+
+/* Split and merge kernels for spec on device, selecting (and loading) them on first use. */
+int32_t preparedKernels(KernelSpec const& spec, int device, LoadedKernel* split, LoadedKernel* merge, DeviceInfo* info)
+{
+    std::lock_guard<std::mutex> lock(gMutex);
+    int32_t status = queryDevice(device, info);
+    for (auto [kind, out] : {std::pair{int32_t{SOFTMASK_KERNEL_SPLIT}, split}, std::pair{int32_t{SOFTMASK_KERNEL_MERGE}, merge}})
+    {
+        if (status != SOFTMASK_STATUS_SUCCESS)
+        {
+            break;
+        }
+        SelectionKey const key{kind, spec.dtype, spec.maskDtype, spec.headDim, device};
+        auto const found = gSelected.find(key);
+        if (found != gSelected.end())
+        {
+            *out = found->second;
+            continue;
+        }
+        status = selectKernel(kind, spec, device, info->arch, out);
+        if (status == SOFTMASK_STATUS_SUCCESS)
+        {
+            gSelected.emplace(key, *out);
+        }
+    }
+    return status;
+}
+
+int32_t currentDevice(int* device)
+{
+    cudaError_t const err = cudaGetDevice(device);
+    return err == cudaSuccess ? SOFTMASK_STATUS_SUCCESS
+                              : setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("cudaGetDevice", err));
 }
 
 int32_t launchOne(LoadedKernel const& k, dim3 grid, void** args, cudaStream_t stream)
@@ -180,27 +291,20 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
                                   : setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("cudaMemsetAsync", err));
     }
     int device = 0;
-    int major = 0;
-    int minor = 0;
-    int numSms = 0;
-    cudaError_t err = cudaGetDevice(&device);
-    if (err == cudaSuccess)
+    LoadedKernel split{};
+    LoadedKernel merge{};
+    DeviceInfo info{};
+    int32_t status = currentDevice(&device);
+    if (status == SOFTMASK_STATUS_SUCCESS)
     {
-        err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+        // Already prepared (softmask_sma_prepare) on this device for these types: a lookup only.
+        status = preparedKernels(KernelSpec{p.dtype, p.mask_dtype, p.head_dim}, device, &split, &merge, &info);
     }
-    if (err == cudaSuccess)
+    if (status != SOFTMASK_STATUS_SUCCESS)
     {
-        err = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+        return status;
     }
-    if (err == cudaSuccess)
-    {
-        err = cudaDeviceGetAttribute(&numSms, cudaDevAttrMultiProcessorCount, device);
-    }
-    if (err != cudaSuccess)
-    {
-        return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("querying the current device", err));
-    }
-    int32_t const arch = major * 10 + minor;
+    int32_t const numSms = info.numSms;
 
     int32_t splits = resolveSplits(p, numSms);
     WorkspaceLayout const layout = workspaceLayout(p.batch, p.num_queries, p.num_heads, p.head_dim, splits);
@@ -216,18 +320,6 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
         return setError(SOFTMASK_STATUS_INVALID_ARGUMENT, "workspace pointer is not 16-byte aligned");
     }
 
-    LoadedKernel split{};
-    LoadedKernel merge{};
-    int32_t status = findKernel(SOFTMASK_KERNEL_SPLIT, p, arch, &split);
-    if (status == SOFTMASK_STATUS_SUCCESS)
-    {
-        status = findKernel(SOFTMASK_KERNEL_MERGE, p, arch, &merge);
-    }
-    if (status != SOFTMASK_STATUS_SUCCESS)
-    {
-        return status;
-    }
-
     char* const base = static_cast<char*>(p.workspace);
     void* accPtr = base;
     void* mlPtr = base + layout.accBytes;
@@ -238,7 +330,7 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
     void const* alpha = p.alpha;
     if (p.alpha_dtype == SOFTMASK_DTYPE_FLOAT16)
     {
-        err = convertAlphaToFloat(p.alpha, alphaFloat, p.num_heads, stream);
+        cudaError_t const err = convertAlphaToFloat(p.alpha, alphaFloat, p.num_heads, stream);
         if (err != cudaSuccess)
         {
             return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("converting alpha to float", err));
@@ -273,6 +365,16 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
     void* mergeArgs[] = {&accPtr, &mlPtr, &o, &numQueries, &numHeads, &numSplits, &scratch, &profileScratch};
     int32_t const mergeTiles = (numQueries + merge.entry->block_i - 1) / merge.entry->block_i;
     return launchOne(merge, dim3(numHeads * mergeTiles, p.batch), mergeArgs, stream);
+}
+
+int32_t prepare(KernelSpec const& spec)
+{
+    int device = 0;
+    LoadedKernel split{};
+    LoadedKernel merge{};
+    DeviceInfo info{};
+    int32_t const status = currentDevice(&device);
+    return status == SOFTMASK_STATUS_SUCCESS ? preparedKernels(spec, device, &split, &merge, &info) : status;
 }
 
 } // namespace kernels

@@ -1,5 +1,6 @@
-# cmake -DNM=<nm> -DLIBRARY=<lib.so> "-DEXPECTED=a;b" -P checkExportedSymbols.cmake
-# Fails unless `nm -D --defined-only LIBRARY` lists exactly the EXPECTED symbols.
+# cmake -DNM=<nm> -DLIBRARY=<lib.so> "-DEXPECTED=a;b" [-DPATTERN=<regex>] -P checkExportedSymbols.cmake
+# Fails unless `nm -D --defined-only LIBRARY` lists exactly the EXPECTED symbols, or, with PATTERN,
+# unless every exported symbol matches PATTERN and the EXPECTED ones are among them.
 foreach(required NM LIBRARY EXPECTED)
   if(NOT DEFINED ${required})
     message(FATAL_ERROR "checkExportedSymbols.cmake: -D${required}=... is required")
@@ -26,6 +27,23 @@ endforeach()
 list(SORT exported)
 set(expected ${EXPECTED})
 list(SORT expected)
+
+if(DEFINED PATTERN)
+  set(unexpected "")
+  foreach(symbol IN LISTS exported)
+    if(NOT symbol MATCHES "${PATTERN}")
+      list(APPEND unexpected "${symbol}")
+    endif()
+  endforeach()
+  set(missing ${expected})
+  list(REMOVE_ITEM missing ${exported})
+  if(unexpected OR missing)
+    message(FATAL_ERROR "${LIBRARY}: exported symbols not matching '${PATTERN}': [${unexpected}]; "
+      "missing: [${missing}]")
+  endif()
+  message(STATUS "${LIBRARY} exports only '${PATTERN}' symbols: ${exported}")
+  return()
+endif()
 
 if(NOT "${exported}" STREQUAL "${expected}")
   message(FATAL_ERROR "${LIBRARY} exports [${exported}], expected exactly [${expected}]\n${nm_output}")

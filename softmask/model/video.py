@@ -325,7 +325,9 @@ def finalize(
     labels = torch.where(
         winner < num_background, torch.zeros_like(winner), winner - num_background + 1
     )
-    return labels.to(torch.uint8), resized[num_background:].float()
+    # Through float32 (exact for ids <= 255): TensorRT converts uint8 only from/to float and half
+    # (NvInferRuntimeBase.h, DataType::kUINT8), so a direct int64 -> uint8 cast may not build.
+    return labels.to(torch.float32).to(torch.uint8), resized[num_background:].float()
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:

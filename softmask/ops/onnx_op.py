@@ -199,17 +199,21 @@ def function_body(with_key_padding_mask: bool) -> onnx.FunctionProto:
 
 
 def attach_function_bodies(model: onnx.ModelProto) -> int:
-    """Add the op's function overloads to ``model`` and point padded nodes at theirs.
+    """Add the op's function overloads to ``model``, point padded nodes at theirs and name the
+    nodes ``SoftMaskedAttention_<i>`` (graph order).
 
-    Returns the number of SoftMaskedAttention nodes found (in the main graph). Raises
-    ExportError when a node does not carry the attributes the plugin needs.
+    TensorRT's parser names each layer after its node (an unnamed node after its first output),
+    so the name is what makes the plugin layers recognisable in engine inspectors, trtexec's
+    layer info and profiles. Returns the number of SoftMaskedAttention nodes found (in the main
+    graph). Raises ExportError when a node does not carry the attributes the plugin needs.
     """
     nodes = [n for n in model.graph.node if n.op_type == OP_TYPE and n.domain == DOMAIN]
-    for node in nodes:
+    for index, node in enumerate(nodes):
         names = {a.name for a in node.attribute}
         missing = [a for a in ATTRIBUTE_NAMES if a not in names]
         if missing:
             raise ExportError(f"node {node.name!r} ({OP_TYPE}) lacks attribute(s) {missing}")
+        node.name = f"{OP_TYPE}_{index}"
         if len(node.input) == 6 and node.input[5]:
             node.overload = PADDED_OVERLOAD
     kept = [f for f in model.functions if not (f.name == OP_TYPE and f.domain == DOMAIN)]

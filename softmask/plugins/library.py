@@ -16,9 +16,12 @@ attributes).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import os
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 LIBRARY_NAME = "libsoftmask_trt_plugin.so"
 AUTOREGISTER_LIBRARY_NAME = "libsoftmask_trt_plugin_autoregister.so"
+KERNEL_LIBRARY_NAME = "libsoftmask_kernels.so"
 ENV_VAR = "SOFTMASK_PLUGIN_LIB"
 AUTOREGISTER_ENV_VAR = "SOFTMASK_PLUGIN_AUTOREGISTER_LIB"
 PLUGIN_NAME = "SoftMaskedAttention"
@@ -110,6 +114,66 @@ def autoregister_library_path() -> Path:
     return _find_library(AUTOREGISTER_LIBRARY_NAME, AUTOREGISTER_ENV_VAR)
 
 
+def loaded_plugin_library(maps: str | os.PathLike[str] = "/proc/self/maps") -> Path | None:
+    """The softmask plugin library (either variant) mapped into this process, or None.
+
+    Read from the process's memory map, so it names the file that really registered the creator,
+    however it was loaded (``load_into_tensorrt``, a ``dlopen``, ``LD_PRELOAD``).
+    """
+    try:
+        lines = Path(maps).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and Path(fields[5]).name in (LIBRARY_NAME, AUTOREGISTER_LIBRARY_NAME):
+            return Path(fields[5])
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_digests(plugin_library: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """sha256 (hex) of the plugin library and of ``libsoftmask_kernels.so`` beside it.
+
+    The kernel library embeds the generated kernel table (cubins, PTX, launch parameters), so
+    its hash changes with any kernel. Engines record both (their cache key and note), so a
+    rebuilt plugin or kernel never meets an engine built with the old one.
+
+    Args:
+        plugin_library: default: the plugin library loaded in this process
+            (``loaded_plugin_library``), else ``library_path()``.
+
+    Returns:
+        ``{"plugin_library": file name, "plugin_sha256": ..., "kernels_sha256": ...}``.
+
+    Raises:
+        BackendUnavailable: a library file is missing.
+    """
+    if plugin_library is not None:
+        plugin = Path(plugin_library)
+    else:
+        plugin = loaded_plugin_library() or library_path()
+    kernels = plugin.parent / KERNEL_LIBRARY_NAME
+    for required in (plugin, kernels):
+        if not required.is_file():
+            raise BackendUnavailable(
+                f"{required} is missing; the plugin library loads {KERNEL_LIBRARY_NAME} from its own "
+                "folder, keep the libraries of one build together"
+            )
+    return {
+        "plugin_library": plugin.name,
+        "plugin_sha256": _sha256(plugin),
+        "kernels_sha256": _sha256(kernels),
+    }
+
+
 def _import_tensorrt() -> Any:
     try:
         return importlib.import_module("tensorrt")
@@ -121,39 +185,84 @@ def _import_tensorrt() -> Any:
         ) from error
 
 
-def _find_creator(registry: Any) -> Any:
-    """The registered SoftMaskedAttention creator, or None."""
+def find_creator(registry: Any) -> Any:
+    """The registered SoftMaskedAttention creator of ``registry`` (name, version and namespace
+    must all match), or None.
+
+    TensorRT's registry answers ``get_creator``, the lookup its parser and runtime use; the
+    ``all_creators`` listing is only a fallback for registries without it.
+    """
     get_creator = getattr(registry, "get_creator", None)
     if get_creator is not None:
         return get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE)
     for creator in getattr(registry, "all_creators", []):
-        if (getattr(creator, "name", None), getattr(creator, "plugin_version", None)) == (
-            PLUGIN_NAME,
-            PLUGIN_VERSION,
-        ):
+        identity = (
+            getattr(creator, "name", None),
+            getattr(creator, "plugin_version", None),
+            getattr(creator, "plugin_namespace", PLUGIN_NAMESPACE),
+        )
+        if identity == (PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE):
             return creator
     return None
 
 
+@dataclass
+class _Loaded:
+    registry: Any  # held so the registry (and its id) stays the one the handle belongs to
+    path: Path
+    handle: Any
+
+
+_LOCK = threading.Lock()
+_LOADED: dict[int, _Loaded] = {}  # id(registry) -> the library this process loaded into it
+
+
 def load_into_tensorrt(registry: Any = None, path: str | os.PathLike[str] | None = None) -> Any:
-    """Load the plugin library into a TensorRT plugin registry and check its creator is there.
+    """Make sure the SoftMaskedAttention creator is registered in a TensorRT plugin registry.
+
+    Idempotent, and safe next to other ways of registering the plugin: the creator is looked up
+    first, and the library is loaded only when it is absent. TensorRT's ``loadLibrary`` refuses
+    (returns null) a library any of whose creators is already registered, so loading again, or
+    after the self-registering variant was ``dlopen``-ed, would otherwise fail. One handle is
+    kept per registry and process.
 
     Args:
         registry: a ``tensorrt.IPluginRegistry``; default ``tensorrt.get_plugin_registry()``
             (the process-wide registry that builders and runtimes use).
-        path: the library; default ``library_path()``.
+        path: the library; default ``library_path()``. Ignored (with a log line) when the
+            creator is already registered.
 
     Returns:
-        The library handle from ``registry.load_library`` (pass it to ``deregister_library``).
+        The handle from ``registry.load_library`` of the library this process loaded (the same
+        handle on every call), or None when the creator was registered by something else (the
+        self-registering library, the host application).
 
     Raises:
         BackendUnavailable: TensorRT is not importable, the library is missing, TensorRT refused
             to load it, or it loaded but registered no SoftMaskedAttention creator.
     """
     trt = _import_tensorrt()
-    library = Path(path) if path is not None else library_path()
     if registry is None:
         registry = trt.get_plugin_registry()
+    with _LOCK:
+        known = _LOADED.get(id(registry))
+        if find_creator(registry) is not None:
+            if known is not None and known.registry is registry:
+                if path is not None and Path(path).resolve() != known.path:
+                    logger.info("SoftMaskedAttention is registered from %s already; not loading %s",
+                                known.path, path)
+                return known.handle
+            logger.info("SoftMaskedAttention is registered already (not by load_into_tensorrt); "
+                        "nothing loaded")
+            return None
+        library = (Path(path) if path is not None else library_path()).resolve()
+        handle = _load_library(trt, registry, library)
+        _LOADED[id(registry)] = _Loaded(registry, library, handle)
+    logger.info("registered TensorRT plugin %s from %s", PLUGIN_NAME, library)
+    return handle
+
+
+def _load_library(trt: Any, registry: Any, library: Path) -> Any:
     try:
         handle = registry.load_library(str(library))
     except RuntimeError as error:
@@ -165,10 +274,9 @@ def load_into_tensorrt(registry: Any = None, path: str | os.PathLike[str] | None
             "libsoftmask_kernels.so / libcudart next to it, are the usual causes; rebuild against "
             "this TensorRT."
         )
-    if _find_creator(registry) is None:
+    if find_creator(registry) is None:
         raise BackendUnavailable(
             f"{library} loaded, but TensorRT's registry has no creator {PLUGIN_NAME!r} version "
             f"{PLUGIN_VERSION!r} namespace {PLUGIN_NAMESPACE!r}"
         )
-    logger.info("registered TensorRT plugin %s from %s", PLUGIN_NAME, library)
     return handle

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict
@@ -30,20 +29,9 @@ from softmask.errors import InputError
 from softmask.export.frame_graphs import StreamSpec
 from softmask.export.streaming import StreamingExport, export_streaming, load_streaming_export
 from softmask.model.hodor import HodorModel
+from softmask.runtime.cache_dirs import cache_root
 
 logger = logging.getLogger(__name__)
-
-CACHE_ENV = "SOFTMASK_CACHE"
-
-
-def cache_root() -> Path:
-    """softmask's cache folder: ``$SOFTMASK_CACHE``, else ``$XDG_CACHE_HOME/softmask``, else
-    ``~/.cache/softmask`` (engines and exports live in subfolders)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "softmask"
-
 
 def model_sha256(model: HodorModel) -> str:
     """sha256 (hex) of a model's config and weights (names, dtypes, shapes and bytes)."""

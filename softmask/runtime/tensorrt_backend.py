@@ -16,17 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import torch
 
 from softmask.errors import BackendUnavailable, ExportError
 from softmask.export.frame_graphs import NEXT_SUFFIX, STATE_NAMES
 from softmask.export.streaming import StreamingExport
 from softmask.model.video import VideoState, push_empty
-from softmask.ops.onnx_op import strip_function_bodies
-from softmask.plugins import load_into_tensorrt
+from softmask.plugins import library_digests, load_into_tensorrt
 from softmask.runtime.backend import FrameOutput
-from softmask.runtime.engine_cache import DEFAULT_CACHE_DIR, EngineCache, engine_cache_key
+from softmask.runtime.engine_cache import EngineCache
+from softmask.runtime.tensorrt_build import load_engines
 
 logger = logging.getLogger(__name__)
 
@@ -74,57 +73,21 @@ def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
     return table[dtype]
 
 
-def _build_engine(
-    trt: Any,
-    trt_logger: Any,
-    onnx_bytes: bytes,
-    source: Path,
-    expected_plugins: int,
-    precision: str,
-    workspace_bytes: int,
-) -> bytes:
-    """Parse the stripped graph, check the plugin layers are there, build a serialised engine."""
-    builder = trt.Builder(trt_logger)
-    flags = 0
-    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    if precision == "fp16" and strongly_typed is not None:
-        # The fp16 export carries its types; TensorRT must follow them, not re-choose.
-        flags |= 1 << int(strongly_typed)
-    network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, trt_logger)
-    if not parser.parse(onnx_bytes):
-        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise ExportError(f"TensorRT's ONNX parser rejected {source}: {errors}")
-    plugin_layers = sum(
-        1 for i in range(network.num_layers) if network.get_layer(i).type == trt.LayerType.PLUGIN_V3
-    )
-    if plugin_layers != expected_plugins:
-        raise ExportError(
-            f"{source}: the parsed network has {plugin_layers} plugin layer(s), the export has "
-            f"{expected_plugins} SoftMaskedAttention node(s); the plugin was not used for all"
-        )
-    config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise ExportError(f"TensorRT failed to build an engine from {source} (see its log above)")
-    return bytes(serialized)
-
-
 class TensorRTBackend:
     """``Backend`` running ``export``'s graphs as TensorRT engines (UNVERIFIED, see module doc).
 
     Args:
         export: a ``StreamingExport``.
         device: CUDA device index.
-        cache_dir: engine cache folder (default ~/.cache/softmask/engines); keys hash the stripped
-            ONNX bytes, the TensorRT version, the GPU name and the build settings.
+        cache_dir: engine cache folder (default ``$SOFTMASK_CACHE/engines``, else
+            ``~/.cache/softmask/engines``); keys hash the stripped ONNX bytes, the TensorRT version, the GPU name, the plugin and kernel libraries and
+            the build settings. Builds share a timing cache there (one per TensorRT and GPU).
         with_scores: also download the float32 [N, H, W] object scores per frame.
         workspace_bytes: TensorRT workspace limit for the build.
 
     Raises:
-        BackendUnavailable: no tensorrt module, no CUDA device, or the plugin library is missing
-            or does not load.
+        BackendUnavailable: no tensorrt module, no CUDA device, the plugin library is missing
+            or does not load, or a cached engine was built for another TensorRT, GPU or plugin.
         ExportError: parsing or building an engine failed, or the plugin was not used.
     """
 
@@ -139,7 +102,8 @@ class TensorRTBackend:
         workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
     ) -> None:
         trt = check_tensorrt_available()
-        load_into_tensorrt()
+        load_into_tensorrt()  # a no-op when this process has the plugin registered already
+        libraries = library_digests()
         self._trt = trt
         self.spec = export.spec
         self.precision = export.precision
@@ -149,48 +113,20 @@ class TensorRTBackend:
         self.device = f"cuda:{device} ({gpu})"
         self._trt_logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._trt_logger)
-        cache = EngineCache(cache_dir or DEFAULT_CACHE_DIR)
+        cache = EngineCache(cache_dir)
         settings = {"precision": export.precision, "workspace_bytes": workspace_bytes}
-        self._contexts = {}
-        self._engines = {}
         self._stream = torch.cuda.Stream(self._device)
         with torch.cuda.device(self._device):
-            self._load_engines(export, cache, gpu, settings)
+            self._engines = load_engines(
+                trt, self._trt_logger, self._runtime, export, cache, gpu, settings, libraries
+            )
+            self._contexts = {n: e.create_execution_context() for n, e in self._engines.items()}
         with self._on_device():
             self._buffers = self._allocate(self._engines["step"])
         self._state: dict[str, torch.Tensor] = {}
         self._spare: dict[str, torch.Tensor] = {}
         self.reset()
         logger.info("tensorrt %s backend on %s", trt.__version__, self.device)
-
-    def _load_engines(
-        self, export: StreamingExport, cache: EngineCache, gpu: str, settings: dict[str, Any]
-    ) -> None:
-        """Deserialise (building first if not cached) one engine and context per graph."""
-        trt = self._trt
-        workspace_bytes = settings["workspace_bytes"]
-        for name, path in export.graphs.items():
-            model = onnx.load(str(path))
-            strip_function_bodies(model)
-            data = model.SerializeToString()
-            key = engine_cache_key(data, trt.__version__, gpu, settings)
-            expected = export.manifest["graphs"][name]["op_nodes"]
-            engine_bytes = cache.get_or_build(
-                name,
-                key,
-                lambda data=data, path=path, expected=expected: _build_engine(
-                    trt, self._trt_logger, data, path, expected, export.precision, workspace_bytes
-                ),
-                note={"onnx": str(path), "tensorrt": trt.__version__, "gpu": gpu, **settings},
-            )
-            engine = self._runtime.deserialize_cuda_engine(engine_bytes)
-            if engine is None:
-                raise BackendUnavailable(
-                    f"TensorRT could not deserialise {cache.path(name, key)} (see its log); "
-                    "delete the file to rebuild it"
-                )
-            self._engines[name] = engine
-            self._contexts[name] = engine.create_execution_context()
 
     def _allocate(self, engine: Any) -> dict[str, torch.Tensor]:
         """Device buffers for the labels and scores outputs (the same in every graph)."""

@@ -1,0 +1,183 @@
+// libsoftmask_kernels against the fake CUDA runtime (fakeCudaRuntime.h): which kernel runs on which
+// device, per-device shared-memory limits, preparing kernels before the first launch, and errors
+// that belong to other work. Buffers are host memory the fake never reads.
+#include "fakeCudaRuntime.h"
+#include "softmask_kernels.h"
+#include "softmask_kernels_table.h"
+#include "testHarness.h"
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace
+{
+
+// Devices of this process: two of one arch (a multi-GPU server), another arch, one too old.
+constexpr int kFirstHopper = 0;
+constexpr int kSecondHopper = 1;
+constexpr int kAmpere = 2;
+constexpr int kVolta = 3;
+
+void useDevices()
+{
+    static bool const configured = [] {
+        fake_cuda::setDevices({90, 90, 86, 70});
+        return true;
+    }();
+    (void) configured;
+    fake_cuda::clearLog();
+}
+
+struct Buffers
+{
+    std::unique_ptr<void, decltype(&std::free)> data{nullptr, &std::free};
+    std::unique_ptr<void, decltype(&std::free)> workspace{nullptr, &std::free};
+};
+
+//! Parameters for one call of B=1, I=5, S=300, H=2 with the given types; pointers into `buffers`.
+SoftmaskSmaParams params(Buffers& buffers, SoftmaskDtype dtype, SoftmaskDtype maskDtype, int32_t headDim,
+    SoftmaskDtype alphaDtype = SOFTMASK_DTYPE_FLOAT32)
+{
+    buffers.data.reset(std::aligned_alloc(256, 1 << 20));
+    SoftmaskSmaParams p{};
+    p.batch = 1;
+    p.num_queries = 5;
+    p.num_keys = 300;
+    p.num_heads = 2;
+    p.head_dim = headDim;
+    p.dtype = dtype;
+    p.mask_dtype = maskDtype;
+    p.alpha_dtype = alphaDtype;
+    p.query = p.key = p.value = p.mask = p.alpha = buffers.data.get();
+    p.output = buffers.data.get();
+    p.workspace_size = softmask_sma_workspace_size(p.batch, p.num_queries, p.num_keys, p.num_heads, p.head_dim);
+    size_t const rounded = (p.workspace_size + 255) / 256 * 256;
+    buffers.workspace.reset(std::aligned_alloc(256, rounded));
+    p.workspace = buffers.workspace.get();
+    return p;
+}
+
+//! The sm_90 split kernel with the most dynamic shared memory: the one a second GPU would break.
+SoftmaskKernelEntry const& largestHopperSplitKernel()
+{
+    SoftmaskKernelEntry const* largest = nullptr;
+    for (size_t i = 0; i < softmask_kernel_table_size; ++i)
+    {
+        SoftmaskKernelEntry const& e = softmask_kernel_table[i];
+        if (e.kind == SOFTMASK_KERNEL_SPLIT && e.arch == 90 && !e.is_ptx
+            && (largest == nullptr || e.shared_bytes > largest->shared_bytes))
+        {
+            largest = &e;
+        }
+    }
+    CHECK(largest != nullptr);
+    return *largest;
+}
+
+int32_t forward(SoftmaskSmaParams const& p)
+{
+    return softmask_sma_forward(&p, nullptr);
+}
+
+std::string statusText(int32_t status)
+{
+    return softmask_status_string(status);
+}
+
+size_t launchesOn(int device, int arch)
+{
+    size_t count = 0;
+    for (fake_cuda::Launch const& launch : fake_cuda::launches())
+    {
+        count += launch.device == device && launch.tableArch == arch;
+    }
+    return count;
+}
+
+} // namespace
+
+SOFTMASK_TEST(kernelsAboveTheDefaultSharedMemoryRunOnEveryDeviceOfOneArch)
+{
+    useDevices();
+    SoftmaskKernelEntry const& kernel = largestHopperSplitKernel();
+    std::printf("         largest sm_90 split kernel: %s, %d B dynamic shared memory\n", kernel.name, kernel.shared_bytes);
+    Buffers buffers;
+    SoftmaskSmaParams const p = params(buffers, static_cast<SoftmaskDtype>(kernel.dtype),
+        static_cast<SoftmaskDtype>(kernel.mask_dtype), kernel.head_dim);
+    for (int device : {kFirstHopper, kSecondHopper})
+    {
+        CHECK_EQ(cudaSetDevice(device), cudaSuccess);
+        int32_t const status = forward(p);
+        if (status != SOFTMASK_STATUS_SUCCESS)
+        {
+            ::softmask_test::fail(__FILE__, __LINE__, "device " + std::to_string(device) + ": " + statusText(status));
+        }
+        CHECK_EQ(launchesOn(device, 90), size_t{2}); // split + merge
+    }
+}
+
+SOFTMASK_TEST(eachDeviceRunsTheKernelsBuiltForItsArch)
+{
+    useDevices();
+    Buffers buffers;
+    SoftmaskSmaParams const p = params(buffers, SOFTMASK_DTYPE_FLOAT16, SOFTMASK_DTYPE_FLOAT16, 64);
+    for (int device : {kAmpere, kFirstHopper, kAmpere})
+    {
+        CHECK_EQ(cudaSetDevice(device), cudaSuccess);
+        CHECK_EQ(forward(p), SOFTMASK_STATUS_SUCCESS);
+    }
+    CHECK_EQ(launchesOn(kAmpere, 86), size_t{4});
+    CHECK_EQ(launchesOn(kFirstHopper, 90), size_t{2});
+}
+
+SOFTMASK_TEST(anErrorLeftByEarlierWorkDoesNotFailTheCallNorIsItCleared)
+{
+    useDevices();
+    CHECK_EQ(cudaSetDevice(kFirstHopper), cudaSuccess);
+    Buffers buffers;
+    // fp16 alpha: the launcher converts it with its own small kernel first.
+    SoftmaskSmaParams const p = params(buffers, SOFTMASK_DTYPE_FLOAT16, SOFTMASK_DTYPE_FLOAT16, 32, SOFTMASK_DTYPE_FLOAT16);
+    fake_cuda::setPendingError(cudaErrorIllegalAddress);
+    int32_t const status = forward(p);
+    if (status != SOFTMASK_STATUS_SUCCESS)
+    {
+        ::softmask_test::fail(__FILE__, __LINE__, statusText(status));
+    }
+    CHECK_EQ(fake_cuda::launches().size(), size_t{3});
+    CHECK_EQ(fake_cuda::launches()[0].name, std::string("alphaToFloat"));
+    // The application's error is still there for the application to find.
+    CHECK_EQ(cudaPeekAtLastError(), cudaErrorIllegalAddress);
+}
+
+SOFTMASK_TEST(prepareLoadsEverythingSoTheFirstCallLoadsNothing)
+{
+    useDevices();
+    CHECK_EQ(cudaSetDevice(kSecondHopper), cudaSuccess);
+    CHECK_EQ(softmask_sma_prepare(SOFTMASK_DTYPE_FLOAT16, SOFTMASK_DTYPE_FLOAT32, 16), SOFTMASK_STATUS_SUCCESS);
+    CHECK(fake_cuda::loadCalls() > 0);
+    CHECK(fake_cuda::launches().empty());
+    int const loadsAfterPrepare = fake_cuda::loadCalls();
+    CHECK_EQ(softmask_sma_prepare(SOFTMASK_DTYPE_FLOAT16, SOFTMASK_DTYPE_FLOAT32, 16), SOFTMASK_STATUS_SUCCESS);
+    CHECK_EQ(fake_cuda::loadCalls(), loadsAfterPrepare);
+
+    fake_cuda::clearLog();
+    Buffers buffers;
+    CHECK_EQ(forward(params(buffers, SOFTMASK_DTYPE_FLOAT16, SOFTMASK_DTYPE_FLOAT32, 16)), SOFTMASK_STATUS_SUCCESS);
+    CHECK_EQ(fake_cuda::loadCalls(), 0);
+    CHECK_EQ(launchesOn(kSecondHopper, 90), size_t{2});
+}
+
+SOFTMASK_TEST(prepareOnAGpuWithoutAKernelNamesItsArch)
+{
+    useDevices();
+    CHECK_EQ(cudaSetDevice(kVolta), cudaSuccess);
+    int32_t const status = softmask_sma_prepare(SOFTMASK_DTYPE_FLOAT32, SOFTMASK_DTYPE_FLOAT32, 32);
+    CHECK_EQ(status, SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH);
+    CHECK_CONTAINS(statusText(status), "sm_70");
+    CHECK_EQ(softmask_sma_prepare(SOFTMASK_DTYPE_FLOAT32, SOFTMASK_DTYPE_FLOAT32, 48), SOFTMASK_STATUS_UNSUPPORTED);
+    CHECK_EQ(cudaSetDevice(kFirstHopper), cudaSuccess);
+}
+
+SOFTMASK_TEST_MAIN()
