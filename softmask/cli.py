@@ -360,8 +360,10 @@ def _cmd_serve_start(args: argparse.Namespace) -> int:
     from softmask.serve.server import EmbeddedServer, Endpoints, embedded_repository
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="softmask-serve-"))
-    # SIGTERM stops the server as Ctrl-C does.
+    # SIGTERM stops the server as Ctrl-C does; SIGINT too when started from a script in the
+    # background (which ignores it).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     server = None
     try:
         if args.repo:
@@ -395,7 +397,8 @@ def _cmd_serve_start(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         code = server.stop() if server is not None else None
-        print(f"stopped (tritonserver exit code {code})", flush=True)
+        note = "" if not code else "; streams still open were dropped, see the log"
+        print(f"stopped (tritonserver exit code {code}{note})", flush=True)
         return 0
     finally:
         if server is not None:

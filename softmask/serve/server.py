@@ -89,6 +89,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def _check_free(host: str, port: int) -> None:
+    """Raise BackendUnavailable if something already listens on ``host:port``: the server
+    would fail to bind, and a readiness probe could be answered by that other server."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As servers do: closed connections lingering in TIME_WAIT do not block the port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise BackendUnavailable(
+                f"port {port} on {host} is in use ({error.strerror}); stop what listens there or "
+                "choose other ports (--http-port/--grpc-port/--metrics-port, 0 picks a free one)"
+            ) from error
+
+
 def _backend_folder(server: BundledServer, work_dir: Path) -> Path:
     """``work_dir/backends`` with a python backend whose stub matches this interpreter."""
     python = work_dir / "backends" / "python"
@@ -218,6 +233,9 @@ class EmbeddedServer:
             raise InputError(f"{self.repo}: no {STREAM_MODEL} model (write one with softmask "
                              "serve repo)")
         server = bundled_server()
+        e = self.endpoints
+        for port in (e.http_port, e.grpc_port, e.metrics_port):
+            _check_free(e.host, port)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         command = self.command(server)
         logger.info("starting %s", " ".join(command))
@@ -231,8 +249,10 @@ class EmbeddedServer:
         finally:
             log.close()
         deadline = time.monotonic() + timeout_s
-        while not self._ready():
-            code = self.process.poll()
+        while True:
+            code = self.process.poll()  # first: a readiness answer must come from this server
+            if code is None and self._ready():
+                break
             if code is not None:
                 raise BackendUnavailable(
                     f"tritonserver exited with code {code} before it was ready; the end of "

@@ -27,7 +27,16 @@ import numpy as np
 
 from softmask.errors import SoftmaskError
 from softmask.export.streaming import MANIFEST_NAME, StreamingExport, load_streaming_export
-from softmask.serve.protocol import ANNOTATION, END, FRAME, FRAME_INDEX, LABELS, SCORES, START
+from softmask.serve.protocol import (
+    ANNOTATION,
+    END,
+    FRAME,
+    FRAME_INDEX,
+    LABELS,
+    SCORES,
+    START,
+    TOO_MANY_STREAMS,
+)
 from softmask.serve.streams import StreamTable
 
 logger = logging.getLogger("softmask.serve")
@@ -87,7 +96,7 @@ class _Metrics:
                 self.frames.increment(frames)
             if reaped:
                 self.reaped.increment(reaped)
-        except Exception:  # noqa: BLE001 - metrics must never cost an answer
+        except Exception:  # metrics must never cost an answer
             logger.exception("metrics update failed; metrics are off from now on")
             self.enabled = False
 
@@ -157,6 +166,16 @@ class StreamModel:
             tensors.append(pb.Tensor(SCORES, np.ascontiguousarray(output.scores, np.float32)))
         return pb.InferenceResponse(output_tensors=tensors)
 
+    def _error(self, error: SoftmaskError) -> Any:
+        """The error response's error: "invalid argument" (HTTP 400) for a refused request,
+        "unavailable" (503) for a full server, where the python backend has status codes."""
+        pb = self.pb
+        kind = "UNAVAILABLE" if TOO_MANY_STREAMS in str(error) else "INVALID_ARG"
+        code = getattr(pb.TritonError, kind, None)
+        if code is None:
+            return pb.TritonError(str(error))
+        return pb.TritonError(str(error), code)
+
     def execute(self, requests: list[Any]) -> list[Any]:
         pb = self.pb
         responses, answered = [], 0
@@ -166,7 +185,7 @@ class StreamModel:
                 answered += 1
             except SoftmaskError as error:
                 logger.info("refused: %s", error)
-                responses.append(pb.InferenceResponse(error=pb.TritonError(str(error))))
+                responses.append(pb.InferenceResponse(error=self._error(error)))
             except Exception as error:  # one bad request must not stop the others
                 logger.exception("stream %s: internal error", request.correlation_id())
                 responses.append(pb.InferenceResponse(
