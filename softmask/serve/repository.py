@@ -76,9 +76,9 @@ from softmask.serve.triton_model import StreamModel as TritonPythonModel  # noqa
 '''
 
 _GRAPH_MODEL_PY = '''"""A per-frame graph on the python backend, written by `softmask serve repo --graphs python`:
-the model is softmask.serve.triton_model.GraphModel (docs/serving.md)."""
+the model is softmask.serve.graph_model.GraphModel (docs/serving.md)."""
 
-from softmask.serve.triton_model import GraphModel as TritonPythonModel  # noqa: F401
+from softmask.serve.graph_model import GraphModel as TritonPythonModel  # noqa: F401
 '''
 
 

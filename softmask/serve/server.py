@@ -204,6 +204,8 @@ class EmbeddedServer:
             f"--metrics-address={e.host}", f"--metrics-port={e.metrics_port}",
             "--model-control-mode=none",
             "--strict-readiness=true",
+            # Our configs are complete; auto-completion would start every python stub twice.
+            "--disable-auto-complete-config",
             "--exit-timeout-secs=5",
             *self.extra_args,
         ]

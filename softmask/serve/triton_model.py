@@ -7,9 +7,6 @@ in-process (softmask's ONNX Runtime backend; sessions shared by all streams) or 
 of the server (``TritonGraphBackend``, BLS). A request that fails gets an error response naming
 the problem; the other requests, and other streams, go on. A thread reaps idle streams.
 
-``GraphModel`` runs one exported graph with ONNX Runtime on the python backend (the ``python``
-graph variant).
-
 Metrics (Triton's metrics endpoint): ``softmask_open_streams`` (gauge),
 ``softmask_streams_reaped_total`` and ``softmask_stream_frames_total`` (counters), labelled by
 model instance.
@@ -199,42 +196,3 @@ class StreamModel:
         self._stop.set()
         self._reaper.join(timeout=5)
         self.table.close_all()
-
-
-class GraphModel:
-    """softmask_<graph> of the ``python`` variant: ``1/model.onnx`` in an ONNX Runtime session;
-    every declared input in, every requested output out."""
-
-    def initialize(self, args: dict[str, Any]) -> None:
-        import onnxruntime
-
-        self.pb = _import_pb()
-        config = json.loads(args["model_config"])
-        path = Path(args["model_repository"]) / args["model_version"] / "model.onnx"
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-        self.inputs = [i["name"] for i in config["input"]]
-        self.outputs = [o["name"] for o in config["output"]]
-
-    def execute(self, requests: list[Any]) -> list[Any]:
-        pb = self.pb
-        responses = []
-        for request in requests:
-            feeds = {}
-            for name in self.inputs:
-                tensor = pb.get_input_tensor_by_name(request, name)
-                if tensor is not None:
-                    feeds[name] = tensor.as_numpy()
-            wanted = request.requested_output_names() or self.outputs
-            try:
-                values = self.session.run(list(wanted), feeds)
-            except Exception as error:  # noqa: BLE001 - answer the request with the error
-                responses.append(pb.InferenceResponse(error=pb.TritonError(str(error))))
-                continue
-            responses.append(pb.InferenceResponse(
-                output_tensors=[pb.Tensor(n, np.ascontiguousarray(v)) for n, v in zip(wanted, values)]
-            ))
-        return responses
