@@ -203,6 +203,11 @@ class ServerStream:
             return self._lost(f"lost the connection at frame {index} ({message.splitlines()[0]})")
         return InputError(f"frame {index} refused by {self.url}: {message}")
 
+    def unanswered(self) -> int:
+        """Answers received but not yet taken by ``receive`` (0 once every frame's answer was
+        taken: a server answering a frame twice would leave one here)."""
+        return self._answers.qsize()
+
     def close(self) -> None:
         if self._client is not None:
             try:
