@@ -10,7 +10,7 @@ answered frames / wall time from the first send to the last answer), per-request
 p50/p90/p99 (client side, all streams), per-stream frames/s, and checks that every frame of every
 stream was answered exactly once and in order (the server's FRAME_INDEX and the request id of each
 answer against the frame sent; no answer left over). Writes
-``<out>/serve_load_<host>_<date-time>.{json,md}``; exits 1 if the check fails.
+``<out>/serve_load_<streams>x<frames>_inflight<n>_<host>_<date-time>.{json,md}``; exits 1 if the check fails.
 Start the server first, e.g. ``softmask serve start --export EXPORT --max-streams 8``.
 """
 
@@ -65,6 +65,7 @@ def _run_stream(index: int, args: argparse.Namespace, barrier: threading.Barrier
         finished = time.perf_counter()
         time.sleep(0.2)  # an answer sent twice would arrive by now
         result.update(answered=len(latencies), extra_answers=stream.unanswered(),
+                      frame_size=[height, width],
                       started=started, finished=finished, latencies=latencies)
     except Exception as error:  # noqa: BLE001 - reported per stream, the others go on
         result.update(answered=len(latencies), error=f"{type(error).__name__}: {error}",
@@ -97,6 +98,7 @@ def run(args: argparse.Namespace) -> dict:
         "url": args.url,
         "streams": args.streams,
         "frames_per_stream": args.frames,
+        "frame_size": next((r["frame_size"] for r in finished), None),
         "in_flight": args.in_flight,
         "frames_answered": answered,
         "every_frame_answered_once_in_order": ok,
@@ -119,7 +121,8 @@ def markdown(report: dict) -> str:
                f"{lat['max_ms']:.1f} | {checked} |")
     machine = report["machine"]
     return "\n".join([
-        f"# serve_load: {report['streams']} streams x {report['frames_per_stream']} frames",
+        (f"# serve_load: {report['streams']} streams x {report['frames_per_stream']} frames of "
+         f"{report['frame_size']} (H, W)"),
         "",
         (f"Server {report['url']}; client on {machine['host']} ({machine['cpus']} CPUs); "
          f"{report['in_flight']} frame(s) in flight per stream; round trips measured by the "
@@ -146,7 +149,8 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     report = run(args)
-    stem = write_results(args.out, "serve_load", platform.node() or "host",
+    prefix = f"serve_load_{args.streams}x{args.frames}_inflight{args.in_flight}"
+    stem = write_results(args.out, prefix, platform.node() or "host",
                          dt.datetime.now(dt.timezone.utc), report, markdown)
     print(markdown(report))
     print(f"wrote {stem}.json and .md")
