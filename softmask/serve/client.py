@@ -156,8 +156,11 @@ class ServerStream:
                 STREAM_MODEL, inputs, outputs=outputs, request_id=str(self.sent),
                 sequence_id=self.correlation_id, sequence_start=first, sequence_end=last,
             )
-        except Exception as error:  # the stream broke under us
-            raise self._lost(f"sending frame {self.sent} failed: {_describe(error)}") from error
+        except Exception as error:  # the stream broke under us (its cause went to the callback)
+            raise self._lost(
+                f"lost the connection before frame {self.sent} could be sent (the server stopped "
+                "or the network failed); start the stream again with an annotated frame"
+            ) from error
         self.sent += 1
 
     def _lost(self, why: str) -> StreamLost:
