@@ -296,16 +296,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     _video_arguments(p)
     p.add_argument("--out", required=True, help="output folder (masks/, overlay, report.json)")
     p.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
-    g = p.add_argument_group("outputs")
-    g.add_argument("--overlay", action="store_true",
-                   help="also write overlays: overlay.mp4 for videos, overlay/*.jpg for folders")
-    g.add_argument("--mask-video", action="store_true",
-                   help="write masks.mkv (lossless FFV1 label video) instead of mask PNGs")
-    g.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier run's outputs in --out")
-    g.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in --out: masks that exist are kept; the "
-                        "model re-runs the frames before them to rebuild its state")
+    _output_arguments(p, resume=True)
     g = p.add_argument_group("live input")
     g.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                    help="keep only the newest frame when the model falls behind, dropping and "
@@ -523,6 +514,196 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_train)
 
 
+def _cmd_serve_repo(args: argparse.Namespace) -> int:
+    from softmask.serve.repository import read_repository_manifest, write_repository
+
+    repo = write_repository(
+        args.export, args.out, graphs=args.graphs, max_streams=args.max_streams,
+        idle_timeout_s=args.idle_timeout, instances=args.instances, device=args.device,
+        scores=args.scores, plugins=args.plugin, build_plans=not args.skip_plans,
+    )
+    summary = read_repository_manifest(repo)
+    print(f"wrote Triton model repository {repo} ({summary['graphs']} graphs on "
+          f"{summary['device']}, at most {summary['max_streams']} streams per instance)")
+    if (repo / "build_plans.sh").exists():
+        print(f"TensorRT plans not built here: run {repo / 'build_plans.sh'} PLUGIN.so where the "
+              "server runs (inside the Triton container)")
+    print("serve it with: tritonserver --model-repository=" + str(repo.resolve()) + " "
+          + " ".join(summary["tritonserver_args"]))
+    return 0
+
+
+def _serve_limits(p: argparse.ArgumentParser) -> None:
+    from softmask.serve.repository import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_STREAMS
+
+    g = p.add_argument_group("streams")
+    g.add_argument("--max-streams", type=int, default=DEFAULT_MAX_STREAMS,
+                   help=f"most concurrent streams per instance (default {DEFAULT_MAX_STREAMS})")
+    g.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
+                   help="seconds without a frame after which a stream is reaped (default "
+                        f"{DEFAULT_IDLE_TIMEOUT_S:g})")
+    g.add_argument("--instances", type=int, default=1,
+                   help="softmask_stream instances (a stream stays on one; default 1)")
+    g.add_argument("--scores", action="store_true",
+                   help="also answer float32 object scores (output SCORES)")
+
+
+def _cmd_serve_start(args: argparse.Namespace) -> int:
+    import shutil
+    import signal
+
+    from softmask.serve.repository import PYTHON_ONLY_VARIANTS, read_repository_manifest
+    from softmask.serve.server import EmbeddedServer, Endpoints, embedded_repository
+
+    work = Path(args.work_dir or tempfile.mkdtemp(prefix="softmask-serve-"))
+    # SIGTERM stops the server as Ctrl-C does; SIGINT too when started from a script in the
+    # background (which ignores it).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    server = None
+    try:
+        if args.repo:
+            repo = Path(args.repo)
+            graphs = read_repository_manifest(repo)["graphs"]
+            if graphs not in PYTHON_ONLY_VARIANTS:
+                print(f"softmask serve: error: {repo} runs its graphs on Triton's {graphs} "
+                      "backend, which the embedded server lacks (python backend only); serve it "
+                      "with the Triton container (docs/serving.md)", file=sys.stderr)
+                return 2
+        else:
+            repo = embedded_repository(
+                work, export_dir=args.export, checkpoint=args.checkpoint, height=args.height,
+                width=args.width, num_objects=args.objects, temporal_window=args.window,
+                min_dim=args.min_dim, max_dim=args.max_dim, graphs=args.graphs,
+                max_streams=args.max_streams, idle_timeout_s=args.idle_timeout,
+                instances=args.instances, scores=args.scores,
+            )
+        server = EmbeddedServer(
+            repo, Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port), work
+        )
+        print(f"starting tritonserver on {repo} (log: {server.log_path}) ...", flush=True)
+        server.start(timeout_s=args.start_timeout)
+        e = server.endpoints
+        print(f"ready: gRPC {e.grpc_url}  HTTP {e.http_url}  metrics {e.metrics_url}", flush=True)
+        print("stream to it with: softmask stream SOURCE --annotations FIRST.png --out OUT "
+              f"--url {e.grpc_url}; Ctrl-C stops the server", flush=True)
+        code = server.wait()
+        print(f"softmask serve: error: tritonserver exited with code {code}; the end of "
+              f"{server.log_path}:\n{server.log_tail()}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        code = server.stop() if server is not None else None
+        note = "" if not code else "; streams still open were dropped, see the log"
+        print(f"stopped (tritonserver exit code {code}{note})", flush=True)
+        return 0
+    finally:
+        if server is not None:
+            server.stop()
+        if not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from softmask.serve.repository import GRAPH_VARIANTS, PYTHON_ONLY_VARIANTS
+
+    p = sub.add_parser("serve", help="serve many video streams on Triton Inference Server")
+    serve_sub = p.add_subparsers(dest="serve_command", metavar="SERVE_COMMAND")
+    serve_sub.required = True
+
+    r = serve_sub.add_parser("repo", help="write a Triton model repository for an export")
+    r.add_argument("--export", required=True, help="streaming export folder (softmask export)")
+    r.add_argument("--out", required=True, help="repository folder to write")
+    r.add_argument("--graphs", choices=GRAPH_VARIANTS, default="in-process",
+                   help="where the per-frame graphs run (default in-process; see docs/serving.md)")
+    r.add_argument("--device", choices=("cpu", "gpu"),
+                   help="device of the graphs (default gpu for onnxruntime/tensorrt, else cpu)")
+    r.add_argument("--plugin", action="append",
+                   help="tensorrt: plugin library path on the server (repeatable)")
+    r.add_argument("--skip-plans", action="store_true",
+                   help="tensorrt: do not build plans here; write build_plans.sh (trtexec)")
+    _serve_limits(r)
+    r.set_defaults(handler=_cmd_serve_repo)
+
+    s = serve_sub.add_parser("start", help="run the embedded Triton server (python backend, "
+                                           "nvidia-pytriton's tritonserver) in the foreground")
+    model = s.add_argument_group("model (one of)")
+    model.add_argument("--export", help="streaming export folder to serve")
+    model.add_argument("--repo", help="a repository written by softmask serve repo "
+                                      f"({'/'.join(PYTHON_ONLY_VARIANTS)} graphs)")
+    model.add_argument("--checkpoint", help="export this checkpoint first (default: the bundled "
+                                            "model; needs --height, --width, --objects)")
+    model.add_argument("--height", type=int, help="frame height to export for")
+    model.add_argument("--width", type=int, help="frame width to export for")
+    model.add_argument("--objects", type=int, help="object slots to export for")
+    model.add_argument("--window", type=int, default=7, help="temporal window (default 7)")
+    model.add_argument("--min-dim", type=int, help="resize the short side to this")
+    model.add_argument("--max-dim", type=int, help="cap the long side at this")
+    model.add_argument("--graphs", choices=PYTHON_ONLY_VARIANTS, default="in-process",
+                       help="in-process (default) or python (per-graph models called by BLS)")
+    net = s.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1: this machine only)")
+    net.add_argument("--http-port", type=int, default=8000, help="0 picks a free port")
+    net.add_argument("--grpc-port", type=int, default=8001, help="0 picks a free port")
+    net.add_argument("--metrics-port", type=int, default=8002, help="0 picks a free port")
+    s.add_argument("--work-dir", help="keep the repository and server log here (default: a "
+                                      "temporary folder, removed at exit)")
+    s.add_argument("--start-timeout", type=float, default=120.0,
+                   help="seconds to wait for the server to be ready")
+    _serve_limits(s)
+    s.set_defaults(handler=_cmd_serve_start)
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    from softmask.serve.client import stream_source
+
+    report = stream_source(
+        args.source, [*args.annotations, *args.annotate], args.out, args.url,
+        stream_id=args.stream_id, in_flight=args.in_flight, realtime=args.realtime,
+        timeout_s=args.timeout, overlay=args.overlay, mask_video=args.mask_video,
+        overwrite=args.overwrite, fps=args.fps,
+    )
+    lat = report["latency"]
+    print(f"stream {report['stream_id']}: {report['frames']} frames -> "
+          f"{Path(args.out)} ({report['end_to_end_fps']:.1f} frames/s)")
+    if lat["count"]:
+        print(f"round trip per frame: p50 {lat['p50_ms']:.1f} ms, p90 {lat['p90_ms']:.1f} ms, "
+              f"p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms (client side, "
+              f"{report['in_flight']} in flight)")
+    return 0
+
+
+def _output_arguments(p: argparse.ArgumentParser, resume: bool) -> None:
+    g = p.add_argument_group("outputs")
+    g.add_argument("--overlay", action="store_true",
+                   help="also write overlays: overlay.mp4 for videos, overlay/*.jpg for folders")
+    g.add_argument("--mask-video", action="store_true",
+                   help="write masks.mkv (lossless FFV1 label video) instead of mask PNGs")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run's outputs in --out")
+    if resume:
+        g.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run in --out: masks that exist are kept; "
+                            "the model re-runs the frames before them to rebuild its state")
+
+
+def _add_stream(sub: argparse._SubParsersAction) -> None:
+    from softmask.serve.client import DEFAULT_IN_FLIGHT, DEFAULT_TIMEOUT_S
+
+    p = sub.add_parser("stream", help="segment a video on a softmask Triton server (gRPC)")
+    _video_arguments(p)
+    p.add_argument("--out", required=True, help="output folder (masks/, overlay, report.json)")
+    p.add_argument("--url", default="grpc://127.0.0.1:8001", help="server gRPC endpoint")
+    p.add_argument("--stream-id", help="the stream's id (default: random); routers pin on it")
+    p.add_argument("--in-flight", type=_positive_int, default=DEFAULT_IN_FLIGHT,
+                   help=f"frames sent ahead of their answers (default {DEFAULT_IN_FLIGHT})")
+    p.add_argument("--realtime", action="store_true", help="send at the source's frame rate")
+    p.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S,
+                   help=f"seconds to wait for the server (default {DEFAULT_TIMEOUT_S:g})")
+    _output_arguments(p, resume=False)
+    p.set_defaults(handler=_cmd_stream)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="softmask",
@@ -536,8 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_demo, _add_export, _add_run, _add_bench, _add_parity, _add_data, _add_eval,
-                _add_train):
+    for add in (_add_demo, _add_export, _add_run, _add_bench, _add_stream, _add_serve,
+                _add_parity, _add_data, _add_eval, _add_train):
         add(sub)
     return parser
 

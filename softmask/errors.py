@@ -26,3 +26,10 @@ class BackendUnavailable(SoftmaskError):
     """A runtime backend (CUDA, Triton, TensorRT, a plugin library) is missing on this machine."""
 
     exit_code = 4
+
+
+class StreamLost(SoftmaskError):
+    """A served stream ended before its last frame: the server reaped it (idle), restarted, or
+    the connection to it was lost. The client restarts the stream with an annotated frame."""
+
+    exit_code = 5

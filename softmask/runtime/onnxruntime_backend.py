@@ -4,6 +4,7 @@ with the best available execution provider, the state kept as OrtValues on that 
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 
@@ -105,6 +106,13 @@ class OnnxRuntimeBackend:
         return self._ort.OrtValue.ortvalue_from_numpy(
             np.ascontiguousarray(array), self._device_type, 0
         )
+
+    def new_stream(self) -> OnnxRuntimeBackend:
+        """Another stream on the same sessions and device with its own, empty state (a server
+        holds one per stream; their frames run one at a time)."""
+        other = copy.copy(self)  # shares the sessions; reset() gives it a state of its own
+        other.reset()
+        return other
 
     def reset(self) -> None:
         self._state = {

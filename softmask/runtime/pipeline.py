@@ -42,7 +42,7 @@ from softmask.runtime.backend import STAGES, Backend
 from softmask.runtime.latency import latency_summary, stage_summary
 from softmask.runtime.outputs import REPORT_NAME, OutputWriter, prepare_output_dir
 from softmask.runtime.settings import RunSettings, prepare_backend
-from softmask.runtime.sources import Frame, FrameSource, open_source
+from softmask.runtime.sources import Frame, FrameSource, Pacer, open_source
 from softmask.runtime.stream import VideoStream, check_annotation
 
 logger = logging.getLogger(__name__)
@@ -115,14 +115,12 @@ def _decode(
     pace_fps: float | None,
 ) -> None:
     """Decode thread: ``_Decoded`` per frame, then _END; an error is handed over and ends it."""
-    started = time.perf_counter()
+    pacer = Pacer(pace_fps) if pace_fps else None
     frames = iter(source)
     index = 0
     while not stop.is_set():
-        if pace_fps:
-            delay = started + index / pace_fps - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
+        if pacer is not None:
+            pacer.wait(index)
         tick = time.perf_counter()
         try:
             frame = next(frames, None)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,23 @@ class Frame:
     rgb: np.ndarray
     name: str
     origin: str = ""
+
+
+class Pacer:
+    """Real-time pacing of a file or folder: ``wait(index)`` sleeps until frame ``index`` is due
+    at ``fps`` frames per second, counted from the first call (as a camera would deliver it)."""
+
+    def __init__(self, fps: float) -> None:
+        self.fps = fps
+        self._start: float | None = None
+
+    def wait(self, index: int) -> None:
+        now = time.perf_counter()
+        if self._start is None:
+            self._start = now
+        delay = self._start + index / self.fps - now
+        if delay > 0:
+            time.sleep(delay)
 
 
 def index_name(index: int) -> str:

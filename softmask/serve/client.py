@@ -1,0 +1,329 @@
+"""Stream one video to a softmask server over gRPC (``softmask stream``).
+
+A frame's journey: source (``softmask.runtime.sources``, as ``softmask run``) -> one request on a
+gRPC stream (FRAME, ANNOTATION on annotated frames, the stream's correlation id, START on the
+first frame, END on the last) -> the server's answer (LABELS, FRAME_INDEX) -> the outputs of
+``softmask run`` (``softmask.runtime.outputs``: masks, overlay, label video), under the same
+output-folder rules.
+Up to ``in_flight`` frames are on the wire at once (the next frame is sent while the server works
+on the previous one); the server answers a stream's frames in order, one answer per frame, which
+the client checks. The round trip of every frame (send to answer) is the latency reported.
+
+Failures end the stream with one line: no server at the URL (``BackendUnavailable``), a frame
+the server refuses (``InputError``, the server's reason), a stream the server no longer holds or
+a lost connection (``StreamLost``; masks of answered frames are on disk).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from softmask.errors import BackendUnavailable, InputError, SoftmaskError, StreamLost
+from softmask.runtime.annotations import resolve_annotations
+from softmask.runtime.latency import latency_summary
+from softmask.runtime.outputs import REPORT_NAME, OutputWriter, prepare_output_dir
+from softmask.runtime.pipeline import write_report
+from softmask.runtime.sources import Frame, Pacer, open_source
+from softmask.runtime.stream import check_annotation, check_frame
+from softmask.serve.protocol import (
+    ANNOTATION,
+    FRAME,
+    FRAME_INDEX,
+    LABELS,
+    REAPED_STREAM,
+    STREAM_HEADER,
+    STREAM_MODEL,
+    TOO_MANY_STREAMS,
+    TRITON_NEEDS_START,
+    UNKNOWN_STREAM,
+    stream_id_number,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_IN_FLIGHT = 2
+# Longest wait for one answer, or for the server to say it is live (seconds).
+DEFAULT_TIMEOUT_S = 60.0
+_CONNECTION_LOST = ("UNAVAILABLE", "Socket closed", "Connection reset", "failed to connect",
+                    "CANCELLED", "Broken pipe")
+
+
+def _import_grpc_client() -> Any:
+    try:
+        import tritonclient.grpc as grpcclient
+    except ImportError as error:
+        raise BackendUnavailable(
+            f"softmask stream needs tritonclient (`import tritonclient.grpc` failed: {error}); "
+            "install the serve extra, `pip install 'softmask[serve]'`"
+        ) from error
+    return grpcclient
+
+
+def grpc_address(url: str) -> str:
+    """``host:port`` from ``grpc://host:port`` (or ``host:port``).
+
+    Raises:
+        InputError: not of that form.
+    """
+    address = url.removeprefix("grpc://")
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        raise InputError(f"{url}: expected grpc://HOST:PORT (the server's gRPC endpoint)")
+    return address
+
+
+def _describe(error: Any) -> str:
+    message = error.message() if hasattr(error, "message") else str(error)
+    return str(message).strip()
+
+
+def _is_connection_error(error: Any) -> bool:
+    text = f"{getattr(error, 'status', lambda: '')()} {_describe(error)}"
+    return any(marker in text for marker in _CONNECTION_LOST)
+
+
+class ServerStream:
+    """One stream on a server: connect, send frames in order, receive their answers in order.
+
+    Args:
+        url: grpc://HOST:PORT.
+        stream_id: the stream's name or number (``protocol.stream_id_number``); default random.
+        timeout_s: longest wait for the server (liveness, each answer).
+
+    Raises (from ``open``): BackendUnavailable when no server answers or it lacks the model.
+    """
+
+    def __init__(self, url: str, stream_id: str | int | None = None,
+                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self.url = url
+        self.address = grpc_address(url)
+        self.stream_id = str(stream_id) if stream_id is not None else str(secrets.randbits(62) + 1)
+        self.correlation_id = stream_id_number(self.stream_id)
+        self.timeout_s = timeout_s
+        self._grpc = _import_grpc_client()
+        self._client: Any = None
+        self._answers: queue.Queue = queue.Queue()
+        self.sent = 0
+        self.frame_shape: tuple[int, int] = (0, 0)
+        self.num_objects = 0
+
+    def open(self) -> None:
+        """Connect, check the server is live and serves softmask_stream, start the gRPC stream."""
+        grpc = self._grpc
+        self._client = grpc.InferenceServerClient(self.address)
+        try:
+            self._client.is_server_live(client_timeout=self.timeout_s)
+            config = self._client.get_model_config(
+                STREAM_MODEL, client_timeout=self.timeout_s, as_json=True
+            )["config"]
+        except Exception as error:  # tritonclient raises its own errors and grpc's
+            self._client.close()
+            if _is_connection_error(error) or "Deadline" in _describe(error):
+                raise BackendUnavailable(
+                    f"no Triton server answers at {self.url} ({_describe(error).splitlines()[0]});"
+                    " start one with `softmask serve start`"
+                ) from error
+            raise BackendUnavailable(
+                f"the server at {self.url} does not serve {STREAM_MODEL}: {_describe(error)}"
+            ) from error
+        frame_dims = next(i["dims"] for i in config["input"] if i["name"] == FRAME)
+        self.frame_shape = (int(frame_dims[0]), int(frame_dims[1]))
+        self.num_objects = int(config["parameters"]["num_objects"]["string_value"])
+        self._client.start_stream(
+            callback=lambda result, error: self._answers.put((time.perf_counter(), result, error)),
+            headers={STREAM_HEADER: self.stream_id},
+        )
+
+    def send(self, frame: np.ndarray, annotation: np.ndarray | None, first: bool,
+             last: bool) -> None:
+        """Send the stream's next frame (uint8 [H, W, 3]; annotation uint8 [H, W] or None)."""
+        grpc = self._grpc
+        inputs = [grpc.InferInput(FRAME, list(frame.shape), "UINT8")]
+        inputs[0].set_data_from_numpy(np.ascontiguousarray(frame))
+        if annotation is not None:
+            inputs.append(grpc.InferInput(ANNOTATION, list(annotation.shape), "UINT8"))
+            inputs[1].set_data_from_numpy(np.ascontiguousarray(annotation))
+        outputs = [grpc.InferRequestedOutput(LABELS), grpc.InferRequestedOutput(FRAME_INDEX)]
+        try:
+            self._client.async_stream_infer(
+                STREAM_MODEL, inputs, outputs=outputs, request_id=str(self.sent),
+                sequence_id=self.correlation_id, sequence_start=first, sequence_end=last,
+            )
+        except Exception as error:  # the stream broke under us (its cause went to the callback)
+            raise self._lost(
+                f"lost the connection before frame {self.sent} could be sent (the server stopped "
+                "or the network failed); start the stream again with an annotated frame"
+            ) from error
+        self.sent += 1
+
+    def _lost(self, why: str) -> StreamLost:
+        return StreamLost(f"stream {self.stream_id} at {self.url}: {why}")
+
+    def receive(self, expected_index: int) -> tuple[float, np.ndarray]:
+        """The answer to the stream's frame ``expected_index``: (arrival time, labels [H, W]).
+
+        Raises:
+            StreamLost: no answer within the timeout, the connection was lost, or the server no
+                longer holds the stream.
+            InputError: the server refused the frame (the message is its reason).
+            BackendUnavailable: the server serves its maximum number of streams.
+        """
+        try:
+            arrived, result, error = self._answers.get(timeout=self.timeout_s)
+        except queue.Empty:
+            raise self._lost(
+                f"no answer to frame {expected_index} within {self.timeout_s:g} s"
+            ) from None
+        if error is not None:
+            raise self._classify(error, expected_index)
+        index = int(result.as_numpy(FRAME_INDEX)[0])
+        request_id = result.get_response().id
+        if index != expected_index or request_id != str(expected_index):
+            raise SoftmaskError(
+                f"stream {self.stream_id}: expected the answer to frame {expected_index}, got "
+                f"frame {index} (request {request_id}); answers out of order"
+            )
+        return arrived, result.as_numpy(LABELS)
+
+    def _classify(self, error: Any, index: int) -> SoftmaskError:
+        message = _describe(error)
+        if any(p in message for p in (REAPED_STREAM, UNKNOWN_STREAM, TRITON_NEEDS_START)):
+            return self._lost(
+                f"the server no longer holds this stream at frame {index} (idle past its "
+                "--idle-timeout, or the server restarted); start the stream again with an "
+                f"annotated frame. Server: {message}"
+            )
+        if TOO_MANY_STREAMS in message:
+            return BackendUnavailable(f"{self.url}: {message}")
+        if _is_connection_error(error):
+            return self._lost(f"lost the connection at frame {index} ({message.splitlines()[0]})")
+        return InputError(f"frame {index} refused by {self.url}: {message}")
+
+    def unanswered(self) -> int:
+        """Answers received but not yet taken by ``receive`` (0 once every frame's answer was
+        taken: a server answering a frame twice would leave one here)."""
+        return self._answers.qsize()
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.stop_stream(cancel_requests=True)
+            finally:
+                self._client.close()
+            self._client = None
+
+
+def _frames_with_last(frames: Any) -> Any:
+    """(frame, is_last) for each frame, looking one frame ahead."""
+    iterator = iter(frames)
+    try:
+        current = next(iterator)
+    except StopIteration:
+        return
+    for following in iterator:
+        yield current, False
+        current = following
+    yield current, True
+
+
+def stream_source(
+    source: str | Path | Sequence[np.ndarray],
+    annotations: Sequence[str | Path],
+    out_dir: str | Path,
+    url: str,
+    stream_id: str | int | None = None,
+    in_flight: int = DEFAULT_IN_FLIGHT,
+    realtime: bool = False,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    overlay: bool = False,
+    mask_video: bool = False,
+    overwrite: bool = False,
+    fps: float | None = None,
+) -> dict[str, Any]:
+    """Segment ``source`` on the server at ``url``; write the outputs of ``softmask run`` and
+    ``report.json``.
+
+    Args:
+        source: what ``softmask run`` takes (folder, video file, URL, camera) or arrays.
+        annotations: ``--annotations`` specs (``first.png``, ``17:obj.png``, a folder).
+        out_dir: output folder (``softmask.runtime.outputs``: masks, overlays, report).
+        url: grpc://HOST:PORT of a ``softmask serve`` server.
+        stream_id: the stream's id (default: random); a router may pin streams by it.
+        in_flight: frames sent ahead of their answers (>= 1).
+        realtime: pace the source at its frame rate.
+        timeout_s: longest wait for the server to answer.
+        overlay, mask_video, overwrite, fps: as for ``softmask.runtime.run_video``.
+
+    Returns:
+        The report: ``frames``, ``masks_written``, ``stream_id``, ``url``, ``latency`` (round
+        trip per frame, ``latency_summary``), ``end_to_end_fps``.
+
+    Raises:
+        InputError, BackendUnavailable, StreamLost: see the module docstring; outputs of answered
+            frames are complete on disk (videos finalised) and no report is written.
+    """
+    if in_flight < 1:
+        raise InputError(f"in_flight must be at least 1, got {in_flight}")
+    out = prepare_output_dir(out_dir, overwrite=overwrite)
+    with open_source(source, fps=fps) as frames_source:
+        found = resolve_annotations(annotations, frames_source)
+        if not found.labels:
+            raise InputError("no annotation given: a stream tracks the objects annotated on it")
+        stream = ServerStream(url, stream_id, timeout_s)
+        stream.open()
+        height, width = stream.frame_shape
+        for index, labels in found.labels.items():
+            check_annotation(labels, height, width, stream.num_objects, found.source(index))
+        writer = OutputWriter(out, overlay, mask_video,
+                              frames_source.kind in ("video", "url", "camera"), frames_source.fps)
+        pacer = Pacer(frames_source.fps) if realtime and frames_source.fps else None
+        pending: deque[tuple[float, Frame]] = deque()
+        round_trips: list[float] = []
+        started = time.perf_counter()
+
+        def collect(block_until: int) -> None:
+            while len(pending) > block_until:
+                arrived, labels = stream.receive(len(round_trips))
+                sent_at, frame = pending.popleft()
+                round_trips.append(arrived - sent_at)
+                writer.write(frame.name, frame.timestamp, frame.rgb, labels)
+
+        try:
+            for frame, last in _frames_with_last(frames_source):
+                check_frame(frame.rgb, height, width, frame.origin)
+                collect(in_flight - 1)
+                if pacer is not None:
+                    pacer.wait(frame.index)
+                pending.append((time.perf_counter(), frame))
+                stream.send(frame.rgb, found.labels.get(frame.index), first=stream.sent == 0,
+                            last=last)
+            collect(0)
+        finally:
+            try:
+                stream.close()
+            finally:
+                writer.close()
+        wall = time.perf_counter() - started
+    report = {
+        "url": url,
+        "stream_id": stream.stream_id,
+        "correlation_id": stream.correlation_id,
+        "source": frames_source.name,
+        "frames": len(round_trips),
+        "masks_written": writer.written,
+        "in_flight": in_flight,
+        "latency": latency_summary(round_trips),
+        "end_to_end_fps": len(round_trips) / wall if wall > 0 else None,
+        "out_dir": str(out),
+    }
+    write_report(out / REPORT_NAME, report)
+    return report

@@ -1,0 +1,335 @@
+"""The embedded server: the ``tritonserver`` binary bundled with nvidia-pytriton (python backend
+only), run as a child process on a model repository.
+
+nvidia-pytriton (the ``serve`` extra) ships the server under ``pytriton/tritonserver`` with one
+python-backend stub per Python version; the stub for this interpreter is linked into a backend
+folder of our own. The stub embeds libpython: ``LD_LIBRARY_PATH`` names this interpreter's
+library folder (else it may load the system's libpython), and ``PATH`` starts with this
+interpreter's folder so the embedded interpreter finds this environment's packages (including
+softmask and numpy < 2, which PyTriton's python backend needs).
+
+The server listens on ``host`` only (127.0.0.1 by default), with model control off (no loading
+or unloading over the API). It runs in its own session, so a Ctrl-C reaches softmask, which stops
+it; it also gets SIGTERM if softmask dies (Linux parent-death signal).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from softmask.errors import BackendUnavailable, InputError
+from softmask.serve.protocol import STREAM_MODEL
+
+logger = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 20.0
+LOG_NAME = "tritonserver.log"
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class BundledServer:
+    """Paths inside an installed nvidia-pytriton."""
+
+    binary: Path
+    python_backend: Path  # libtriton_python.so, triton_python_backend_utils.py
+    stub: Path  # triton_python_backend_stub for this Python version
+    libraries: Path  # the wheel's bundled shared libraries
+
+
+def bundled_server() -> BundledServer:
+    """Locate the tritonserver bundled with nvidia-pytriton for this interpreter.
+
+    Raises:
+        BackendUnavailable: nvidia-pytriton is missing, or has no stub for this Python.
+    """
+    try:
+        import pytriton
+    except ImportError as error:
+        raise BackendUnavailable(
+            f"the embedded server needs nvidia-pytriton (`import pytriton` failed: {error}); "
+            "install the serve extra, `pip install 'softmask[serve]'`, in an environment with "
+            "numpy < 2 (scripts/setup_env.sh serve makes .venv-serve)"
+        ) from error
+    root = Path(pytriton.__file__).resolve().parent
+    dist = root / "tritonserver"
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    server = BundledServer(
+        binary=dist / "bin" / "tritonserver",
+        python_backend=dist / "backends" / "python",
+        stub=dist / "python_backend_stubs" / version / "triton_python_backend_stub",
+        libraries=root.parent / "nvidia_pytriton.libs",
+    )
+    for path in (server.binary, server.python_backend, server.stub):
+        if not path.exists():
+            raise BackendUnavailable(
+                f"nvidia-pytriton at {root} lacks {path.relative_to(root)} (Python {version} "
+                "stubs are shipped for 3.8-3.13 on Linux); reinstall it or use another Python"
+            )
+    return server
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on at ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _check_free(host: str, port: int) -> None:
+    """Raise BackendUnavailable if something already listens on ``host:port``: the server
+    would fail to bind, and a readiness probe could be answered by that other server."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As servers do: closed connections lingering in TIME_WAIT do not block the port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            raise BackendUnavailable(
+                f"port {port} on {host} is in use ({error.strerror}); stop what listens there or "
+                "choose other ports (--http-port/--grpc-port/--metrics-port, 0 picks a free one)"
+            ) from error
+
+
+def _backend_folder(server: BundledServer, work_dir: Path) -> Path:
+    """``work_dir/backends`` with a python backend whose stub matches this interpreter."""
+    python = work_dir / "backends" / "python"
+    python.mkdir(parents=True, exist_ok=True)
+    for source in (*server.python_backend.iterdir(), server.stub):
+        if source.name == "__pycache__":
+            continue
+        link = python / source.name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(source)
+    return python.parent
+
+
+def _environment(server: BundledServer) -> dict[str, str]:
+    env = dict(os.environ)
+    libraries = [sysconfig.get_config_var("LIBDIR") or "", str(server.libraries)]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        [p for p in libraries if p] + [p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p]
+    )
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # The softmask this process runs (a source checkout or an installed package).
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [package_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
+    return env
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux), so no server outlives
+    softmask."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    host: str
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+
+    @property
+    def _reach(self) -> str:
+        """Where a client on this machine reaches the server."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self._reach}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"grpc://{self._reach}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self._reach}:{self.metrics_port}/metrics"
+
+
+class EmbeddedServer:
+    """tritonserver on ``repo``; ``start`` returns once every model is ready.
+
+    Args:
+        repo: a model repository whose models need the python backend only.
+        endpoints: address and ports (0 picks a free port).
+        work_dir: gets the backend folder and ``tritonserver.log``.
+        extra_args: more tritonserver flags.
+    """
+
+    def __init__(
+        self,
+        repo: str | Path,
+        endpoints: Endpoints,
+        work_dir: str | Path,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.repo = Path(repo).resolve()
+        pick = {p: getattr(endpoints, p) or free_port() for p in
+                ("http_port", "grpc_port", "metrics_port")}
+        self.endpoints = Endpoints(endpoints.host, **pick)
+        self.work_dir = Path(work_dir)
+        self.log_path = self.work_dir / LOG_NAME
+        self.extra_args = tuple(extra_args)
+        self.process: subprocess.Popen | None = None
+
+    def command(self, server: BundledServer) -> list[str]:
+        e = self.endpoints
+        return [
+            str(server.binary),
+            f"--model-repository={self.repo}",
+            f"--backend-directory={_backend_folder(server, self.work_dir)}",
+            f"--http-address={e.host}", f"--http-port={e.http_port}",
+            f"--grpc-address={e.host}", f"--grpc-port={e.grpc_port}",
+            f"--metrics-address={e.host}", f"--metrics-port={e.metrics_port}",
+            "--model-control-mode=none",
+            "--strict-readiness=true",
+            # Our configs are complete; auto-completion would start every python stub twice.
+            "--disable-auto-complete-config",
+            "--exit-timeout-secs=5",
+            *self.extra_args,
+        ]
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def _ready(self) -> bool:
+        url = f"{self.endpoints.http_url}/v2/models/{STREAM_MODEL}/ready"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
+        """Start the server and wait until softmask_stream is ready.
+
+        Raises:
+            BackendUnavailable: nvidia-pytriton is missing, or the server exited or was not
+                ready within ``timeout_s`` (the message has the end of its log).
+        """
+        if not (self.repo / STREAM_MODEL / "config.pbtxt").is_file():
+            raise InputError(f"{self.repo}: no {STREAM_MODEL} model (write one with softmask "
+                             "serve repo)")
+        server = bundled_server()
+        e = self.endpoints
+        for port in (e.http_port, e.grpc_port, e.metrics_port):
+            _check_free(e.host, port)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        command = self.command(server)
+        logger.info("starting %s", " ".join(command))
+        log = self.log_path.open("wb")
+        try:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=_environment(server), start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, before exec
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            code = self.process.poll()  # first: a readiness answer must come from this server
+            if code is None and self._ready():
+                break
+            if code is not None:
+                raise BackendUnavailable(
+                    f"tritonserver exited with code {code} before it was ready; the end of "
+                    f"{self.log_path}:\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BackendUnavailable(
+                    f"tritonserver was not ready within {timeout_s:g} s; the end of "
+                    f"{self.log_path}:\n{self.log_tail()}"
+                )
+            time.sleep(0.2)
+        logger.info("tritonserver ready (pid %d)", self.process.pid)
+
+    def wait(self) -> int:
+        """Block until the server exits; its exit code."""
+        assert self.process is not None
+        return self.process.wait()
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
+        """Stop the server (SIGINT, as Ctrl-C; SIGKILL after ``timeout_s``); its exit code."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return None if process is None else process.returncode
+        process.send_signal(signal.SIGINT)
+        try:
+            return process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            logger.warning("tritonserver did not stop within %g s; killing it", timeout_s)
+            process.kill()
+            return process.wait(timeout=timeout_s)
+
+    def __enter__(self) -> EmbeddedServer:  # noqa: PYI034 - Self needs Python 3.11
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def embedded_repository(
+    work_dir: str | Path,
+    export_dir: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    num_objects: int | None = None,
+    temporal_window: int = 7,
+    min_dim: int | None = None,
+    max_dim: int | None = None,
+    **repository: object,
+) -> Path:
+    """A repository for the embedded server in ``work_dir/repository``: from ``export_dir``, or
+    from ``checkpoint`` (None: the bundled model) exported first at ``height`` x ``width`` with
+    ``num_objects`` slots. ``repository`` goes to ``write_repository`` (default graphs
+    "in-process").
+
+    Raises:
+        InputError: neither an export nor the sizes to make one.
+    """
+    from softmask.serve.repository import write_repository
+
+    work = Path(work_dir)
+    if export_dir is None:
+        if None in (height, width, num_objects):
+            raise InputError(
+                "give --export DIR, or --height, --width and --objects to export the model "
+                "(--checkpoint, default the bundled one) for that frame size"
+            )
+        from softmask.export.streaming import export_streaming
+        from softmask.runtime.factory import resolve_model
+
+        export_dir = export_streaming(
+            resolve_model(checkpoint), work / "export", height, width, num_objects,
+            temporal_window, min_dim=min_dim, max_dim=max_dim,
+        ).directory
+    repository.setdefault("graphs", "in-process")
+    return write_repository(export_dir, work / "repository", **repository)

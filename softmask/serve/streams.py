@@ -1,0 +1,170 @@
+"""The server's streams: one ``VideoStream`` (graph choice + state) per correlation id.
+
+Triton's sequence batcher routes every request of a stream to one model instance with the
+stream's correlation id and START/END flags; this table (one per instance) does the rest:
+
+- START opens a stream (or restarts one with that id) with an empty state; a frame for an id that
+  is not open is refused, naming why (never started, or reaped);
+- at most ``max_streams`` streams are open at once: a START beyond that is refused, and the open
+  streams go on;
+- END answers the frame, then closes the stream and frees its state;
+- a stream that sent nothing for ``idle_timeout_s`` is reaped (``reap_idle``), its state freed: a
+  client that died without END holds no memory for long.
+
+Refusals raise ``InputError`` whose message starts with ``stream <id>:`` and one of
+``softmask.serve.protocol``'s phrases; a refused frame changes no state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from softmask.errors import InputError
+from softmask.runtime.backend import Backend, FrameOutput
+from softmask.runtime.stream import VideoStream
+from softmask.serve.protocol import REAPED_STREAM, TOO_MANY_STREAMS, UNKNOWN_STREAM
+
+logger = logging.getLogger(__name__)
+
+# How many reaped stream ids are remembered, so a late frame hears "reaped", not "unknown".
+REAPED_MEMORY = 4096
+
+
+@dataclass
+class OpenStream:
+    """One open stream: its graph choice and state, frames answered, last activity (monotonic
+    seconds)."""
+
+    video: VideoStream
+    frames: int
+    last_seen: float
+
+
+class StreamTable:
+    """Open streams of one model instance, keyed by correlation id.
+
+    Args:
+        new_backend: makes the backend of a new stream (its own state; heavy parts such as
+            sessions may be shared, frames of all streams run one at a time).
+        max_streams: most streams open at once.
+        idle_timeout_s: a stream with no frame for this long is reaped by ``reap_idle``.
+        clock: monotonic seconds (tests pass a fake one).
+    """
+
+    def __init__(
+        self,
+        new_backend: Callable[[], Backend],
+        max_streams: int,
+        idle_timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_streams < 1:
+            raise InputError(f"max_streams must be at least 1, got {max_streams}")
+        if idle_timeout_s <= 0:
+            raise InputError(f"idle_timeout_s must be positive, got {idle_timeout_s}")
+        self.new_backend = new_backend
+        self.max_streams = max_streams
+        self.idle_timeout_s = idle_timeout_s
+        self.clock = clock
+        self.reaped_total = 0
+        self._open: dict[int | str, OpenStream] = {}
+        self._reaped: OrderedDict[int | str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def process(
+        self,
+        stream_id: int | str,
+        frame: np.ndarray,
+        annotation: np.ndarray | None = None,
+        start: bool = False,
+        end: bool = False,
+    ) -> tuple[FrameOutput, int]:
+        """Segment the stream's next frame (uint8 [H, W, 3]; annotation uint8 [H, W] or None).
+
+        Returns:
+            (the frame's output, its index in the stream counted from 0 at START).
+
+        Raises:
+            InputError: the stream is not open (and ``start`` is false), the table is full, or the
+                frame / annotation is malformed (``VideoStream.process``'s checks); the message
+                starts with ``stream <id>:``. The stream's state is unchanged.
+        """
+        with self._lock:
+            now = self.clock()
+            entry = self._open.get(stream_id)
+            if start:
+                if entry is None and len(self._open) >= self.max_streams:
+                    raise InputError(
+                        f"stream {stream_id}: {TOO_MANY_STREAMS}: this server serves at most "
+                        f"{self.max_streams} concurrent stream(s) (--max-streams) and all are "
+                        "open; end one or retry later"
+                    )
+                entry = OpenStream(VideoStream(self.new_backend()), 0, now)
+                fresh = True
+            elif entry is None:
+                raise InputError(self._not_open_message(stream_id))
+            else:
+                fresh = False
+            source = f"stream {stream_id} frame {entry.frames}"
+            output = entry.video.process(frame, annotation, source=source)
+            # Registered only once its first frame ran: a refused START leaves nothing behind.
+            if fresh:
+                if stream_id in self._open:
+                    logger.info("stream %s restarted by START", stream_id)
+                self._open[stream_id] = entry
+                self._reaped.pop(stream_id, None)
+            index = entry.frames
+            entry.frames += 1
+            entry.last_seen = now
+            if end:
+                del self._open[stream_id]
+                logger.info("stream %s ended after %d frames", stream_id, entry.frames)
+            return output, index
+
+    def _not_open_message(self, stream_id: int | str) -> str:
+        if stream_id in self._reaped:
+            return (
+                f"stream {stream_id}: {REAPED_STREAM} after more than {self.idle_timeout_s:g} s "
+                "without a frame (--idle-timeout); its state is gone: start it again with START "
+                "and an annotated frame"
+            )
+        return (
+            f"stream {stream_id}: {UNKNOWN_STREAM}: no stream with this id is open on this "
+            "server; the first frame of a stream must carry START (and, to track anything, an "
+            "annotation)"
+        )
+
+    def reap_idle(self) -> list[int | str]:
+        """Close streams idle for longer than ``idle_timeout_s``; return their ids."""
+        with self._lock:
+            now = self.clock()
+            idle = [
+                sid for sid, entry in self._open.items()
+                if now - entry.last_seen > self.idle_timeout_s
+            ]
+            for sid in idle:
+                del self._open[sid]
+                self._reaped[sid] = now
+                self._reaped.move_to_end(sid)
+            while len(self._reaped) > REAPED_MEMORY:
+                self._reaped.popitem(last=False)
+            self.reaped_total += len(idle)
+        for sid in idle:
+            logger.info("stream %s reaped after %g s idle", sid, self.idle_timeout_s)
+        return idle
+
+    def close_all(self) -> None:
+        """Drop every stream (model unload)."""
+        with self._lock:
+            self._open.clear()
