@@ -537,12 +537,12 @@ def _serve_limits(p: argparse.ArgumentParser) -> None:
     from softmask.serve.repository import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_STREAMS
 
     g = p.add_argument_group("streams")
-    g.add_argument("--max-streams", type=int, default=DEFAULT_MAX_STREAMS,
+    g.add_argument("--max-streams", type=_positive_int, default=DEFAULT_MAX_STREAMS,
                    help=f"most concurrent streams per instance (default {DEFAULT_MAX_STREAMS})")
     g.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
                    help="seconds without a frame after which a stream is reaped (default "
                         f"{DEFAULT_IDLE_TIMEOUT_S:g})")
-    g.add_argument("--instances", type=int, default=1,
+    g.add_argument("--instances", type=_positive_int, default=1,
                    help="softmask_stream instances (a stream stays on one; default 1)")
     g.add_argument("--scores", action="store_true",
                    help="also answer float32 object scores (output SCORES)")
@@ -632,12 +632,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                                       f"({'/'.join(PYTHON_ONLY_VARIANTS)} graphs)")
     model.add_argument("--checkpoint", help="export this checkpoint first (default: the bundled "
                                             "model; needs --height, --width, --objects)")
-    model.add_argument("--height", type=int, help="frame height to export for")
-    model.add_argument("--width", type=int, help="frame width to export for")
-    model.add_argument("--objects", type=int, help="object slots to export for")
-    model.add_argument("--window", type=int, default=7, help="temporal window (default 7)")
-    model.add_argument("--min-dim", type=int, help="resize the short side to this")
-    model.add_argument("--max-dim", type=int, help="cap the long side at this")
+    model.add_argument("--height", type=_positive_int, help="frame height to export for")
+    model.add_argument("--width", type=_positive_int, help="frame width to export for")
+    model.add_argument("--objects", type=_positive_int, help="object slots to export for")
+    model.add_argument("--window", type=_positive_int, default=7,
+                       help="temporal window (default 7)")
+    model.add_argument("--min-dim", type=_positive_int, help="resize the short side to this")
+    model.add_argument("--max-dim", type=_positive_int, help="cap the long side at this")
     model.add_argument("--graphs", choices=PYTHON_ONLY_VARIANTS, default="in-process",
                        help="in-process (default) or python (per-graph models called by BLS)")
     net = s.add_argument_group("network")

@@ -170,6 +170,50 @@ def checkpoint_identity(
     return digest, lambda: resolve_model(path)
 
 
+def resolve_export(
+    settings: RunSettings,
+    height: int,
+    width: int,
+    largest_id: int,
+    on_export: Callable[[str], None] | None = None,
+) -> tuple[StreamingExport, dict[str, Any]]:
+    """The streaming export ``settings`` call for: ``--export-dir`` (checked against the
+    settings and the frame size), else the export cache's entry, made now if missing.
+
+    Returns:
+        (export, setup): ``export`` ("given", "cache hit", "cache miss"), ``export_dir``, and
+        ``export_s`` when the model was exported now.
+
+    Raises:
+        InputError: the export does not fit the settings or the frames; unloadable checkpoint.
+        ExportError: the export failed.
+    """
+    tick = time.perf_counter()
+    setup: dict[str, Any] = {}
+    if settings.export_dir is not None:
+        export = load_streaming_export(settings.export_dir)
+        settings.check_export(export)
+        made = (export.spec.height, export.spec.width)
+        if made != (height, width):
+            raise InputError(
+                f"--export-dir {export.directory}: made for {made[0]}x{made[1]} frames, these "
+                f"frames are {height}x{width}; export again for this size"
+            )
+        setup["export"] = "given"
+    else:
+        digest, load_model = checkpoint_identity(settings.checkpoint)
+        spec = settings.spec(height, width, largest_id)
+        cache = ExportCache(settings.cache_dir)
+        export, hit = cache.get_or_export(
+            export_key(digest, spec, settings.fp16), load_model, spec, settings.fp16, on_export
+        )
+        setup["export"] = "cache hit" if hit else "cache miss"
+        if not hit:  # loading the model and exporting; a cache hit costs neither
+            setup["export_s"] = time.perf_counter() - tick
+    setup["export_dir"] = str(export.directory)
+    return export, setup
+
+
 def prepare_backend(
     settings: RunSettings,
     height: int,
@@ -206,30 +250,8 @@ def prepare_backend(
         )
         setup["backend_init_s"] = time.perf_counter() - tick
         return PreparedBackend(backend, setup)
-    tick = time.perf_counter()
-    exported = False
-    if settings.export_dir is not None:
-        export = load_streaming_export(settings.export_dir)
-        settings.check_export(export)
-        made = (export.spec.height, export.spec.width)
-        if made != (height, width):
-            raise InputError(
-                f"--export-dir {export.directory}: made for {made[0]}x{made[1]} frames, these "
-                f"frames are {height}x{width}; export again for this size"
-            )
-        setup["export"] = "given"
-    else:
-        digest, load_model = checkpoint_identity(settings.checkpoint)
-        spec = settings.spec(height, width, largest_id)
-        cache = ExportCache(settings.cache_dir)
-        export, hit = cache.get_or_export(
-            export_key(digest, spec, settings.fp16), load_model, spec, settings.fp16, on_export
-        )
-        setup["export"] = "cache hit" if hit else "cache miss"
-        exported = not hit
-    if exported:  # loading the model and exporting; a cache hit or a given export costs neither
-        setup["export_s"] = time.perf_counter() - tick
-    setup["export_dir"] = str(export.directory)
+    export, export_setup = resolve_export(settings, height, width, largest_id, on_export)
+    setup.update(export_setup)
     tick = time.perf_counter()
     backend = create_backend(
         settings.backend, export=export, providers=settings.providers,

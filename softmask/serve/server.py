@@ -308,8 +308,8 @@ def embedded_repository(
     **repository: object,
 ) -> Path:
     """A repository for the embedded server in ``work_dir/repository``: from ``export_dir``, or
-    from ``checkpoint`` (None: the bundled model) exported first at ``height`` x ``width`` with
-    ``num_objects`` slots. ``repository`` goes to ``write_repository`` (default graphs
+    from ``checkpoint`` (None: the bundled model) at ``height`` x ``width`` with ``num_objects``
+    slots, taken from the export cache (exported there first if missing). ``repository`` goes to ``write_repository`` (default graphs
     "in-process").
 
     Raises:
@@ -324,12 +324,13 @@ def embedded_repository(
                 "give --export DIR, or --height, --width and --objects to export the model "
                 "(--checkpoint, default the bundled one) for that frame size"
             )
-        from softmask.export.streaming import export_streaming
-        from softmask.runtime.factory import resolve_model
+        from softmask.runtime.settings import RunSettings, resolve_export
 
-        export_dir = export_streaming(
-            resolve_model(checkpoint), work / "export", height, width, num_objects,
-            temporal_window, min_dim=min_dim, max_dim=max_dim,
-        ).directory
+        settings = RunSettings(
+            checkpoint=checkpoint, num_objects=num_objects, temporal_window=temporal_window,
+            min_dim=min_dim, max_dim=max_dim,
+        )
+        settings.check()
+        export_dir = resolve_export(settings, height, width, num_objects)[0].directory
     repository.setdefault("graphs", "in-process")
     return write_repository(export_dir, work / "repository", **repository)
