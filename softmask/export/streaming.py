@@ -9,7 +9,6 @@ feeds back. User docs: docs/runtime.md.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ import onnx
 import torch
 
 from softmask import __version__
+from softmask.digests import file_sha256
 from softmask.errors import InputError
 from softmask.export.frame_graphs import (
     GRAPH_MODULES,
@@ -69,15 +69,6 @@ class StreamingExport:
     def io(self, graph: str, kind: str) -> list[dict[str, Any]]:
         """``kind`` "inputs" or "outputs" of ``graph``: [{"name", "dtype", "shape"}, ...]."""
         return self.manifest["graphs"][graph][kind]
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 (hex) of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _value_infos(values) -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ attributes).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from softmask.digests import file_sha256
 from softmask.errors import BackendUnavailable
 
 logger = logging.getLogger(__name__)
@@ -131,14 +131,6 @@ def loaded_plugin_library(maps: str | os.PathLike[str] = "/proc/self/maps") -> P
     return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def library_digests(plugin_library: str | os.PathLike[str] | None = None) -> dict[str, str]:
     """sha256 (hex) of the plugin library and of ``libsoftmask_kernels.so`` beside it.
 
@@ -169,8 +161,8 @@ def library_digests(plugin_library: str | os.PathLike[str] | None = None) -> dic
             )
     return {
         "plugin_library": plugin.name,
-        "plugin_sha256": _sha256(plugin),
-        "kernels_sha256": _sha256(kernels),
+        "plugin_sha256": file_sha256(plugin),
+        "kernels_sha256": file_sha256(kernels),
     }
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from softmask.digests import file_sha256
 from softmask.errors import InputError
 from softmask.export.frame_graphs import StreamSpec
-from softmask.export.streaming import StreamingExport, file_sha256, load_streaming_export
+from softmask.export.streaming import StreamingExport, load_streaming_export
 from softmask.model.checkpoint import BUNDLED_CHECKPOINTS, bundled_checkpoint_path
 from softmask.model.hodor import HodorModel
 from softmask.runtime.backend import Backend
