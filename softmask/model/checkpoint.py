@@ -50,6 +50,21 @@ def bundled_checkpoint_path(name: str = "tiny") -> Path:
     return Path(__file__).resolve().parent.parent / "assets" / BUNDLED_CHECKPOINTS[name]
 
 
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The file of a checkpoint given as a path, or as the name of a bundled checkpoint
+    (``"tiny"``) when no file of that name exists.
+
+    Raises:
+        InputError: no such file.
+    """
+    path = Path(path)
+    if not path.is_file() and str(path) in BUNDLED_CHECKPOINTS:
+        path = bundled_checkpoint_path(str(path))
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    return path
+
+
 def save_checkpoint(
     model: HodorModel, path: str | os.PathLike, extra: Mapping[str, Any] | None = None
 ) -> None:
@@ -148,11 +163,7 @@ def load_checkpoint(
         InputError: unreadable file, no 'model' dict, or missing / unexpected / mis-shaped tensors
             (all of them listed, with the file path).
     """
-    path = Path(path)
-    if not path.is_file() and str(path) in BUNDLED_CHECKPOINTS:
-        path = bundled_checkpoint_path(str(path))
-    if not path.is_file():
-        raise InputError(f"checkpoint not found: {path}")
+    path = checkpoint_file(path)
     payload = _read(path, trust_pickle)
     if not isinstance(payload, Mapping) or not isinstance(payload.get(WEIGHTS_KEY), Mapping):
         raise InputError(

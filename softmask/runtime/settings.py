@@ -18,7 +18,7 @@ from softmask.digests import file_sha256
 from softmask.errors import InputError
 from softmask.export.frame_graphs import StreamSpec
 from softmask.export.streaming import StreamingExport, load_streaming_export
-from softmask.model.checkpoint import BUNDLED_CHECKPOINTS, bundled_checkpoint_path
+from softmask.model.checkpoint import checkpoint_file
 from softmask.model.hodor import HodorModel
 from softmask.runtime.backend import Backend
 from softmask.runtime.export_cache import ExportCache, export_key, model_sha256
@@ -159,11 +159,7 @@ def checkpoint_identity(
     beside it), or the weights' for a model object; the loader loads it only when called."""
     if isinstance(checkpoint, HodorModel):
         return model_sha256(checkpoint), lambda: resolve_model(checkpoint)
-    path = Path(checkpoint) if checkpoint is not None else bundled_checkpoint_path("tiny")
-    if not path.is_file() and str(path) in BUNDLED_CHECKPOINTS:
-        path = bundled_checkpoint_path(str(path))
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found")
+    path = checkpoint_file(checkpoint if checkpoint is not None else "tiny")
     digest = file_sha256(path)
     config = path.parent / "config.yaml"
     if config.is_file():
