@@ -321,6 +321,12 @@ def localize(
             context, rerun_output.labels, rerun_output.scores, rerun_state, tolerances
         )
         result.verdict = COMPUTED if result.rerun else INHERITED
+        carried = over_tolerance(d.frame, d.graph, 1.0, None, result.input_state, tolerances)
+        if result.verdict == INHERITED and not carried:
+            result.notes.append(
+                "the candidate's state read after the previous frame was within tolerance of the "
+                "reference's: it changed between frames, outside the graphs"
+            )
     else:
         result.notes.append(f"backend {candidate.name} cannot load a state; no verdict")
     if reference_probes is None or candidate_probes is None:

@@ -184,6 +184,24 @@ def greedy_search(
     return results
 
 
+def needed_graphs(annotations: Mapping[int, np.ndarray]) -> tuple[str, ...]:
+    """The graphs a video with these annotations can run: init and step always, annotate when a
+    second frame carries objects (candidates export only these; the chosen one is completed)."""
+    annotated = sum(1 for a in annotations.values() if a.any())
+    return ("init", "step", "annotate") if annotated > 1 else ("init", "step")
+
+
+def complete_export(model: HodorModel, folder: Path, spec: StreamSpec, plan: PrecisionPlan):
+    """Export the graphs ``folder`` lacks and rewrite its manifest, so it loads as a full export."""
+    from softmask.export.frame_graphs import GRAPH_NAMES
+    from softmask.export.streaming import export_graphs, write_manifest
+
+    present = {n: folder / f"{n}.onnx" for n in GRAPH_NAMES if (folder / f"{n}.onnx").is_file()}
+    missing = [n for n in GRAPH_NAMES if n not in present]
+    graphs = {**present, **export_graphs(model, folder, spec, plan, missing)}
+    return write_manifest(folder, model, spec, plan, {n: graphs[n] for n in GRAPH_NAMES})
+
+
 class _Evaluator:
     """Exports each plan into ``work_dir`` and compares it with the torch reference."""
 
@@ -199,14 +217,13 @@ class _Evaluator:
         self.device = ""
 
     def evaluate(self, plan: PrecisionPlan) -> CandidateResult:
-        from softmask.export.streaming import export_streaming
+        from softmask.export.streaming import export_graphs, write_manifest
         from softmask.runtime.factory import create_backend
 
-        spec = self.spec
-        export = export_streaming(
-            self.model, self.work_dir / plan.name, spec.height, spec.width, spec.num_objects,
-            spec.temporal_window, plan.fp16, spec.min_dim, spec.max_dim, plan.fp32_groups,
-        )
+        folder = self.work_dir / plan.name
+        names = needed_graphs(self.annotations)
+        graphs = export_graphs(self.model, folder, self.spec, plan, names)
+        export = write_manifest(folder, self.model, self.spec, plan, graphs)
         backend = create_backend(self.backend, export=export, with_scores=True,
                                  providers=self.providers, engine_cache_dir=self.engine_cache_dir)
         self.device = backend.device
@@ -263,9 +280,9 @@ def search_precision(
     max_drop: float = DEFAULT_MAX_DROP,
     work_dir: str | Path | None = None,
 ) -> PrecisionReport:
-    """Run the greedy search for one video; candidate exports stay in ``work_dir`` (a temporary
-    folder removed before returning when None, in which case ``best_export`` is None: copy it
-    first with ``precision_video`` or pass a ``work_dir``)."""
+    """Run the greedy search for one video. Candidate exports (only the graphs the video needs,
+    ``needed_graphs``) stay in ``work_dir``; when None, a temporary folder is used and removed
+    before returning, and ``best_export`` is None (``precision_video`` completes and keeps it)."""
     if backend == "torch":
         raise InputError("the precision search compares exports: --backend onnxruntime or "
                          "tensorrt")
@@ -344,7 +361,11 @@ def precision_video(
                                   engine_cache_dir, max_drop, work)
         best_dir = next(c.export_dir for c in report.candidates if c.name == report.best)
         out.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(best_dir, out / BEST_EXPORT)
+        staging = out / f".{BEST_EXPORT}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(best_dir, staging)
+        complete_export(model, staging, spec, PrecisionPlan.parse(report.best))
+        staging.rename(out / BEST_EXPORT)
         report.best_export = str(out / BEST_EXPORT)
         report.save(out)
         return report

@@ -99,7 +99,7 @@ _SUBMODULE_GROUPS = {"attention": _is_attention, "norm": _is_norm}
 def groups_of_module(path: str, model: HodorModel) -> list[str]:
     """The groups whose island contains module ``path`` (a dotted path in ``model``, optionally
     with a ``#call`` or ``[i]`` suffix), smallest island first."""
-    path = path.split("#")[0].split("[")[0]
+    path = path.split("#")[0].split("[")[0].split(":")[0]
     found = []
     parts = path.split(".")
     for depth in range(len(parts), 0, -1):

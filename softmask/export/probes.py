@@ -3,7 +3,7 @@
 ``ProbeRecorder`` puts forward hooks on chosen modules of a model and records each call's output
 tensors in execution order, labelled by module path (``encoder.attn_layers.1.cross_attn``; a
 second call of the same module in one frame gets ``#2``; a module returning several tensors gets
-``[i]``). In eager mode that is how the reference is probed. ``export_probed_graph`` exports one
+``[i]``; ``path:in<i>`` records the i-th input instead). In eager mode that is how the reference is probed. ``export_probed_graph`` exports one
 frame graph with the recorded tensors appended as extra outputs ``probe_0``, ``probe_1``, ... and
 returns their labels, so a runtime computes exactly the graph it deploys plus these outputs.
 """
@@ -27,16 +27,19 @@ from softmask.model.hodor import HodorModel
 logger = logging.getLogger(__name__)
 
 PROBE_PREFIX = "probe_"
+# "<module path>:in<i>" probes the module's i-th positional input instead of its output.
+INPUT_MARK = ":in"
 _ENCODER_PARTS = ("self_attn", "norm1", "cross_attn", "norm2", "ffn", "norm3")
 _DECODER_LAYER_PARTS = ("self_attn_conv_substitute", "cross_attn", "norm1", "fc2", "norm2")
 _DECODER_HEADS = ("conv_4x_reduce", "conv_4x", "catch_all_conv")
 
 
 def probe_points(model: HodorModel) -> list[str]:
-    """Module paths probed by default: the backbone's output, each encoder layer's parts (its
-    self-attention, soft-masked attention, FFN and norms), each decoder layer's parts, the
-    decoder's heads and its logits."""
-    points = ["feature_extractor"]
+    """Module paths probed by default: the backbone's output, the first encoder layer's inputs
+    ``:in0`` (initial descriptors, thresholded means of the masked features) and ``:in4`` (the soft
+    masks), each encoder layer's parts (its self-attention, soft-masked attention, FFN and
+    norms), each decoder layer's parts, the decoder's heads and its logits."""
+    points = ["feature_extractor", "encoder.attn_layers.0:in0", "encoder.attn_layers.0:in4"]
     for i in range(len(model.encoder.attn_layers)):
         points += [f"encoder.attn_layers.{i}.{part}" for part in _ENCODER_PARTS]
     for i in range(len(model.decoder.attn_layers)):
@@ -65,19 +68,34 @@ class ProbeRecorder:
         self.labels: list[str] = []
         self.tensors: list[torch.Tensor] = []
         self._calls: dict[str, int] = {}
-        self._handles = [
-            model.get_submodule(path).register_forward_hook(self._hook(path)) for path in paths
-        ]
+        self._handles = []
+        for path in paths:
+            module_path, _, port = path.partition(INPUT_MARK)
+            module = model.get_submodule(module_path)
+            if port:
+                handle = module.register_forward_pre_hook(self._input_hook(path, int(port)))
+            else:
+                handle = module.register_forward_hook(self._output_hook(path))
+            self._handles.append(handle)
 
-    def _hook(self, path: str):
+    def _record(self, path: str, value) -> None:
+        self._calls[path] = self._calls.get(path, 0) + 1
+        call = self._calls[path]
+        label = path if call == 1 else f"{path}#{call}"
+        tensors = _tensors(value)
+        for i, tensor in enumerate(tensors):
+            self.labels.append(label if len(tensors) == 1 else f"{label}[{i}]")
+            self.tensors.append(tensor)
+
+    def _output_hook(self, path: str):
         def hook(module, args, output):
-            self._calls[path] = self._calls.get(path, 0) + 1
-            call = self._calls[path]
-            label = path if call == 1 else f"{path}#{call}"
-            outputs = _tensors(output)
-            for i, tensor in enumerate(outputs):
-                self.labels.append(label if len(outputs) == 1 else f"{label}[{i}]")
-                self.tensors.append(tensor)
+            self._record(path, output)
+
+        return hook
+
+    def _input_hook(self, path: str, index: int):
+        def hook(module, args):
+            self._record(path, args[index])
 
         return hook
 

@@ -168,12 +168,25 @@ def export_streaming(
     """
     spec = StreamSpec(height, width, num_objects, temporal_window, min_dim, max_dim)
     plan = PrecisionPlan(fp16, tuple(fp32_groups))
+    graphs = export_graphs(model, out_dir, spec, plan, GRAPH_NAMES)
+    return write_manifest(out_dir, model, spec, plan, graphs)
+
+
+@torch.no_grad()
+def export_graphs(
+    model: HodorModel,
+    out_dir: str | Path,
+    spec: StreamSpec,
+    plan: PrecisionPlan,
+    names: Sequence[str],
+) -> dict[str, Path]:
+    """Export the graphs ``names`` of ``model`` in ``plan``'s precision into ``out_dir`` as
+    ``<name>.onnx`` (no manifest: ``write_manifest`` makes one). Returns name -> path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    geometry = spec.geometry
     exported = mixed_precision_model(model, plan)
     graphs: dict[str, Path] = {}
-    for name in GRAPH_NAMES:
+    for name in names:
         module = GRAPH_MODULES[name](exported, spec).eval()
         graphs[name] = export_onnx(
             module,
@@ -184,6 +197,20 @@ def export_streaming(
             metadata=graph_metadata(model, spec, plan, name),
         )
         logger.info("exported streaming graph %s (%s) -> %s", name, plan.name, graphs[name])
+    return graphs
+
+
+def write_manifest(
+    out_dir: str | Path,
+    model: HodorModel,
+    spec: StreamSpec,
+    plan: PrecisionPlan,
+    graphs: dict[str, Path],
+) -> StreamingExport:
+    """Write ``manifest.json`` for ``graphs`` (name -> file in ``out_dir``) and return the export.
+    ``load_streaming_export`` accepts it once every graph of ``GRAPH_NAMES`` is listed."""
+    out = Path(out_dir)
+    geometry = spec.geometry
     manifest = {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
@@ -203,7 +230,7 @@ def export_streaming(
     }
     manifest_path = out / MANIFEST_NAME
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return StreamingExport(out, manifest, graphs)
+    return StreamingExport(out, manifest, dict(graphs))
 
 
 def load_streaming_export(directory: str | Path, verify_hashes: bool = True) -> StreamingExport:
