@@ -161,11 +161,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_parity(args: argparse.Namespace) -> int:
+    from softmask.errors import InputError
     from softmask.eval.divergence import Tolerances, describe
     from softmask.eval.parity import parity_video
 
     overrides = {"min_agreement": args.min_agreement, "score": args.score_tolerance,
                  "state": args.state_tolerance, "module": args.module_tolerance}
+    if args.no_localize and args.module_tolerance is not None:
+        raise InputError("--module-tolerance applies to localisation, which --no-localize skips")
     if args.plot:
         import matplotlib  # noqa: F401  (fail before the long work when it is missing)
     report = parity_video(

@@ -4,13 +4,19 @@ named at the right frame; state-only perturbation inherited), fp32 islands in fp
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import sys
+import tempfile
 
 import numpy as np
 import onnx
 import pytest
 import torch
+from PIL import Image
 
+from softmask.cli import main
+from softmask.data.io import write_label_png
 from softmask.data.synthetic import generate_video
 from softmask.eval.divergence import Tolerances, drift, state_differences
 from softmask.eval.localize import (
@@ -222,3 +228,122 @@ def test_fp32_islands_keep_the_op_contract_and_the_state_in_fp32(model, spec, vi
         out_ref = InitFrame(model, spec)(frame, ann, *empty_state(model, spec))
     assert out_mixed[2].dtype == torch.float32
     assert torch.allclose(out_mixed[2], out_ref[2], atol=5e-2)
+
+
+# The command line: flags, clean-up, output.
+
+
+@pytest.fixture(scope="module")
+def video_folder(video, tmp_path_factory):
+    """``video`` as PNG files (lossless): frames/, annotations/ (frame 0), truth/."""
+    frames, annotations, truth = video
+    root = tmp_path_factory.mktemp("parity-video")
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(_mkdir(root / "frames") / f"{t:05d}.png")
+        write_label_png(root / "truth" / f"{t:05d}.png", truth[t])
+    write_label_png(root / "annotations" / "00000.png", annotations[0])
+    return root
+
+
+def _mkdir(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _ours(folder) -> list[str]:
+    """softmask's entries in a temporary folder (torch may add caches of its own)."""
+    return [p.name for p in folder.iterdir() if p.name.startswith("softmask")]
+
+
+def _parity(root, *flags) -> list[str]:
+    return ["parity", str(root / "frames"), "--annotations", str(root / "annotations"),
+            "--window", str(WINDOW), *flags]
+
+
+@pytest.fixture
+def temp_dir(tmp_path, monkeypatch):
+    """The temporary folder parity uses when no --work-dir is given."""
+    folder = _mkdir(tmp_path / "tmp")
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_parity_command_reports_plots_and_cleans_up(video_folder, temp_dir, tmp_path, capsys):
+    report_path, png = tmp_path / "report.json", tmp_path / "curves.png"
+    rc = main(_parity(video_folder, "--reference", "torch", "--candidate", "torch",
+                      "--ground-truth", str(video_folder / "truth"),
+                      "--report", str(report_path), "--plot", str(png)))
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "first divergence: none" in out and "drift: none" in out and "PASS" in out
+    data = json.loads(report_path.read_text())
+    assert data["first_divergence"] is None and data["drift"]["trend"] == "none"
+    assert data["jf_reference"] == data["jf_candidate"] is not None
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert _ours(temp_dir) == []  # its temporary folder is gone
+
+
+def test_parity_command_prints_each_failure_once(video_folder, temp_dir, capsys):
+    rc = main(_parity(video_folder, "--reference", "torch", "--candidate", "torch",
+                      "--min-agreement", "1.01", "--no-localize"))
+    captured = capsys.readouterr()
+    assert rc == 1
+    fails = [line for line in captured.out.splitlines() if line.startswith("FAIL ")]
+    assert fails == [f"FAIL frame {t} ({g}): labels agree on 1.000000 of pixels < 1.01"
+                     for t, g in enumerate(["init", "step", "step", "step"])]
+    assert "FAIL" not in captured.err and "labels agree" not in captured.err
+    assert _ours(temp_dir) == []
+
+
+def _fake_export(folder, precision="fp32", objects=2):
+    """A folder ``load_streaming_export`` accepts (graph files are placeholders)."""
+    graphs = {}
+    for name in ("init", "step", "annotate"):
+        (_mkdir(folder) / f"{name}.onnx").write_bytes(name.encode())
+        graphs[name] = {"file": f"{name}.onnx",
+                        "sha256": hashlib.sha256(name.encode()).hexdigest()}
+    spec = {"height": H, "width": W, "num_objects": objects, "temporal_window": WINDOW,
+            "min_dim": None, "max_dim": None}
+    manifest = {"format": "softmask-streaming", "format_version": 1, "precision": precision,
+                "spec": spec, "graphs": graphs}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--candidate", "torch", "--fp16"], "--fp16"),
+        (["--reference", "onnxruntime", "--fp16"], "--fp16"),
+        (["--candidate", "torch", "--providers", "CPUExecutionProvider"], "--providers"),
+        (["--engine-cache", "engines"], "--engine-cache"),
+        (["--candidate", "torch", "--work-dir", "work"], "--work-dir"),
+        (["--no-localize", "--module-tolerance", "0.1"], "--module-tolerance"),
+        (["--export-dir", "EXPORT", "--fp16"], "--fp16"),
+        (["--export-dir", "EXPORT", "--objects", "3"], "--objects 3"),
+    ],
+)
+def test_parity_flags_that_would_not_take_effect_are_refused(
+    video_folder, temp_dir, tmp_path, capsys, monkeypatch, flags, named
+):
+    monkeypatch.setattr("softmask.export.streaming.export_streaming", _no_export)
+    export = str(_fake_export(tmp_path / "export"))
+    rc = main(_parity(video_folder, *[export if f == "EXPORT" else f for f in flags]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and named in err[0], err
+    assert _ours(temp_dir) == []
+
+
+def _no_export(*args, **kwargs):
+    raise AssertionError("parity exported before refusing")
+
+
+def test_parity_with_an_unavailable_backend_exits_4_before_exporting(
+    video_folder, temp_dir, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` fails
+    monkeypatch.setattr("softmask.export.streaming.export_streaming", _no_export)
+    rc = main(_parity(video_folder, "--candidate", "tensorrt"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 4 and len(err) == 1 and "TensorRT" in err[0]
+    assert _ours(temp_dir) == []

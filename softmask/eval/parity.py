@@ -307,6 +307,7 @@ def _check_options(
     max_dim: int | None,
     providers: Sequence[str] | None,
     engine_cache_dir: Any,
+    work_dir: Any,
 ) -> None:
     """Refuse options that would not take effect, naming the CLI flag."""
     for name in (reference, candidate):
@@ -317,10 +318,20 @@ def _check_options(
             "--fp16 exports the candidate in fp16, but the torch candidate runs the checkpoint "
             "as it is; use --candidate onnxruntime or tensorrt"
         )
+    if fp16 and reference != "torch":
+        raise InputError(
+            f"--fp16 with --reference {reference}: both backends would run the fp16 export; "
+            "compare an fp16 candidate with --reference torch"
+        )
     if providers and "onnxruntime" not in (reference, candidate):
         raise InputError("--providers applies to onnxruntime, which neither backend is")
     if engine_cache_dir is not None and "tensorrt" not in (reference, candidate):
         raise InputError("--engine-cache applies to tensorrt, which neither backend is")
+    if reference == candidate == "torch":
+        if export is not None:
+            raise InputError("--export-dir is for exported backends; both backends are torch")
+        if work_dir is not None:
+            raise InputError("--work-dir holds exported graphs; both backends are torch")
     if export is None:
         return
     if fp16 and export.precision != "fp16":
@@ -386,7 +397,7 @@ def parity_video(
 
     export = load_streaming_export(export_dir) if export_dir is not None else None
     _check_options(reference, candidate, export, fp16, num_objects, temporal_window, min_dim,
-                   max_dim, providers, engine_cache_dir)
+                   max_dim, providers, engine_cache_dir, work_dir)
     for name in dict.fromkeys((reference, candidate)):
         check_backend_can_run(name, providers if name == "onnxruntime" else None)
     paths = list_frames(video_dir)
