@@ -12,13 +12,62 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from softmask import __version__
-from softmask.errors import SoftmaskError
+from softmask.errors import InputError, SoftmaskError
 
 logger = logging.getLogger("softmask")
 
 Handler = Callable[[argparse.Namespace], int]
+# Exporter loggers that report routine steps (constant folding, deduplication, optional
+# packages) as INFO/WARNING on every export: silenced below -vv.
+_NOISY_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2) that name the command, e.g.
+    ``softmask run: error: argument --min-dim: must be a positive integer, got 0``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _bar(args: argparse.Namespace, **kwargs):
+    """A tqdm progress bar on stderr, silent with -q."""
+    from tqdm import tqdm
+
+    return tqdm(disable=args.quiet, dynamic_ncols=True, **kwargs)
 
 
 def _cmd_op_demo(out_dir: Path) -> int:
@@ -50,7 +99,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"{'backend':<12} {'J&F':>6} {'J':>6} {'F':>6}  {'p50 ms':>7} {'p90 ms':>7} "
           f"{'p99 ms':>7}  output")
     for r in demo["backends"]:
-        lat, s = r.report["latency"], r.scores
+        lat, s = r.report["model_latency"], r.scores
         print(f"{r.backend:<12} {s['J&F-Mean']:>6.3f} {s['J-Mean']:>6.3f} {s['F-Mean']:>6.3f}  "
               f"{lat['p50_ms']:>7.1f} {lat['p90_ms']:>7.1f} {lat['p99_ms']:>7.1f}  "
               f"{out_dir / r.backend}")
@@ -77,36 +126,90 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
                                         "default: the bundled tiny model")
 
 
-def _stream_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("stream settings")
-    g.add_argument("--objects", type=int, help="object slots (default: largest annotated id)")
-    g.add_argument("--window", type=int, default=7, help="temporal window W in frames (default 7)")
-    g.add_argument("--min-dim", type=int, help="resize the short side to this (default: keep size)")
-    g.add_argument("--max-dim", type=int, help="cap the long side at this")
+def _stream_arguments(p: argparse.ArgumentParser, objects_help: str) -> None:
+    g = p.add_argument_group("stream settings (fixed by an export)")
+    g.add_argument("--objects", type=_positive_int, help=objects_help)
+    g.add_argument("--window", type=_positive_int,
+                   help="temporal window W in frames (default 7)")
+    g.add_argument("--min-dim", type=_positive_int,
+                   help="resize the short side to this inside the graphs (default: keep size)")
+    g.add_argument("--max-dim", type=_positive_int, help="cap the long side at this")
 
 
 def _backend_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backend")
-    g.add_argument("--export-dir", help="use this streaming export instead of exporting anew")
+    g.add_argument("--export-dir", help="run this streaming export (`softmask export`) instead of "
+                                        "exporting the checkpoint")
+    g.add_argument("--fp16", action="store_true",
+                   help="float16 graphs (onnxruntime, tensorrt); meant for GPUs")
     g.add_argument("--providers", nargs="+",
                    help="ONNX Runtime execution providers (default: CUDA if present, then CPU)")
     g.add_argument("--engine-cache", help="TensorRT engine cache folder")
+    g.add_argument("--cache-dir", help="export cache folder (default: $SOFTMASK_CACHE/exports or "
+                                       "~/.cache/softmask/exports)")
+    g.add_argument("--threads", type=_positive_int,
+                   help="CPU threads of torch / ONNX Runtime (default: their own)")
 
 
 def _video_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("video", help="folder of frames (JPEG/PNG, sorted by name)")
-    p.add_argument("--annotations", required=True,
-                   help="folder of label PNGs named like the frames (any frame may carry one)")
+    p.add_argument("source", metavar="SOURCE",
+                   help="folder of frames (JPEG/PNG), video file (mp4, mkv, webm, avi, ...), URL "
+                        "(rtsp://, http(s)://, ...) or camera (/dev/video0, camera:0)")
+    p.add_argument("--annotations", action="append", required=True, metavar="PNG|INDEX:PNG|DIR",
+                   help="a label PNG for frame 0, INDEX:PNG for frame INDEX, or a folder of "
+                        "PNGs named like the frames (or by frame index for videos); repeatable")
+    p.add_argument("--annotate", action="append", default=[], metavar="INDEX:PNG",
+                   help="one more annotated frame; repeatable")
+    p.add_argument("--fps", type=_positive_float,
+                   help="frame rate of a folder of frames (default 24; videos carry their own)")
+
+
+def _run_settings(args: argparse.Namespace, backend: str):
+    from softmask.runtime import RunSettings
+
+    return RunSettings(
+        backend=backend, checkpoint=args.checkpoint, export_dir=args.export_dir,
+        num_objects=args.objects, temporal_window=args.window, min_dim=args.min_dim,
+        max_dim=args.max_dim, fp16=args.fp16, providers=args.providers,
+        engine_cache_dir=args.engine_cache, cache_dir=args.cache_dir, threads=args.threads,
+    )
+
+
+class _ExportProgress:
+    """Export progress on stderr: one line when exporting starts, then a bar over the graphs."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._args = args
+        self._bar = None
+
+    def __call__(self, graph: str) -> None:
+        if self._bar is None:
+            self._bar = _bar(self._args, total=3, desc="exporting graphs", unit="graph")
+        else:
+            self._bar.update(1)
+        self._bar.set_postfix_str(graph)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.close()
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from softmask.export import export_streaming
     from softmask.runtime import resolve_model
+    from softmask.runtime.settings import DEFAULT_WINDOW
 
-    export = export_streaming(
-        resolve_model(args.checkpoint), args.out, args.height, args.width, args.objects,
-        temporal_window=args.window, fp16=args.fp16, min_dim=args.min_dim, max_dim=args.max_dim,
-    )
+    model = resolve_model(args.checkpoint)
+    progress = _ExportProgress(args)
+    try:
+        export = export_streaming(
+            model, args.out, args.height, args.width, args.objects,
+            temporal_window=args.window or DEFAULT_WINDOW, fp16=args.fp16, min_dim=args.min_dim,
+            max_dim=args.max_dim, progress=progress,
+        )
+    finally:
+        progress.close()
     print(f"wrote {export.directory}: " + ", ".join(sorted(export.graphs)) + " + manifest.json")
     return 0
 
@@ -114,72 +217,147 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export the per-frame streaming graphs (ONNX) of a model")
     _model_arguments(p)
-    p.add_argument("--height", type=int, required=True, help="frame height in pixels")
-    p.add_argument("--width", type=int, required=True, help="frame width in pixels")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--fp16", action="store_true", help="float16 graphs")
-    _stream_arguments(p)
-    p.set_defaults(handler=_cmd_export, objects=None)
+    p.add_argument("--height", type=_positive_int, required=True, help="frame height in pixels")
+    p.add_argument("--width", type=_positive_int, required=True, help="frame width in pixels")
+    p.add_argument("--out", required=True,
+                   help="output folder (new or empty; written completely or not at all)")
+    p.add_argument("--fp16", action="store_true", help="float16 graphs (meant for GPUs)")
+    _stream_arguments(p, "object slots N: object ids 1..N may appear (required)")
+    p.set_defaults(handler=_cmd_export)
+    for action in p._actions:
+        if action.dest == "objects":
+            action.required = True
 
 
-def _print_latency(report: dict) -> None:
-    lat = report["latency"]
+def _print_run_summary(report: dict, out: str) -> None:
+    setup, stages = report["setup"], report["stages"]
+    setup_line = ", ".join(
+        f"{key[:-2].replace('_', ' ')} {value:.1f} s"
+        for key, value in setup.items() if key.endswith("_s")
+    )
+    export = f"; export: {setup['export']}" if setup.get("export") else ""
+    print(f"{report['backend']} ({report['device']}, {report['precision']}): "
+          f"{report['frames_processed']} frames -> {Path(out)}; setup: {setup_line}{export}")
+    lat, model = report["latency"], report["model_latency"]
     if lat["count"]:
-        print(f"per-frame step latency over {lat['count']} frames: p50 {lat['p50_ms']:.1f} ms, "
-              f"p90 {lat['p90_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms "
-              f"({lat['fps']:.1f} fps of step time)")
+        dropped = f", {report['frames_dropped']} dropped" if report["frames_dropped"] else ""
+        print(f"latency (decode to mask written): p50 {lat['p50_ms']:.1f} ms, p90 "
+              f"{lat['p90_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms; "
+              f"{report['achieved_fps']:.1f} fps{dropped}")
+    if model["count"]:
+        print(f"model (upload, graph, download): p50 {model['p50_ms']:.1f} ms, p90 "
+              f"{model['p90_ms']:.1f} ms over {model['count']} frames")
+    means = ", ".join(f"{name} {stages[name]['mean_ms']:.1f}" for name in stages
+                      if stages[name]["mean_ms"] is not None)
+    if means:
+        print(f"stage means (ms): {means}")
+
+
+class _RunProgress:
+    """The pipeline's progress bar (frames/s; processed and dropped frames in live mode), opened
+    at the first frame so that setup (export) time does not count in its rate."""
+
+    def __init__(self, args: argparse.Namespace, total: int | None) -> None:
+        self._args, self._total = args, total
+        self._bar = None
+
+    def __call__(self, processed: int, decoded: int, dropped: int) -> None:
+        if self._bar is None:
+            self._bar = _bar(self._args, total=self._total, desc="segmenting", unit="frame")
+        self._bar.n = decoded
+        if dropped:
+            self._bar.set_postfix(processed=processed, dropped=dropped, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from softmask.runtime import run_video
+    from softmask.runtime.outputs import prepare_output_dir
+    from softmask.runtime.pipeline import run_source
+    from softmask.runtime.sources import open_source
 
-    report = run_video(
-        args.video, args.annotations, args.out, backend=args.backend, checkpoint=args.checkpoint,
-        export_dir=args.export_dir, num_objects=args.objects, temporal_window=args.window,
-        min_dim=args.min_dim, max_dim=args.max_dim, fp16=args.fp16, overlay=args.overlay,
-        providers=args.providers, engine_cache_dir=args.engine_cache,
-    )
-    print(f"{report['backend']} ({report['device']}, {report['precision']}): {report['frames']} "
-          f"frames -> {Path(args.out) / 'masks'}")
-    _print_latency(report)
+    settings = _run_settings(args, args.backend)
+    settings.check()
+    out = prepare_output_dir(args.out, overwrite=args.overwrite, resume=args.resume)
+    with open_source(args.source, fps=args.fps) as source:
+        progress = _RunProgress(args, source.frame_count)
+        export_progress = _ExportProgress(args)
+        try:
+            report = run_source(
+                source, [*args.annotations, *args.annotate], out, settings,
+                overlay=args.overlay, mask_video=args.mask_video, live=args.live,
+                realtime=args.realtime, resume=args.resume, progress=progress,
+                on_export=export_progress,
+            )
+        finally:
+            export_progress.close()
+            progress.close()
+    _print_run_summary(report, args.out)
     return 0
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
     from softmask.runtime import BACKENDS
 
-    p = sub.add_parser("run", help="segment a video: label PNGs per frame + latency report")
+    p = sub.add_parser("run", help="segment a video: label PNGs per frame, overlays, report")
     _video_arguments(p)
-    p.add_argument("--out", required=True, help="output folder (masks/, report.json)")
+    p.add_argument("--out", required=True, help="output folder (masks/, overlay, report.json)")
     p.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
-    p.add_argument("--fp16", action="store_true", help="float16 graphs (exported backends)")
-    p.add_argument("--overlay", action="store_true", help="also write overlay JPEGs")
+    g = p.add_argument_group("outputs")
+    g.add_argument("--overlay", action="store_true",
+                   help="also write overlays: overlay.mp4 for videos, overlay/*.jpg for folders")
+    g.add_argument("--mask-video", action="store_true",
+                   help="write masks.mkv (lossless FFV1 label video) instead of mask PNGs")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run's outputs in --out")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out: masks that exist are kept; the "
+                        "model re-runs the frames before them to rebuild its state")
+    g = p.add_argument_group("live input")
+    g.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep only the newest frame when the model falls behind, dropping and "
+                        "counting the others (default: on for cameras and rtsp/rtmp/udp URLs)")
+    g.add_argument("--realtime", action="store_true",
+                   help="pace a file or folder at its frame rate, as a camera would deliver it")
     _model_arguments(p)
-    _stream_arguments(p)
+    _stream_arguments(p, "object slots N (default: the largest annotated id)")
     _backend_arguments(p)
     p.set_defaults(handler=_cmd_run)
 
 
 def _cmd_parity(args: argparse.Namespace) -> int:
-    from softmask.errors import InputError
     from softmask.eval.divergence import Tolerances, describe
     from softmask.eval.parity import parity_video
 
     overrides = {"min_agreement": args.min_agreement, "score": args.score_tolerance,
                  "state": args.state_tolerance, "module": args.module_tolerance}
+    if len(args.annotations) != 1 or args.annotate:
+        raise InputError("parity: --annotations takes one folder of PNGs named like the frames")
+    if args.fps is not None:
+        raise InputError("--fps: parity compares frames one by one; their rate plays no part")
     if args.no_localize and args.module_tolerance is not None:
         raise InputError("--module-tolerance applies to localisation, which --no-localize skips")
     if args.plot:
         import matplotlib  # noqa: F401  (fail before the long work when it is missing)
-    report = parity_video(
-        args.video, args.annotations, reference=args.reference, candidate=args.candidate,
-        checkpoint=args.checkpoint, export_dir=args.export_dir, ground_truth_dir=args.ground_truth,
-        num_objects=args.objects, temporal_window=args.window, providers=args.providers,
-        engine_cache_dir=args.engine_cache, work_dir=args.work_dir, fp16=args.fp16,
-        min_dim=args.min_dim, max_dim=args.max_dim, localize_divergence=not args.no_localize,
-        tolerances=None if all(v is None for v in overrides.values()) else (
-            Tolerances.for_precision("fp16" if args.fp16 else "fp32").replace(**overrides)),
-    )
+    export_progress = _ExportProgress(args)
+    try:
+        report = parity_video(
+            args.source, args.annotations[0], reference=args.reference,
+            candidate=args.candidate, checkpoint=args.checkpoint, export_dir=args.export_dir,
+            ground_truth_dir=args.ground_truth, num_objects=args.objects,
+            temporal_window=args.window, providers=args.providers,
+            engine_cache_dir=args.engine_cache, work_dir=args.work_dir, fp16=args.fp16,
+            min_dim=args.min_dim, max_dim=args.max_dim, cache_dir=args.cache_dir,
+            threads=args.threads, localize_divergence=not args.no_localize,
+            tolerances=None if all(v is None for v in overrides.values()) else (
+                Tolerances.for_precision("fp16" if args.fp16 else "fp32").replace(**overrides)),
+            on_export=export_progress,
+        )
+    finally:
+        export_progress.close()
     if args.report:
         report.save(args.report)
     if args.plot:
@@ -233,8 +411,6 @@ def _add_parity(sub: argparse._SubParsersAction) -> None:
     _video_arguments(p)
     p.add_argument("--reference", choices=BACKENDS, default="torch")
     p.add_argument("--candidate", choices=BACKENDS, default="onnxruntime")
-    p.add_argument("--fp16", action="store_true", help="export the candidate in float16 (loosens "
-                                                       "the default tolerances)")
     p.add_argument("--ground-truth", help="folder of ground-truth label PNGs (adds J and F per "
                                           "frame per backend)")
     g = p.add_argument_group("tolerances (defaults depend on the candidate's precision; "
@@ -254,27 +430,30 @@ def _add_parity(sub: argparse._SubParsersAction) -> None:
                    help="skip localising the first diverging frame")
     p.add_argument("--report", help="write the JSON report here")
     p.add_argument("--plot", help="draw the divergence curves into this PNG")
-    p.add_argument("--work-dir", help="keep the exported graphs here (default: a temporary folder, "
-                                      "removed afterwards)")
+    p.add_argument("--work-dir", help="keep the graphs localisation exports here (default: a "
+                                      "temporary folder, removed afterwards)")
     _model_arguments(p)
-    g = p.add_argument_group("stream settings")
-    g.add_argument("--objects", type=int, help="object slots (default: largest annotated id)")
-    g.add_argument("--window", type=int, help="temporal window W in frames (default 7)")
-    g.add_argument("--min-dim", type=int, help="resize the short side to this (default: keep size)")
-    g.add_argument("--max-dim", type=int, help="cap the long side at this")
+    _stream_arguments(p, "object slots N (default: the largest annotated id)")
     _backend_arguments(p)
+    for action in p._actions:
+        if action.dest == "fp16":
+            action.help = "export the candidate in float16 (loosens the default tolerances)"
     p.set_defaults(handler=_cmd_parity)
 
 
 def _cmd_precision(args: argparse.Namespace) -> int:
     from softmask.eval.precision import REPORT_JSON, REPORT_MD, precision_video
 
+    if len(args.annotations) != 1 or args.annotate:
+        raise InputError("precision: --annotations takes one folder of PNGs named like the frames")
+    if args.fps is not None:
+        raise InputError("--fps: the search compares frames one by one; their rate plays no part")
     report = precision_video(
-        args.video, args.annotations, args.out, ground_truth_dir=args.ground_truth,
+        args.source, args.annotations[0], args.out, ground_truth_dir=args.ground_truth,
         checkpoint=args.checkpoint, backend=args.backend, providers=args.providers,
         engine_cache_dir=args.engine_cache, num_objects=args.objects,
         temporal_window=args.window, min_dim=args.min_dim, max_dim=args.max_dim,
-        max_drop=args.max_jf_drop, work_dir=args.work_dir,
+        max_drop=args.max_jf_drop, work_dir=args.work_dir, threads=args.threads,
     )
     print(report.markdown(), end="")
     out = Path(args.out)
@@ -293,18 +472,20 @@ def _add_precision(sub: argparse._SubParsersAction) -> None:
                                           "without it: label agreement with fp32)")
     p.add_argument("--out", required=True,
                    help="output folder: precision.json, precision.md, export/ (the chosen one)")
-    p.add_argument("--max-jf-drop", type=float, default=DEFAULT_MAX_DROP,
+    p.add_argument("--max-jf-drop", type=_non_negative_float, default=DEFAULT_MAX_DROP,
                    help=f"largest allowed drop of the metric from fp32 (default {DEFAULT_MAX_DROP})")
     p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime",
                    help="where the candidates run and are timed")
     p.add_argument("--work-dir", help="keep every candidate's export here (default: a temporary "
                                       "folder, removed afterwards)")
     _model_arguments(p)
-    _stream_arguments(p)
+    _stream_arguments(p, "object slots N (default: the largest annotated id)")
     g = p.add_argument_group("backend")
     g.add_argument("--providers", nargs="+",
                    help="ONNX Runtime execution providers (default: CUDA if present, then CPU)")
     g.add_argument("--engine-cache", help="TensorRT engine cache folder")
+    g.add_argument("--threads", type=_positive_int,
+                   help="CPU threads of ONNX Runtime (default: its own)")
     p.set_defaults(handler=_cmd_precision)
 
 
@@ -422,14 +603,16 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="softmask",
         description="Deploy soft-masked attention models (HODOR first) to ONNX Runtime and "
                     "TensorRT, with parity checks.",
     )
     parser.add_argument("--version", action="version", version=f"softmask {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more log output (-v info, -vv debug)")
+                        help="more log output: -v softmask's steps, -vv also the libraries' "
+                             "debug output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_demo, _add_export, _add_run, _add_parity, _add_precision, _add_data,
@@ -438,22 +621,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(verbose: int) -> None:
+    """softmask's loggers at WARNING / INFO (-v) / DEBUG (-vv); other libraries' at WARNING
+    unless -vv, and the exporter's routine chatter at ERROR unless -vv."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose >= 2 else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    logger.setLevel((logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
+    if verbose < 2:
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if args.verbose < 2:
-        # The exporter warns about optional packages (torchvision) and skipped constant folding
-        # on every export: noise for a user.
-        for name in ("torch.onnx", "onnxscript"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    configure_logging(args.verbose)
     handler: Handler = args.handler
     try:
         return handler(args)
     except SoftmaskError as exc:
         print(f"softmask {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # Disk full, permissions changed mid-run, ...: the file and the reason, not a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"softmask {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"softmask {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -69,7 +69,8 @@ def run_video_demo(out_dir: str | Path, checkpoint: str | Path | None = None) ->
         {"video": name, "objects": N, "first_frames": {...}, "backends": [BackendResult...],
          "label_agreement": fraction of pixels where the two backends' labels agree}
     """
-    from softmask.runtime.pipeline import MASKS_DIR, run_frames
+    from softmask.runtime.outputs import MASKS_DIR
+    from softmask.runtime.pipeline import run_video
 
     out = Path(out_dir)
     video = default_video()
@@ -78,8 +79,9 @@ def run_video_demo(out_dir: str | Path, checkpoint: str | Path | None = None) ->
     results = []
     for backend in DEMO_BACKENDS:
         run_dir = out / backend
-        report = run_frames(list(video.frames), annotations, run_dir, backend=backend,
-                            checkpoint=checkpoint, min_dim=DEMO_MIN_DIM, overlay=True)
+        report = run_video(list(video.frames), annotations, run_dir, backend=backend,
+                           checkpoint=checkpoint, min_dim=DEMO_MIN_DIM, overlay=True,
+                           overwrite=True)
         # DAVIS scoring reads <results>/<sequence>/<frame>.png.
         results_root = run_dir / "davis_results"
         (results_root / video.name).mkdir(parents=True, exist_ok=True)

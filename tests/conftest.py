@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 import torch
@@ -24,6 +25,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(no_gpu)
         if "tensorrt" in item.keywords and not has_trt:
             item.add_marker(no_trt)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def softmask_cache(tmp_path_factory):
+    """softmask's caches (exports, engines) in one folder for the whole test session, never the
+    user's ~/.cache; exports made by one test are cache hits for the next."""
+    root = tmp_path_factory.mktemp("softmask-cache")
+    previous = os.environ.get("SOFTMASK_CACHE")
+    os.environ["SOFTMASK_CACHE"] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop("SOFTMASK_CACHE", None)
+    else:
+        os.environ["SOFTMASK_CACHE"] = previous
 
 
 @pytest.fixture(scope="module")

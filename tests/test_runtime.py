@@ -24,12 +24,13 @@ from softmask.runtime import (
     TensorRTBackend,
     TorchBackend,
     VideoStream,
-    run_frames,
+    outputs,
     run_video,
 )
 from softmask.runtime.backend import FrameOutput
 from softmask.runtime.engine_cache import EngineCache, engine_cache_key
 from softmask.runtime.latency import latency_summary
+from softmask.runtime.pipeline import PIPELINE_STAGES
 
 H, W, N, WINDOW, T = 64, 96, 3, 3, 6
 # The graphs resize inside: short side 48 -> 48x72, padded to 64x96 (and back to 64x96 at the end).
@@ -137,13 +138,23 @@ def test_pipeline_writes_one_mask_per_frame_and_a_latency_report(model, export, 
             np.testing.assert_array_equal(np.asarray(image), want.labels)
     assert len(list((out / "overlay").glob("*.jpg"))) == T
     assert report == json.loads((out / "report.json").read_text())
-    assert report["frames"] == report["masks_written"] == T
+    assert report["completed"] and report["error"] is None
+    assert report["frames_processed"] == report["frames_decoded"] == report["masks_written"] == T
+    assert report["frames_dropped"] == 0
     assert report["backend"] == "onnxruntime" and report["precision"] == "fp32"
     assert report["graphs"] == {"none": 1, "init": 1, "step": 3, "annotate": 1}
-    latency = report["latency"]
-    assert latency["count"] == T - 1  # frame 0 runs no graph
-    assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"] <= latency["max_ms"]
-    assert report["per_frame_ms"][0] is None
+    assert report["setup"]["export"] == "given" and report["setup"]["export_s"] >= 0
+    model_latency = report["model_latency"]
+    assert model_latency["count"] == T - 1  # frame 0 runs no graph
+    assert 0 < model_latency["p50_ms"] <= model_latency["p90_ms"] <= model_latency["max_ms"]
+    assert report["per_frame"]["graph"][0] == "none" and report["per_frame"]["compute_ms"][0] == 0
+    # The stages are contiguous: per frame they add up to the end-to-end latency.
+    stage_sum = sum(report["stages"][s]["mean_ms"] for s in PIPELINE_STAGES)
+    assert stage_sum == pytest.approx(report["latency"]["mean_ms"], rel=1e-6)
+    per_frame = report["per_frame"]
+    for t in range(T):
+        total = sum(per_frame[f"{s}_ms"][t] for s in PIPELINE_STAGES)
+        assert total == pytest.approx(per_frame["latency_ms"][t], abs=1e-3)
 
 
 def test_a_failing_frame_keeps_earlier_masks_and_names_the_file(model, export, video, tmp_path):
@@ -156,6 +167,9 @@ def test_a_failing_frame_keeps_earlier_masks_and_names_the_file(model, export, v
     expected, _ = _stream(OnnxRuntimeBackend(export), frames[:3], annotations)
     written = sorted(p.name for p in (out / "masks").iterdir())
     assert written == ["00000.png", "00001.png", "00002.png"]  # complete files, no temporaries
+    report = json.loads((out / "report.json").read_text())
+    assert not report["completed"] and "00003.png: cannot read frame" in report["error"]
+    assert report["masks_written"] == 3
     for t, want in enumerate(expected):
         with Image.open(out / "masks" / f"{t:05d}.png") as image:
             np.testing.assert_array_equal(np.asarray(image), want.labels)
@@ -170,15 +184,22 @@ def test_a_frame_of_another_size_names_the_file(model, export, video, tmp_path):
         run_video(images, labels, tmp_path / "out", export_dir=export.directory, queue_size=1)
 
 
-def test_a_mask_write_error_is_raised(export, video, tmp_path):
+def test_a_mask_write_error_is_raised_after_the_queue_drains(export, video, tmp_path, monkeypatch):
     frames, annotations = video
     images, labels = _write_video(tmp_path / "seq", frames, annotations)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "masks").write_text("a file where the masks folder should be")
-    with pytest.raises(OSError):
+    real_write = outputs.write_label_png
+
+    def write_fails_at_frame_2(path, labels_map):
+        if path.name == "00002.png":
+            raise OSError(28, "No space left on device", str(path))
+        real_write(path, labels_map)
+
+    monkeypatch.setattr(outputs, "write_label_png", write_fails_at_frame_2)
+    with pytest.raises(OSError, match="No space left"):
         run_video(images, labels, out, export_dir=export.directory, queue_size=1)
-    assert not (out / "report.json").exists()
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["00000.png", "00001.png"]
+    assert not json.loads((out / "report.json").read_text())["completed"]
 
 
 def test_bad_annotations_and_folders_are_input_errors_naming_the_file(export, video, tmp_path):
@@ -186,7 +207,7 @@ def test_bad_annotations_and_folders_are_input_errors_naming_the_file(export, vi
     images, labels = _write_video(tmp_path / "seq", frames, {**annotations, 4: _box(5, 0, 9, 0, 9)})
     with pytest.raises(InputError, match=r"00004.png: object id\(s\) \[5\] exceed the 3"):
         run_video(images, labels, tmp_path / "out", export_dir=export.directory)
-    with pytest.raises(InputError, match="missing: video folder does not exist"):
+    with pytest.raises(InputError, match="missing: no such folder, video file, URL or camera"):
         run_video(tmp_path / "missing", labels, tmp_path / "out", export_dir=export.directory)
     Image.fromarray(annotations[1]).save(labels / "99999.png")
     with pytest.raises(InputError, match=r"match no frame name"):
@@ -330,9 +351,9 @@ def test_mean_iou_hand_computed():
     assert mean_iou(prediction, truth, 2) == pytest.approx((0.5 + 1.0) / 2)
 
 
-def test_run_frames_takes_arrays_and_equals_the_models_loop(model, video, tmp_path):
+def test_run_video_takes_arrays_and_equals_the_models_loop(model, video, tmp_path):
     frames, annotations = video
-    report = run_frames(
+    report = run_video(
         list(frames),
         annotations,
         tmp_path,
@@ -345,5 +366,6 @@ def test_run_frames_takes_arrays_and_equals_the_models_loop(model, video, tmp_pa
     for t in range(T):
         with Image.open(tmp_path / "masks" / f"{t:05d}.png") as image:
             np.testing.assert_array_equal(np.asarray(image), expected[t])
-    with pytest.raises(InputError, match=r"annotations for frame\(s\) \[9\]"):
-        run_frames(list(frames), {9: annotations[1]}, tmp_path, backend="torch", checkpoint=model)
+    with pytest.raises(InputError, match=r"annotates frame 9, but frames has 6 frames"):
+        run_video(list(frames), {9: annotations[1]}, tmp_path / "again", backend="torch",
+                  checkpoint=model)

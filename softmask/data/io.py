@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from softmask.errors import InputError
 logger = logging.getLogger(__name__)
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
-# Opacity of the label colours in overlay images.
-OVERLAY_ALPHA = 0.5
+# DAVIS marks unlabelled pixels of annotations and ground truth with 255 ("void").
+VOID_LABEL = 255
 
 
 def davis_palette() -> np.ndarray:
@@ -40,18 +41,41 @@ def davis_palette() -> np.ndarray:
     return palette
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key that orders digit runs by value: ``2.png`` before ``10.png`` (ffmpeg's ``%d``
+    naming), ``frame9`` before ``frame10``; zero-padded names keep their usual order."""
+    return tuple(
+        (1, int(part), part) if part.isdigit() else (0, part.lower(), part)
+        for part in re.split(r"(\d+)", name)
+        if part
+    )
+
+
 def list_frames(video_dir: str | Path) -> list[Path]:
-    """The frame files of a folder, sorted by name.
+    """The frame files of a folder in natural order (``2.png`` before ``10.png``).
 
     Raises:
-        InputError: the folder does not exist or holds no .jpg/.jpeg/.png file.
+        InputError: the folder does not exist, holds no .jpg/.jpeg/.png file, or holds two frame
+            files with the same stem (``00012.png`` and ``00012.jpg``: both would write
+            ``masks/00012.png``).
     """
     folder = Path(video_dir)
     if not folder.is_dir():
         raise InputError(f"{folder}: video folder does not exist")
-    frames = sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
+    frames = sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file()),
+        key=lambda p: natural_key(p.name),
+    )
     if not frames:
         raise InputError(f"{folder}: no frames ({', '.join(FRAME_SUFFIXES)} files) in the folder")
+    by_stem: dict[str, Path] = {}
+    for frame in frames:
+        if frame.stem in by_stem:
+            raise InputError(
+                f"{folder}: frames {by_stem[frame.stem].name} and {frame.name} have the same name "
+                "(their masks would overwrite each other); keep one"
+            )
+        by_stem[frame.stem] = frame
     return frames
 
 
@@ -82,6 +106,17 @@ def read_label_png(path: Path) -> np.ndarray:
         raise InputError(f"{path}: cannot read annotation: {error}") from error
 
 
+def read_annotation(path: Path) -> np.ndarray:
+    """An annotation PNG (model input) as uint8 [H, W] object ids; void (255) pixels become
+    background, never object 255."""
+    labels = read_label_png(path)
+    void = labels == VOID_LABEL
+    if void.any():
+        logger.info("%s: %d void (255) pixels treated as background", path, int(void.sum()))
+        labels[void] = 0
+    return labels
+
+
 def read_annotations(annotations_dir: str | Path, frames: list[Path]) -> dict[int, np.ndarray]:
     """Annotation maps keyed by frame index: ``<frame stem>.png`` in ``annotations_dir``.
 
@@ -101,7 +136,7 @@ def read_annotations(annotations_dir: str | Path, frames: list[Path]) -> dict[in
         raise InputError(
             f"{folder}: no annotation PNG named like a frame (e.g. {frames[0].stem}.png)"
         )
-    return {index[p.stem]: read_label_png(p) for p in pngs}
+    return {index[p.stem]: read_annotation(p) for p in pngs}
 
 
 def _atomic_save(image: Image.Image, path: Path, **params) -> None:
@@ -121,15 +156,6 @@ def write_label_png(path: Path, labels: np.ndarray) -> None:
     image = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8))
     image.putpalette(davis_palette().tobytes())  # turns the greyscale image into a palette one
     _atomic_save(image, path, format="PNG")
-
-
-def write_overlay_jpeg(path: Path, frame: np.ndarray, labels: np.ndarray) -> None:
-    """Write the frame with label colours blended in (background untouched), atomically."""
-    colours = davis_palette()[labels].astype(np.float32)
-    blended = frame.astype(np.float32)
-    on = labels > 0
-    blended[on] = (1 - OVERLAY_ALPHA) * blended[on] + OVERLAY_ALPHA * colours[on]
-    _atomic_save(Image.fromarray(blended.round().astype(np.uint8)), path, format="JPEG", quality=90)
 
 
 def write_frame_jpeg(path: Path, frame: np.ndarray, quality: int = 90) -> None:

@@ -28,11 +28,11 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from softmask.data.io import VOID_LABEL
 from softmask.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-VOID_LABEL = 255
 BOUNDARY_TOLERANCE = 0.008
 GLOBAL_KEYS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 

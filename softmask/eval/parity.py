@@ -18,14 +18,14 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from softmask.errors import BackendUnavailable, InputError
+from softmask.errors import InputError
 from softmask.eval.davis import frame_j_and_f
 from softmask.eval.divergence import (
     Divergence,
@@ -270,46 +270,18 @@ def compare_backends(
     return report
 
 
-def check_backend_can_run(name: str, providers: Sequence[str] | None = None) -> None:
-    """Raise BackendUnavailable now if backend ``name`` cannot run here, before any export.
-
-    torch always runs; onnxruntime needs the package and the requested providers; tensorrt needs
-    the TensorRT bindings and a CUDA GPU.
-    """
-    if name == "onnxruntime":
-        from softmask.runtime.onnxruntime_backend import _import_onnxruntime
-
-        ort = _import_onnxruntime()
-        missing = [p for p in providers or () if p not in ort.get_available_providers()]
-        if missing:
-            raise BackendUnavailable(
-                f"ONNX Runtime execution provider(s) {missing} unavailable; this onnxruntime "
-                f"{ort.__version__} has {ort.get_available_providers()}"
-            )
-    elif name == "tensorrt":
-        import torch
-
-        from softmask.runtime.tensorrt_backend import import_tensorrt
-
-        import_tensorrt()
-        if not torch.cuda.is_available():
-            raise BackendUnavailable("the tensorrt backend needs a CUDA GPU; none is available")
-
-
 def _check_options(
     reference: str,
     candidate: str,
-    export: Any,
     fp16: bool,
-    num_objects: int | None,
-    temporal_window: int | None,
-    min_dim: int | None,
-    max_dim: int | None,
     providers: Sequence[str] | None,
     engine_cache_dir: Any,
+    cache_dir: Any,
+    export_dir: Any,
     work_dir: Any,
 ) -> None:
-    """Refuse options that would not take effect, naming the CLI flag."""
+    """Refuse options that apply to neither backend, naming the CLI flag (each backend's own
+    settings are checked by ``RunSettings.check``)."""
     for name in (reference, candidate):
         if name not in BACKENDS:
             raise InputError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
@@ -328,27 +300,10 @@ def _check_options(
     if engine_cache_dir is not None and "tensorrt" not in (reference, candidate):
         raise InputError("--engine-cache applies to tensorrt, which neither backend is")
     if reference == candidate == "torch":
-        if export is not None:
-            raise InputError("--export-dir is for exported backends; both backends are torch")
-        if work_dir is not None:
-            raise InputError("--work-dir holds exported graphs; both backends are torch")
-    if export is None:
-        return
-    if fp16 and export.precision != "fp16":
-        raise InputError(
-            f"--fp16: the export in {export.directory} is {export.precision}; drop --fp16 or "
-            "give an fp16 export"
-        )
-    spec = export.spec
-    given = {"--objects": (num_objects, spec.num_objects),
-             "--window": (temporal_window, spec.temporal_window),
-             "--min-dim": (min_dim, spec.min_dim), "--max-dim": (max_dim, spec.max_dim)}
-    for flag, (value, fixed) in given.items():
-        if value is not None and value != fixed:
-            raise InputError(
-                f"{flag} {value}: the export in {export.directory} was made with {fixed}; "
-                f"drop {flag} or export again"
-            )
+        for flag, value in (("--export-dir", export_dir), ("--cache-dir", cache_dir),
+                            ("--work-dir", work_dir)):
+            if value is not None:
+                raise InputError(f"{flag} is for exported graphs; both backends are torch")
 
 
 def parity_video(
@@ -369,99 +324,114 @@ def parity_video(
     fp16: bool = False,
     min_dim: int | None = None,
     max_dim: int | None = None,
+    cache_dir: str | Path | None = None,
+    threads: int | None = None,
     tolerances: Tolerances | None = None,
     localize_divergence: bool = True,
+    on_export: Callable[[str], None] | None = None,
 ) -> ParityReport:
-    """``compare_backends`` on a video folder (the layout of ``softmask.runtime.run_video``), then
+    """``compare_backends`` on a video folder (frames, and label PNGs named like them), then
     ``localize`` on the first diverging frame.
 
-    Both backends are checked before anything is exported (BackendUnavailable otherwise). The
-    torch backend uses ``checkpoint`` (a path, a HodorModel, or None for the bundled model).
-    Exported backends use ``export_dir``, or graphs exported from the same model (``fp16``
-    exports them in float16) at the video's size with ``num_objects`` slots (default: the largest
-    annotated id), ``temporal_window`` (default 7) and ``min_dim``/``max_dim``; with
-    ``export_dir`` the torch backend takes the export's settings, and settings that differ from
-    the export's are refused. Exports (and the graphs localisation exports) go to ``work_dir``,
-    or to a temporary folder removed before returning. ``ground_truth_dir`` holds label PNGs named
-    like frames. Tolerances: ``tolerances``, else ``Tolerances.for_precision`` of the candidate
-    with ``min_agreement`` and ``score_tolerance`` applied.
+    Each backend is built as ``softmask run`` builds it (``RunSettings``, ``prepare_backend``):
+    the torch backend runs ``checkpoint`` (a path, a HodorModel, or None for the bundled model);
+    exported backends run ``export_dir``, or an export of the same checkpoint from the export
+    cache (``cache_dir``), made if missing (``fp16``: float16) at the video's size with
+    ``num_objects`` slots (default: the largest annotated id), ``temporal_window`` (default 7)
+    and ``min_dim``/``max_dim``. With ``export_dir`` the torch backend takes the export's
+    settings. Both backends are checked before anything is exported. Graphs that localisation
+    exports go to ``work_dir``, or to a temporary folder removed before returning.
+    ``ground_truth_dir`` holds label PNGs named like frames. Tolerances: ``tolerances``, else
+    ``Tolerances.for_precision`` of the candidate with ``min_agreement`` and
+    ``score_tolerance`` applied.
 
     Raises:
         InputError: unreadable inputs, or options that would not take effect (naming the flag).
         BackendUnavailable: a backend cannot run here.
+        ExportError: the export failed.
     """
     from softmask.data.io import list_frames, read_annotations, read_frame
-    from softmask.export.frame_graphs import StreamSpec
-    from softmask.export.streaming import export_streaming, load_streaming_export
-    from softmask.runtime.factory import create_backend, resolve_model
+    from softmask.export.streaming import load_streaming_export
+    from softmask.runtime.factory import check_backend_available, resolve_model
+    from softmask.runtime.settings import RunSettings, prepare_backend
 
+    _check_options(reference, candidate, fp16, providers, engine_cache_dir, cache_dir,
+                   export_dir, work_dir)
     export = load_streaming_export(export_dir) if export_dir is not None else None
-    _check_options(reference, candidate, export, fp16, num_objects, temporal_window, min_dim,
-                   max_dim, providers, engine_cache_dir, work_dir)
+    stream = {"num_objects": num_objects, "temporal_window": temporal_window,
+              "min_dim": min_dim, "max_dim": max_dim}
+    settings = {}
     for name in dict.fromkeys((reference, candidate)):
-        check_backend_can_run(name, providers if name == "onnxruntime" else None)
+        exported = name != "torch"
+        own = dict(stream)
+        if export is not None and not exported:
+            spec = export.spec  # the torch reference runs the export's settings
+            own = {"num_objects": spec.num_objects, "temporal_window": spec.temporal_window,
+                   "min_dim": spec.min_dim, "max_dim": spec.max_dim}
+        settings[name] = RunSettings(
+            backend=name,
+            checkpoint=None if exported and export is not None else checkpoint,
+            export_dir=export_dir if exported else None,
+            fp16=fp16 and exported,
+            providers=providers if name == "onnxruntime" else None,
+            engine_cache_dir=engine_cache_dir if name == "tensorrt" else None,
+            cache_dir=cache_dir if exported else None,
+            threads=threads,
+            with_scores=True,
+            **own,
+        )
+        settings[name].check()
+    for name, setting in settings.items():
+        check_backend_available(name, setting.providers)
     paths = list_frames(video_dir)
     frames = [read_frame(p) for p in paths]
     annotations = read_annotations(annotations_dir, paths)
     truth = read_annotations(ground_truth_dir, paths) if ground_truth_dir is not None else None
-    if not annotations or max(int(a.max()) for a in annotations.values()) == 0:
+    largest = max((int(a.max()) for a in annotations.values()), default=0)
+    if largest == 0:
         raise InputError(f"{annotations_dir}: the annotations contain no object (all pixels 0)")
     height, width, _ = frames[0].shape
-    if export is not None:
-        spec = export.spec
-        if (spec.height, spec.width) != (height, width):
-            raise InputError(
-                f"{paths[0]}: frames are {height}x{width}, the export in {export.directory} was "
-                f"made for {spec.height}x{spec.width}"
-            )
-    else:
-        slots = num_objects or max(int(a.max()) for a in annotations.values())
-        spec = StreamSpec(height, width, slots, temporal_window or 7, min_dim, max_dim)
-    model = resolve_model(checkpoint)
-    exported = {reference, candidate} - {"torch"}
+    prepared = {
+        name: prepare_backend(setting, height, width, largest, on_export)
+        for name, setting in settings.items()
+    }
+    backends = [prepared[reference].backend, prepared[candidate].backend]
+    if reference == candidate:
+        # Two streams of one backend kind: a second instance, so states stay separate.
+        backends[1] = prepare_backend(settings[candidate], height, width, largest).backend
+    precision = backends[1].precision
+    tol = tolerances or Tolerances.for_precision(precision).replace(
+        min_agreement=min_agreement, score=score_tolerance
+    )
+    report = compare_backends(*backends, frames, annotations, truth, tolerances=tol)
+    if not localize_divergence or report.context is None:
+        return report
+    candidate_export = prepared[candidate].setup.get("export_dir")
     own_work = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="softmask-parity-")) if own_work else Path(work_dir)
     try:
-        if exported and export is None:
-            export = export_streaming(
-                model, work / "export", spec.height, spec.width, spec.num_objects,
-                spec.temporal_window, fp16, spec.min_dim, spec.max_dim,
-            )
-        backends = [
-            create_backend(
-                name,
-                model=model,
-                export=export,
-                spec=spec,
-                with_scores=True,
-                providers=providers,
-                engine_cache_dir=engine_cache_dir,
-            )
-            for name in (reference, candidate)
-        ]
-        precision = backends[1].precision
-        tol = tolerances or Tolerances.for_precision(precision).replace(
-            min_agreement=min_agreement, score=score_tolerance
-        )
-        report = compare_backends(*backends, frames, annotations, truth, tolerances=tol)
-        if localize_divergence and report.context is not None:
-            report.localisation = _localize(report, backends, model, export, spec, work,
-                                            providers, tol)
-        return report
+        model = getattr(backends[0], "model", None) or resolve_model(checkpoint)
+        if candidate_export is not None:
+            export = load_streaming_export(candidate_export, verify_hashes=False)
+        report.localisation = _localize(report, backends, model, export, work, providers, tol)
     finally:
         if own_work:
             shutil.rmtree(work, ignore_errors=True)
+    return report
 
 
-def _localize(report, backends, model, export, spec, work, providers, tol) -> Localisation:
-    """``localize`` with the probe sources each backend allows."""
+def _localize(report, backends, model, export, work, providers, tol) -> Localisation:
+    """``localize`` with the probe sources each backend allows; an exported candidate's probed
+    graph is exported from ``model`` (the torch reference's weights) in ``export``'s plan."""
     from softmask.eval.localize import OnnxProbes, TorchProbes, localize
+
+    spec = backends[1].spec
 
     def probes(backend):
         if backend.name == "torch":
             return TorchProbes(backend.model, spec)
         if backend.name == "onnxruntime":
-            return OnnxProbes(model, spec, export.plan, work / "localise", providers)
+            return OnnxProbes(model, spec, export.plan, work, providers)
         return None
 
     reference, candidate = backends

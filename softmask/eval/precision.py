@@ -32,10 +32,11 @@ import numpy as np
 
 from softmask.errors import InputError
 from softmask.eval.divergence import Divergence, Tolerances
-from softmask.eval.parity import ParityReport, check_backend_can_run, compare_backends
+from softmask.eval.parity import ParityReport, compare_backends
 from softmask.export.frame_graphs import StreamSpec
 from softmask.export.precision import FP32_GROUPS, PrecisionPlan, groups_of_module
 from softmask.model.hodor import HodorModel
+from softmask.runtime.factory import check_backend_available
 
 logger = logging.getLogger(__name__)
 
@@ -206,12 +207,12 @@ class _Evaluator:
     """Exports each plan into ``work_dir`` and compares it with the torch reference."""
 
     def __init__(self, model, frames, annotations, truth, spec, backend, providers,
-                 engine_cache_dir, work_dir: Path) -> None:
+                 engine_cache_dir, work_dir: Path, threads: int | None = None) -> None:
         from softmask.runtime.factory import create_backend
 
         self.model, self.frames, self.annotations, self.truth = model, frames, annotations, truth
         self.spec, self.backend, self.providers = spec, backend, providers
-        self.engine_cache_dir, self.work_dir = engine_cache_dir, work_dir
+        self.engine_cache_dir, self.work_dir, self.threads = engine_cache_dir, work_dir, threads
         self.reference = create_backend("torch", model=model, spec=spec, with_scores=True)
         self.runs: dict[str, tuple[Any, ParityReport]] = {}
         self.device = ""
@@ -225,7 +226,8 @@ class _Evaluator:
         graphs = export_graphs(self.model, folder, self.spec, plan, names)
         export = write_manifest(folder, self.model, self.spec, plan, graphs)
         backend = create_backend(self.backend, export=export, with_scores=True,
-                                 providers=self.providers, engine_cache_dir=self.engine_cache_dir)
+                                 providers=self.providers, engine_cache_dir=self.engine_cache_dir,
+                                 threads=self.threads)
         self.device = backend.device
         report = compare_backends(
             self.reference, backend, self.frames, self.annotations, self.truth,
@@ -279,6 +281,7 @@ def search_precision(
     engine_cache_dir: str | Path | None = None,
     max_drop: float = DEFAULT_MAX_DROP,
     work_dir: str | Path | None = None,
+    threads: int | None = None,
 ) -> PrecisionReport:
     """Run the greedy search for one video. Candidate exports (only the graphs the video needs,
     ``needed_graphs``) stay in ``work_dir``; when None, a temporary folder is used and removed
@@ -286,13 +289,13 @@ def search_precision(
     if backend == "torch":
         raise InputError("the precision search compares exports: --backend onnxruntime or "
                          "tensorrt")
-    check_backend_can_run(backend, providers)
+    check_backend_available(backend, providers)
     own_work = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="softmask-precision-")) if own_work else Path(work_dir)
     try:
         evaluator = _Evaluator(model, list(frames), dict(annotations), ground_truth, spec,
                                backend, list(providers) if providers else None,
-                               engine_cache_dir, work)
+                               engine_cache_dir, work, threads)
         results = greedy_search(evaluator.evaluate, evaluator.localize_culprit, max_drop)
         best = choose_best(results)
         return PrecisionReport(
@@ -319,11 +322,12 @@ def precision_video(
     providers: Sequence[str] | None = None,
     engine_cache_dir: str | Path | None = None,
     num_objects: int | None = None,
-    temporal_window: int = 7,
+    temporal_window: int | None = None,
     min_dim: int | None = None,
     max_dim: int | None = None,
     max_drop: float = DEFAULT_MAX_DROP,
     work_dir: str | Path | None = None,
+    threads: int | None = None,
 ) -> PrecisionReport:
     """``search_precision`` on a video folder; writes ``precision.json``, ``precision.md`` and
     the chosen export (``export/``) into ``out_dir``.
@@ -343,7 +347,7 @@ def precision_video(
     if backend == "torch":
         raise InputError("the precision search compares exports: --backend onnxruntime or "
                          "tensorrt")
-    check_backend_can_run(backend, providers)
+    check_backend_available(backend, providers)
     paths = list_frames(video_dir)
     frames = [read_frame(p) for p in paths]
     annotations = read_annotations(annotations_dir, paths)
@@ -352,13 +356,14 @@ def precision_video(
     if largest == 0:
         raise InputError(f"{annotations_dir}: the annotations contain no object (all pixels 0)")
     height, width, _ = frames[0].shape
-    spec = StreamSpec(height, width, num_objects or largest, temporal_window, min_dim, max_dim)
+    spec = StreamSpec(height, width, num_objects or largest, temporal_window or 7, min_dim,
+                      max_dim)
     model = resolve_model(checkpoint)
     own_work = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="softmask-precision-")) if own_work else Path(work_dir)
     try:
         report = search_precision(model, frames, annotations, spec, truth, backend, providers,
-                                  engine_cache_dir, max_drop, work)
+                                  engine_cache_dir, max_drop, work, threads)
         best_dir = next(c.export_dir for c in report.candidates if c.name == report.best)
         out.mkdir(parents=True, exist_ok=True)
         staging = out / f".{BEST_EXPORT}.partial"

@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +78,8 @@ class StreamingExport:
         return self.manifest["graphs"][graph][kind]
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -100,7 +104,7 @@ def _graph_entry(path: Path) -> dict[str, Any]:
     props = {p.key: p.value for p in model.metadata_props}
     return {
         "file": path.name,
-        "sha256": _file_sha256(path),
+        "sha256": file_sha256(path),
         "op_nodes": int(props.get("softmask.op_nodes", 0)),
         "inputs": _value_infos(model.graph.input),
         "outputs": _value_infos(model.graph.output),
@@ -122,7 +126,9 @@ def example_inputs(
     return (frame, annotation, *state)
 
 
-def graph_metadata(model: HodorModel, spec: StreamSpec, plan: PrecisionPlan, graph: str):
+def graph_metadata(
+    model: HodorModel, spec: StreamSpec, plan: PrecisionPlan, graph: str
+) -> dict[str, str]:
     """metadata_props of one exported graph."""
     return {
         "softmask.stream_spec": json.dumps(asdict(spec)),
@@ -144,9 +150,13 @@ def export_streaming(
     fp16: bool = False,
     min_dim: int | None = None,
     max_dim: int | None = None,
+    progress: Callable[[str], None] | None = None,
     fp32_groups: Sequence[str] = (),
 ) -> StreamingExport:
     """Export the streaming graphs of ``model`` for one frame size and object count.
+
+    The graphs are written into a temporary folder beside ``out_dir`` and renamed into place with
+    the manifest, so an interrupted export leaves no half export behind.
 
     Args:
         model: a HodorModel (not modified: a copy in the export's precision is exported).
@@ -156,6 +166,7 @@ def export_streaming(
         temporal_window: W, past frames whose descriptors the decoder sees.
         fp16: float16 weights and descriptors (frame uint8, labels uint8, scores float32).
         min_dim, max_dim: resize rule inside the graphs (``softmask.model.video.frame_geometry``).
+        progress: called with each graph's name before it is exported (for progress output).
         fp32_groups: with fp16, groups of ``softmask.export.precision.FP32_GROUPS`` kept in
             float32 (casts at the islands' edges; "descriptors" also keeps the state in fp32).
 
@@ -163,13 +174,32 @@ def export_streaming(
         The export (paths and manifest).
 
     Raises:
-        InputError: a size is not a positive integer, or an unknown group.
+        InputError: a size is not a positive integer, an unknown fp32 group, or ``out_dir`` is a
+            file or a folder that is not empty.
         ExportError: the exporter failed or a graph fails ``onnx.checker``.
     """
     spec = StreamSpec(height, width, num_objects, temporal_window, min_dim, max_dim)
     plan = PrecisionPlan(fp16, tuple(fp32_groups))
-    graphs = export_graphs(model, out_dir, spec, plan, GRAPH_NAMES)
-    return write_manifest(out_dir, model, spec, plan, graphs)
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out}: export folder exists and is not empty; export into a new folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as error:
+        raise InputError(f"{out}: cannot write the export: {error.strerror or error}") from error
+    try:
+        graphs = export_graphs(model, staging, spec, plan, GRAPH_NAMES, progress)
+        write_manifest(staging, model, spec, plan, graphs)
+        try:
+            os.rename(staging, out)
+        except OSError as error:
+            raise InputError(
+                f"{out}: cannot move the finished export into place: {error.strerror or error}"
+            ) from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load_streaming_export(out)
 
 
 @torch.no_grad()
@@ -179,6 +209,7 @@ def export_graphs(
     spec: StreamSpec,
     plan: PrecisionPlan,
     names: Sequence[str],
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Path]:
     """Export the graphs ``names`` of ``model`` in ``plan``'s precision into ``out_dir`` as
     ``<name>.onnx`` (no manifest: ``write_manifest`` makes one). Returns name -> path."""
@@ -187,6 +218,8 @@ def export_graphs(
     exported = mixed_precision_model(model, plan)
     graphs: dict[str, Path] = {}
     for name in names:
+        if progress is not None:
+            progress(name)
         module = GRAPH_MODULES[name](exported, spec).eval()
         graphs[name] = export_onnx(
             module,
@@ -228,8 +261,7 @@ def write_manifest(
         "dim": model.config.dim,
         "graphs": {name: _graph_entry(path) for name, path in graphs.items()},
     }
-    manifest_path = out / MANIFEST_NAME
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
     return StreamingExport(out, manifest, dict(graphs))
 
 
@@ -265,7 +297,7 @@ def load_streaming_export(directory: str | Path, verify_hashes: bool = True) -> 
         path = folder / entry["file"]
         if not path.is_file():
             raise InputError(f"{path}: graph file listed in {manifest_path} is missing")
-        if verify_hashes and _file_sha256(path) != entry["sha256"]:
+        if verify_hashes and file_sha256(path) != entry["sha256"]:
             raise InputError(f"{path}: sha256 differs from {manifest_path} (file was modified)")
         graphs[name] = path
     return StreamingExport(folder, manifest, graphs)

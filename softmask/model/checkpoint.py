@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -77,24 +78,39 @@ def config_from_hodor_yaml(path: Path) -> ModelConfig:
     return resolve_config({"preset": "hodor", **overrides})
 
 
+def _looks_like_torch_save(path: Path) -> bool:
+    """torch.save writes a zip archive (or, before torch 1.6, a pickle: protocol byte 0x80)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with path.open("rb") as handle:
+        return handle.read(1) == b"\x80"
+
+
 def _read(path: Path, trust_pickle: bool) -> Mapping[str, Any]:
     unreadable = (pickle.UnpicklingError, RuntimeError, EOFError, OSError)
+    if not _looks_like_torch_save(path):
+        raise InputError(
+            f"{path}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle); "
+            "the file is corrupt or of another kind"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not trust_pickle:
             raise InputError(
-                f"torch.load(weights_only=True) refused {path}: it is corrupt, or it pickles "
-                "objects other than tensors and plain containers. If you trust the file, load it "
-                "with trust_pickle=True (runs arbitrary pickle code)"
+                f"{path}: refused by torch.load(weights_only=True): it pickles objects other "
+                "than tensors and plain containers (e.g. a training logger). Re-save just the "
+                "weights with torch.save({'model': state_dict}), or, if you trust the file, "
+                "load it in Python with load_checkpoint(..., trust_pickle=True), which runs its "
+                "pickle code"
             ) from exc
     except (RuntimeError, EOFError, OSError) as exc:
-        raise InputError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise InputError(f"{path}: cannot read checkpoint: {exc}") from exc
     logger.warning("loading %s with weights_only=False (trusted pickle)", path)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except unreadable as exc:
-        raise InputError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise InputError(f"{path}: cannot read checkpoint: {exc}") from exc
 
 
 def state_dict_mismatches(

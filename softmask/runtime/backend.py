@@ -9,7 +9,8 @@ by backends.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -26,11 +27,34 @@ class FrameOutput:
         created without ``with_scores``.
     active: bool [N], objects tracked after this frame; read back only from ``init`` and
         ``annotate`` (``step`` cannot change it), else None.
+    timings: seconds per stage of the call, contiguous and in order (``STAGES``): ``H2D``
+        (frame upload), ``compute`` (graph launch and execution, waited for), ``D2H`` (outputs
+        download); on GPU backends also ``GPU compute`` (device time from CUDA events, inside
+        ``compute``, not added to the sum).
     """
 
     labels: np.ndarray
     scores: np.ndarray | None = None
     active: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# The stages of a backend call, in order (trtexec's words where they overlap).
+STAGES = ("H2D", "compute", "D2H")
+
+
+class StageClock:
+    """Times contiguous stages: ``mark(stage)`` closes the stage that ran since the last mark, so
+    the stages add up to the call's wall time."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + now - self._last
+        self._last = now
 
 
 @runtime_checkable

@@ -41,6 +41,7 @@ def create_backend(
     with_scores: bool = False,
     providers: Sequence[str] | None = None,
     engine_cache_dir: str | Path | None = None,
+    threads: int | None = None,
 ) -> Backend:
     """Build backend ``name``: "torch" needs ``model`` and ``spec``; "onnxruntime" and "tensorrt"
     need ``export``.
@@ -56,13 +57,30 @@ def create_backend(
             raise InputError("the torch backend needs a model and a StreamSpec")
         from softmask.runtime.torch_backend import TorchBackend
 
-        return TorchBackend(model, spec, with_scores=with_scores)
+        return TorchBackend(model, spec, with_scores=with_scores, threads=threads)
     if export is None:
         raise InputError(f"the {name} backend needs an export (export_streaming's output)")
     if name == "onnxruntime":
         from softmask.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(export, providers=providers, with_scores=with_scores)
+        return OnnxRuntimeBackend(
+            export, providers=providers, with_scores=with_scores, threads=threads
+        )
     from softmask.runtime.tensorrt_backend import TensorRTBackend
 
+    if threads is not None:
+        raise InputError("--threads sets CPU threads of torch and onnxruntime, not tensorrt")
     return TensorRTBackend(export, cache_dir=engine_cache_dir, with_scores=with_scores)
+
+
+def check_backend_available(name: str, providers: Sequence[str] | None = None) -> None:
+    """Raise BackendUnavailable now, before any long work, if backend ``name`` (with these ONNX
+    Runtime ``providers``) cannot run on this machine."""
+    if name == "onnxruntime":
+        from softmask.runtime.onnxruntime_backend import select_providers
+
+        select_providers(providers)
+    elif name == "tensorrt":
+        from softmask.runtime.tensorrt_backend import check_tensorrt_available
+
+        check_tensorrt_available()

@@ -14,7 +14,7 @@ from softmask.errors import BackendUnavailable
 from softmask.export.frame_graphs import NEXT_SUFFIX, STATE_NAMES
 from softmask.export.streaming import StreamingExport
 from softmask.model.video import VideoState, push_empty
-from softmask.runtime.backend import FrameOutput
+from softmask.runtime.backend import FrameOutput, StageClock
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,25 @@ def _import_onnxruntime():
     return onnxruntime
 
 
+def select_providers(providers: Sequence[str] | None = None) -> list[str]:
+    """The execution providers to use: ``providers`` if all are available, else (None) CUDA if
+    available, then CPU.
+
+    Raises:
+        BackendUnavailable: onnxruntime is missing or a named provider is unavailable.
+    """
+    ort = _import_onnxruntime()
+    available = ort.get_available_providers()
+    wanted = list(providers) if providers else [p for p in DEFAULT_PROVIDERS if p in available]
+    missing = [p for p in wanted if p not in available]
+    if missing or not wanted:
+        raise BackendUnavailable(
+            f"ONNX Runtime execution provider(s) {missing or wanted} unavailable; this "
+            f"onnxruntime {ort.__version__} has {available}"
+        )
+    return wanted
+
+
 class OnnxRuntimeBackend:
     """``Backend`` running ``export``'s graphs in ONNX Runtime sessions.
 
@@ -40,6 +59,7 @@ class OnnxRuntimeBackend:
         export: a ``StreamingExport`` (``export_streaming`` / ``load_streaming_export``).
         providers: execution providers in priority order (default: CUDA if available, then CPU).
         with_scores: also download the float32 [N, H, W] object scores per frame.
+        threads: intra-op threads of the sessions (None: ONNX Runtime's default, one per core).
 
     Per frame only the uint8 frame (and annotation) is uploaded and the uint8 labels (plus the N
     ``active`` flags after ``init``/``annotate``) downloaded; the state stays on the device.
@@ -52,22 +72,19 @@ class OnnxRuntimeBackend:
         export: StreamingExport,
         providers: Sequence[str] | None = None,
         with_scores: bool = False,
+        threads: int | None = None,
     ) -> None:
         ort = _import_onnxruntime()
         self._ort = ort
         self.spec = export.spec
         self.precision = export.precision
         self.with_scores = with_scores
-        available = ort.get_available_providers()
-        wanted = list(providers) if providers else [p for p in DEFAULT_PROVIDERS if p in available]
-        missing = [p for p in wanted if p not in available]
-        if missing or not wanted:
-            raise BackendUnavailable(
-                f"ONNX Runtime execution provider(s) {missing or wanted} unavailable; this "
-                f"onnxruntime {ort.__version__} has {available}"
-            )
+        wanted = select_providers(providers)
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        self.threads = threads
         self._sessions = {
             name: ort.InferenceSession(str(path), sess_options=options, providers=wanted)
             for name, path in export.graphs.items()
@@ -114,22 +131,27 @@ class OnnxRuntimeBackend:
     def run(
         self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None
     ) -> FrameOutput:
+        clock = StageClock()
         session = self._sessions[graph]
         binding = session.io_binding()
-        binding.bind_cpu_input("frame", np.ascontiguousarray(frame))
+        binding.bind_ortvalue_input("frame", self._upload(frame))
         if annotation is not None:
-            binding.bind_cpu_input("annotation", np.ascontiguousarray(annotation))
+            binding.bind_ortvalue_input("annotation", self._upload(annotation))
         for name in STATE_NAMES:
             binding.bind_ortvalue_input(name, self._state[name])
-        binding.bind_output("labels", "cpu")
-        binding.bind_output("scores", "cpu" if self.with_scores else self._device_type)
-        for name in STATE_NAMES:
-            binding.bind_output(name + NEXT_SUFFIX, self._device_type)
+        # Outputs stay on the device until downloaded below, so that D2H is timed on its own.
+        for name in ("labels", "scores", *(n + NEXT_SUFFIX for n in STATE_NAMES)):
+            binding.bind_output(name, self._device_type)
+        clock.mark("H2D")
         session.run_with_iobinding(binding)
+        clock.mark("compute")
         labels, scores, *state = binding.get_outputs()
         self._state = dict(zip(STATE_NAMES, state))
-        return FrameOutput(
+        out = FrameOutput(
             labels=labels.numpy(),
             scores=scores.numpy() if self.with_scores else None,
             active=None if graph == "step" else self._state["active"].numpy()[0],
         )
+        clock.mark("D2H")
+        out.timings = clock.timings
+        return out

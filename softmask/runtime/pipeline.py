@@ -1,17 +1,21 @@
-"""The streaming pipeline: a video folder in, label PNGs and a latency report out.
+"""The streaming pipeline: a frame source in, masks (and overlays) and a report out.
 
 A frame's journey, top to bottom:
 
-1. decode thread: read frame file -> uint8 [H, W, 3] -> bounded queue
-2. main thread: ``VideoStream.process`` (which graph, backend run: preprocessing, model and
-   postprocessing all inside the graph) -> uint8 labels [H, W]; wall time recorded
-3. writer thread: bounded queue -> ``masks/<frame>.png`` (DAVIS palette, written atomically)
-   and, if asked, ``overlay/<frame>.jpg``
-4. ``report.json``: frame counts, graphs run, latency percentiles, backend and device
+1. decode thread: the source decodes the frame (``decode``) and hands it over: a bounded FIFO,
+   or in live mode a hand-off that keeps only the newest frame (older ones are dropped and
+   counted; annotated frames are never dropped). ``realtime`` paces a file at its frame rate.
+2. main thread: waits for the frame (``queue``), ``VideoStream.process`` picks the graph and the
+   backend runs it: host checks (``preprocess``), frame upload (``H2D``), graph (``compute``),
+   labels download (``D2H``).
+3. writer thread: waits for the labels (``write_queue``), writes the mask, overlay (``write``).
+4. ``report.json``: counts, graphs, setup times, per-stage percentiles, end-to-end latency.
 
-Frames of one video are processed in order on one backend; run several pipelines (one backend
-each) for several videos. If a frame fails (unreadable file, wrong size), the frames before it
-are written completely, and the error is raised after the writer has finished them.
+The stages are contiguous, so for every frame they add up to its end-to-end latency (start of
+decode to mask written). Frames of one video are processed in order on one backend; run one
+pipeline per video for several videos. If a frame fails (unreadable, wrong size, decode error),
+the frames before it are written completely, the videos finalised, a report with the error
+written, and the error raised; Ctrl-C does the same.
 """
 
 from __future__ import annotations
@@ -19,200 +23,402 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
+import platform
 import tempfile
 import threading
 import time
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from softmask import __version__
-from softmask.data.io import (
-    list_frames,
-    read_annotations,
-    read_frame,
-    write_label_png,
-    write_overlay_jpeg,
-)
 from softmask.errors import InputError
-from softmask.export.frame_graphs import StreamSpec
-from softmask.export.streaming import StreamingExport, export_streaming, load_streaming_export
-from softmask.runtime.backend import Backend
-from softmask.runtime.factory import create_backend, resolve_model
-from softmask.runtime.latency import latency_summary
+from softmask.runtime.annotations import Annotations, resolve_annotations
+from softmask.runtime.backend import STAGES, Backend
+from softmask.runtime.latency import latency_summary, stage_summary
+from softmask.runtime.outputs import REPORT_NAME, OutputWriter, prepare_output_dir
+from softmask.runtime.settings import RunSettings, prepare_backend
+from softmask.runtime.sources import Frame, FrameSource, open_source
 from softmask.runtime.stream import VideoStream, check_annotation
 
 logger = logging.getLogger(__name__)
 
-MASKS_DIR = "masks"
-OVERLAY_DIR = "overlay"
-REPORT_NAME = "report.json"
-EXPORT_DIR = "export"
+# Report keys of the contiguous stages, in the order a frame passes them.
+PIPELINE_STAGES = ("decode", "queue", "preprocess", *STAGES, "write_queue", "write")
+# Per-frame columns are kept in the report up to this many processed frames.
+MAX_PER_FRAME = 20_000
 _END = object()
-# How often blocked queue operations look at the stop flag (seconds).
+# How often blocked waits look at the stop flag (seconds).
 _POLL = 0.1
 
+Progress = Callable[[int, int, int], None]
 
-def _put_unless_stopped(out: queue.Queue, item: Any, stop: threading.Event) -> bool:
-    """Put ``item`` on ``out``, giving up once ``stop`` is set; True if it was put."""
-    while not stop.is_set():
-        try:
-            out.put(item, timeout=_POLL)
+
+class _Handoff:
+    """Decode thread -> main thread.
+
+    Not live: a FIFO of ``capacity`` items; the decoder waits while it is full. Live: the
+    decoder never waits; a frame not yet taken when a newer one arrives is dropped (counted),
+    except annotated frames, errors and the end mark.
+    """
+
+    def __init__(self, capacity: int, live: bool) -> None:
+        self._items: deque[tuple[Any, bool]] = deque()
+        self._cond = threading.Condition()
+        self._capacity, self._live = capacity, live
+        self.dropped = 0
+        self.frames = 0  # frames handed over (decoded), dropped ones included
+
+    def put(self, item: Any, keep: bool, stop: threading.Event) -> bool:
+        """Hand ``item`` over (``keep``: never drop it); False if ``stop`` was set first. In live
+        mode a newer frame replaces the frames waiting; the end mark and errors replace none."""
+        with self._cond:
+            if self._live and isinstance(item, _Decoded):
+                kept = deque(entry for entry in self._items if entry[1])
+                self.dropped += len(self._items) - len(kept)
+                self._items = kept
+            else:
+                while len(self._items) >= self._capacity:
+                    if stop.is_set():
+                        return False
+                    self._cond.wait(_POLL)
+            self._items.append((item, keep))
+            self.frames += isinstance(item, _Decoded)
+            self._cond.notify_all()
             return True
-        except queue.Full:
-            continue
-    return False
+
+    def get(self) -> Any:
+        with self._cond:
+            while not self._items:
+                self._cond.wait(_POLL)
+            item, _ = self._items.popleft()
+            self._cond.notify_all()
+            return item
 
 
-def _frame_name(frame: Path | np.ndarray, index: int) -> tuple[str, str]:
-    """(output file stem, source named in errors) of a frame given as a file or an array."""
-    if isinstance(frame, Path):
-        return frame.stem, str(frame)
-    return f"{index:05d}", f"frame {index}"
+@dataclass
+class _Decoded:
+    frame: Frame
+    decode_start: float
+    arrival: float
 
 
-def _decode_frames(
-    frames: Sequence[Path | np.ndarray], out: queue.Queue, stop: threading.Event
+def _decode(
+    source: Iterable[Frame],
+    handoff: _Handoff,
+    annotated: set[int],
+    stop: threading.Event,
+    pace_fps: float | None,
 ) -> None:
-    """Decode thread: (index, frame array) per frame (files are read, arrays passed on), then
-    _END; an error is queued and ends it."""
-    for index, frame in enumerate(frames):
+    """Decode thread: ``_Decoded`` per frame, then _END; an error is handed over and ends it."""
+    started = time.perf_counter()
+    frames = iter(source)
+    index = 0
+    while not stop.is_set():
+        if pace_fps:
+            delay = started + index / pace_fps - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        tick = time.perf_counter()
         try:
-            item: Any = (index, read_frame(frame) if isinstance(frame, Path) else frame)
+            frame = next(frames, None)
         except Exception as error:  # noqa: BLE001 - any failure must reach the main thread
-            item = error
-        if not _put_unless_stopped(out, item, stop) or isinstance(item, Exception):
+            handoff.put(error, True, stop)
             return
-    _put_unless_stopped(out, _END, stop)
+        if frame is None:
+            break
+        item = _Decoded(frame, tick, time.perf_counter())
+        if not handoff.put(item, frame.index in annotated, stop):
+            return
+        index += 1
+    handoff.put(_END, True, stop)
+
+
+@dataclass
+class _Record:
+    """One processed frame on its way to the writer: outputs and timestamps (perf_counter s)."""
+
+    decoded: _Decoded
+    graph: str
+    labels: np.ndarray
+    stages: dict[str, float]
+    model_end: float
+    gpu_compute: float | None = None
+
+
+@dataclass
+class _Stats:
+    """Per-frame stage durations (seconds), appended by the writer thread in frame order."""
+
+    stages: dict[str, list[float]] = field(
+        default_factory=lambda: {s: [] for s in PIPELINE_STAGES}
+    )
+    latency: list[float] = field(default_factory=list)
+    model: list[float] = field(default_factory=list)  # frames that ran a graph
+    gpu_compute: list[float] = field(default_factory=list)
+    index: list[int] = field(default_factory=list)
+    graph: list[str] = field(default_factory=list)
 
 
 class _Writer(threading.Thread):
-    """Writer thread: label PNGs (and overlays) for each (stem, frame, labels) until _END.
+    """Writer thread: each ``_Record``'s outputs and its stage times, until _END.
 
     After a write error it keeps draining the queue so the main thread never blocks; the error is
     re-raised by ``finish``.
     """
 
-    def __init__(self, out_dir: Path, overlay: bool, queue_size: int) -> None:
+    def __init__(self, outputs: OutputWriter, capacity: int) -> None:
         super().__init__(name="softmask-writer", daemon=True)
-        self.items: queue.Queue = queue.Queue(maxsize=queue_size)
-        self.masks_dir = out_dir / MASKS_DIR
-        self.overlay_dir = out_dir / OVERLAY_DIR if overlay else None
-        self.error: Exception | None = None
-        self.written = 0
+        self.items: _Handoff = _Handoff(capacity, live=False)
+        self.outputs = outputs
+        self.stats = _Stats()
+        self.error: BaseException | None = None
 
     def run(self) -> None:
-        while (item := self.items.get()) is not _END:
+        while (record := self.items.get()) is not _END:
             if self.error is not None:
                 continue
-            stem, frame, labels = item
+            start = time.perf_counter()
+            frame = record.decoded.frame
             try:
-                write_label_png(self.masks_dir / f"{stem}.png", labels)
-                if self.overlay_dir is not None:
-                    write_overlay_jpeg(self.overlay_dir / f"{stem}.jpg", frame, labels)
-                self.written += 1
+                self.outputs.write(frame.name, frame.timestamp, frame.rgb, record.labels)
             except Exception as error:  # noqa: BLE001 - re-raised by finish()
                 self.error = error
+                continue
+            self._account(record, start, time.perf_counter())
+
+    def _account(self, record: _Record, write_start: float, written: float) -> None:
+        stats, decoded = self.stats, record.decoded
+        times = {
+            "decode": decoded.arrival - decoded.decode_start,
+            **record.stages,
+            "write_queue": write_start - record.model_end,
+            "write": written - write_start,
+        }
+        for stage in PIPELINE_STAGES:
+            stats.stages[stage].append(times.get(stage, 0.0))
+        stats.latency.append(written - decoded.decode_start)
+        if record.graph != "none":
+            stats.model.append(sum(record.stages.get(s, 0.0) for s in STAGES))
+        if record.gpu_compute is not None:
+            stats.gpu_compute.append(record.gpu_compute)
+        stats.index.append(decoded.frame.index)
+        stats.graph.append(record.graph)
 
     def finish(self) -> None:
-        self.items.put(_END)
+        self.items.put(_END, True, threading.Event())
         self.join()
-        if self.error is not None:
-            raise self.error
+        try:
+            self.outputs.close()
+        finally:
+            if self.error is not None:
+                raise self.error
+
+
+def _run_frame(stream: VideoStream, decoded: _Decoded, annotations: Annotations) -> _Record:
+    """Segment one decoded frame; its stages from ``queue`` to ``D2H``."""
+    start = time.perf_counter()
+    frame = decoded.frame
+    index = frame.index
+    result = stream.process(
+        frame.rgb, annotations.labels.get(index), frame.origin, annotations.source(index)
+    )
+    end = time.perf_counter()
+    timings = dict(result.timings)
+    gpu = timings.pop("GPU compute", None)
+    # Host work around the backend call (checks, graph choice) is the preprocess stage.
+    stages = {
+        "queue": start - decoded.arrival,
+        "preprocess": max(0.0, (end - start) - sum(timings.values())),
+        **timings,
+    }
+    return _Record(decoded, stream.last_graph, result.labels, stages, end, gpu)
 
 
 def stream_video(
     backend: Backend,
-    frames: Sequence[Path | np.ndarray],
-    annotations: dict[int, np.ndarray],
+    source: FrameSource,
+    annotations: Annotations | Mapping[int, np.ndarray],
     out_dir: str | Path,
+    *,
     overlay: bool = False,
+    mask_video: bool = False,
+    live: bool | None = None,
+    realtime: bool = False,
+    resume: bool = False,
     queue_size: int = 4,
+    progress: Progress | None = None,
+    setup: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``frames`` (in order) through ``backend``; write masks and ``report.json``.
+    """Run ``source``'s frames through ``backend`` in order; write outputs and ``report.json``.
 
     Args:
         backend: a ``Backend`` built for these frames' size and at least their object ids.
-        frames: frame files (JPEG/PNG; masks are named after them) or uint8 [H, W, 3] RGB arrays
-            (masks named ``00000.png``, ``00001.png``, ... by index).
-        annotations: frame index -> uint8 label map [H, W] (checked per frame).
-        out_dir: gets ``masks/<frame stem>.png``, ``overlay/<frame stem>.jpg`` (``overlay``) and
-            ``report.json``.
-        queue_size: capacity of each of the two queues (frames in flight per side).
+        source: the frames (``open_source``); masks are named after ``Frame.name``.
+        annotations: frame index -> uint8 label map [H, W] (checked per frame), or
+            ``Annotations`` (which also names each map's file in errors).
+        out_dir: a folder prepared by ``prepare_output_dir``; gets the files of
+            ``softmask.runtime.outputs``.
+        overlay, mask_video: the optional outputs (``softmask.runtime.outputs``).
+        live: keep only the newest decoded frame when the model falls behind (default: the
+            source's ``live``).
+        realtime: pace the source at its frame rate (a file behaves like a camera).
+        resume: keep existing mask images (not rewritten); frames are still run in order, as
+            the model's state needs them.
+        queue_size: capacity of the decode and write queues (not live).
+        progress: called after each frame with (processed, decoded, dropped).
+        setup: setup times to record (``PreparedBackend.setup``).
 
     Returns:
-        The report (also written to ``out_dir/report.json``): ``frames``, ``masks_written``,
-        ``graphs`` (frames per graph; "none" = before the first tracked object), ``latency``
-        (``latency_summary`` of the backend's per-frame wall time over frames that ran a graph),
-        ``end_to_end_fps``, ``per_frame_ms``, ``backend``, ``device``, ``spec``.
+        The report (also written to ``out_dir/report.json``; see docs/runtime.md).
 
     Raises:
-        InputError: a frame file is unreadable or of the wrong size, or an annotation is invalid
-            (the message names the file); masks of earlier frames are complete on disk, and no
-            report is written.
-        OSError: a mask could not be written (raised once the queue is drained).
+        InputError: a frame cannot be decoded or is of the wrong size, or an annotation is
+            invalid (the message names the file or frame); earlier frames' outputs are complete,
+            and the report (with ``error``) is written.
+        OSError: an output could not be written (raised once the queue is drained).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    decoded: queue.Queue = queue.Queue(maxsize=queue_size)
+    if not isinstance(annotations, Annotations):
+        annotations = Annotations(dict(annotations), {})
+    live = source.live if live is None else live
+    pace = (source.fps or None) if realtime else None
+    if realtime and source.live:
+        raise InputError(f"--realtime paces files; {source.name} is live already")
+    handoff = _Handoff(queue_size, live)
     stop = threading.Event()
     decoder = threading.Thread(
-        target=_decode_frames, args=(frames, decoded, stop), name="softmask-decoder", daemon=True
+        target=_decode, args=(source, handoff, set(annotations.labels), stop, pace),
+        name="softmask-decoder", daemon=True,
     )
-    writer = _Writer(out, overlay, queue_size)
+    video_outputs = source.kind in ("video", "url", "camera")
+    writer = _Writer(
+        OutputWriter(out, overlay, mask_video, video_outputs, source.fps, skip_existing=resume),
+        queue_size,
+    )
     stream = VideoStream(backend)
-    step_seconds: list[float] = []
-    per_frame_ms: list[float | None] = []
-    graphs: Counter[str] = Counter()
+    processed = 0
+    last_index = -1
+    failure: BaseException | None = None
     started = time.perf_counter()
     decoder.start()
     writer.start()
     try:
-        while (item := decoded.get()) is not _END:
+        while (item := handoff.get()) is not _END:
             if writer.error is not None:
                 break  # finish() raises it; later frames would not be written anyway
-            if isinstance(item, Exception):
+            if isinstance(item, BaseException):
                 raise item
-            index, frame = item
-            stem, source = _frame_name(frames[index], index)
-            tick = time.perf_counter()
-            result = stream.process(frame, annotations.get(index), source=source)
-            seconds = time.perf_counter() - tick
-            graphs[stream.last_graph] += 1
-            ran = stream.last_graph != "none"
-            per_frame_ms.append(seconds * 1e3 if ran else None)
-            if ran:
-                step_seconds.append(seconds)
-            writer.items.put((stem, frame if overlay else None, result.labels))
+            record = _run_frame(stream, item, annotations)
+            last_index = item.frame.index
+            writer.items.put(record, True, stop)
+            processed += 1
+            if progress is not None:
+                progress(processed, last_index + 1, handoff.dropped)
+    except BaseException as error:
+        failure = error
+        raise
     finally:
         stop.set()
-        writer.finish()
-        decoder.join()
-    wall = time.perf_counter() - started
-    report = {
+        try:
+            writer.finish()
+        except BaseException as error:
+            failure = failure or error
+            raise
+        finally:
+            decoder.join(timeout=5.0)
+            wall = time.perf_counter() - started
+            report = _report(
+                backend, source, writer, processed, handoff.frames, handoff.dropped, wall,
+                live, realtime, graphs=Counter(writer.stats.graph), setup=setup or {},
+                failure=failure, out=out,
+            )
+            write_report(out / REPORT_NAME, report)
+    unused = sorted(i for i in annotations.labels if i > last_index)
+    if unused:
+        logger.warning(
+            "annotation(s) of frame(s) %s were not used: %s ended after frame %d",
+            unused, source.name, last_index,
+        )
+    logger.info("%d frames, %s: %s", processed, backend.name, report["latency"])
+    return report
+
+
+def _report(
+    backend: Backend,
+    source: FrameSource,
+    writer: _Writer,
+    processed: int,
+    decoded: int,
+    dropped: int,
+    wall: float,
+    live: bool,
+    realtime: bool,
+    graphs: Counter,
+    setup: Mapping[str, Any],
+    failure: BaseException | None,
+    out: Path,
+) -> dict[str, Any]:
+    stats = writer.stats
+    report: dict[str, Any] = {
         "softmask_version": __version__,
         "backend": backend.name,
         "device": backend.device,
         "precision": backend.precision,
+        "threads": getattr(backend, "threads", None),
         "spec": asdict(backend.spec),
-        "frames": len(frames),
-        "masks_written": writer.written,
+        "source": {
+            "name": source.name, "kind": source.kind, "fps": source.fps,
+            "frame_count": source.frame_count, "live": live, "realtime": realtime,
+        },
+        "completed": failure is None,
+        "error": None if failure is None else (str(failure) or type(failure).__name__),
+        "frames": processed,
+        "frames_decoded": decoded,
+        "frames_processed": processed,
+        "frames_dropped": dropped,
+        "masks_written": writer.outputs.written,
+        "masks_kept": writer.outputs.skipped,
         "graphs": dict(graphs),
-        "latency": latency_summary(step_seconds),
-        "end_to_end_fps": len(frames) / wall if wall > 0 else None,
-        "per_frame_ms": per_frame_ms,
+        "setup": dict(setup),
+        "stages": {s: stage_summary(v) for s, v in stats.stages.items()},
+        "latency": stage_summary(stats.latency),
+        "model_latency": latency_summary(stats.model),
+        "achieved_fps": processed / wall if wall > 0 else None,
+        "wall_s": wall,
+        "machine": machine_info(),
         "out_dir": str(out),
     }
-    write_report(out / REPORT_NAME, report)
-    logger.info(
-        "%d frames, %s: p50 %.1f ms", len(frames), backend.name, report["latency"]["p50_ms"] or 0.0
-    )
+    if stats.gpu_compute:
+        report["stages"]["GPU compute"] = stage_summary(stats.gpu_compute)
+    if processed <= MAX_PER_FRAME:
+        report["per_frame"] = {
+            "index": stats.index,
+            "graph": stats.graph,
+            **{f"{s}_ms": [round(v * 1e3, 4) for v in stats.stages[s]] for s in PIPELINE_STAGES},
+            "latency_ms": [round(v * 1e3, 4) for v in stats.latency],
+        }
     return report
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures were measured on: CPU, cores, OS, Python, GPU (if torch sees one)."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
@@ -228,164 +434,103 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
         raise
 
 
-def _check_export(export: StreamingExport, height: int, width: int, source: str) -> None:
-    spec = export.spec
-    if (spec.height, spec.width) != (height, width):
-        raise InputError(
-            f"{source}: frames are {height}x{width}, the export in {export.directory} was "
-            f"made for {spec.height}x{spec.width} (export again for this size)"
-        )
+def _check_annotations(found: Annotations, height: int, width: int, slots: int) -> None:
+    for index, labels in found.labels.items():
+        check_annotation(labels, height, width, slots, found.source(index))
 
 
-def run_frames(
-    frames: Sequence[Path | np.ndarray],
-    annotations: Mapping[int, np.ndarray],
-    out_dir: str | Path,
-    backend: str = "onnxruntime",
-    checkpoint: str | Path | Any = None,
-    export_dir: str | Path | None = None,
-    num_objects: int | None = None,
-    temporal_window: int = 7,
-    min_dim: int | None = None,
-    max_dim: int | None = None,
-    fp16: bool = False,
+def run_source(
+    source: FrameSource,
+    annotations: str | Path | Sequence[str | Path] | Mapping[int, np.ndarray],
+    out: Path,
+    settings: RunSettings,
+    *,
     overlay: bool = False,
-    providers: Sequence[str] | None = None,
-    engine_cache_dir: str | Path | None = None,
+    mask_video: bool = False,
+    live: bool | None = None,
+    realtime: bool = False,
+    resume: bool = False,
     queue_size: int = 4,
-    annotation_sources: Mapping[int, str] | None = None,
+    progress: Progress | None = None,
+    on_export: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Build ``backend`` for these frames and run ``stream_video``.
+    """``run_video`` on an opened source, into a folder ``prepare_output_dir`` accepted.
 
-    Args:
-        frames: frame files or uint8 [H, W, 3] RGB arrays, in order, all one size.
-        annotations: frame index -> uint8 label map [H, W] (0 background, k = object k); objects
-            may first appear at any frame.
-        annotation_sources: frame index -> name used in errors about that annotation (e.g. its
-            file); default "annotation of frame <index>".
-        The other arguments are ``run_video``'s.
-
-    Returns:
-        The report of ``stream_video``.
+    Annotations are read and checked, then the backend is built (the export taken from the cache
+    or made) for the first frame's size, then the frames are streamed.
     """
-    if not frames:
-        raise InputError("no frames to segment")
-    first = frames[0]
-    height, width = (read_frame(first) if isinstance(first, Path) else np.asarray(first)).shape[:2]
-    _, first_source = _frame_name(first, 0)
-    largest = max((int(a.max()) for a in annotations.values()), default=0)
-    if largest == 0:
+    if isinstance(annotations, Mapping):
+        found = Annotations(dict(annotations), {})
+        found.check_indices(source)
+    else:
+        specs = [annotations] if isinstance(annotations, (str, Path)) else annotations
+        found = resolve_annotations(specs, source)
+    if found.largest_id == 0:
         raise InputError("the annotations contain no object (all pixels 0)")
-    outside = sorted(i for i in annotations if not 0 <= i < len(frames))
-    if outside:
-        raise InputError(f"annotations for frame(s) {outside}, but there are {len(frames)} frames")
-    out = Path(out_dir)
-    export = None
-    if backend != "torch" and export_dir is not None:
-        export = load_streaming_export(export_dir)
-        _check_export(export, height, width, first_source)
-        slots = export.spec.num_objects
-    else:
-        slots = num_objects if num_objects is not None else largest
-    sources = annotation_sources or {}
-    for index, labels in annotations.items():
-        source = sources.get(index, f"annotation of frame {index}")
-        check_annotation(labels, height, width, slots, source)
-    if backend == "torch":
-        spec = StreamSpec(height, width, slots, temporal_window, min_dim, max_dim)
-        engine = create_backend("torch", model=resolve_model(checkpoint), spec=spec)
-    else:
-        if backend == "tensorrt":
-            # Fail before a long export when TensorRT is missing.
-            from softmask.runtime.tensorrt_backend import import_tensorrt
-
-            import_tensorrt()
-        if export is None:
-            export = export_streaming(
-                resolve_model(checkpoint),
-                out / EXPORT_DIR,
-                height,
-                width,
-                slots,
-                temporal_window,
-                fp16,
-                min_dim,
-                max_dim,
-            )
-        engine = create_backend(
-            backend, export=export, providers=providers, engine_cache_dir=engine_cache_dir
-        )
+    height, width = source.first_frame().rgb.shape[:2]
+    if settings.export_dir is None:  # slots known: fail before a long export
+        _check_annotations(found, height, width, settings.num_objects or found.largest_id)
+    prepared = prepare_backend(settings, height, width, found.largest_id, on_export)
+    _check_annotations(found, height, width, prepared.backend.spec.num_objects)
     return stream_video(
-        engine, frames, dict(annotations), out, overlay=overlay, queue_size=queue_size
+        prepared.backend, source, found, out, overlay=overlay, mask_video=mask_video,
+        live=live, realtime=realtime, resume=resume, queue_size=queue_size,
+        progress=progress, setup=prepared.setup,
     )
 
 
 def run_video(
-    video_dir: str | Path,
-    annotations_dir: str | Path,
+    source: str | Path | Sequence[np.ndarray | Path] | FrameSource,
+    annotations: str | Path | Sequence[str | Path] | Mapping[int, np.ndarray],
     out_dir: str | Path,
-    backend: str = "onnxruntime",
-    checkpoint: str | Path | Any = None,
-    export_dir: str | Path | None = None,
-    num_objects: int | None = None,
-    temporal_window: int = 7,
-    min_dim: int | None = None,
-    max_dim: int | None = None,
-    fp16: bool = False,
+    *,
     overlay: bool = False,
-    providers: Sequence[str] | None = None,
-    engine_cache_dir: str | Path | None = None,
+    mask_video: bool = False,
+    live: bool | None = None,
+    realtime: bool = False,
+    overwrite: bool = False,
+    resume: bool = False,
+    fps: float | None = None,
     queue_size: int = 4,
+    progress: Progress | None = None,
+    on_export: Callable[[str], None] | None = None,
+    **settings: Any,
 ) -> dict[str, Any]:
-    """Segment one video folder with ``backend`` and write masks and a report.
+    """Segment one video with a backend; write masks (overlays) and a report.
+
+    Everything a user can get wrong is checked before the model runs, in this order: settings,
+    output folder, source, annotations, backend availability; then the backend is built for the
+    first frame's size.
 
     Args:
-        video_dir: folder of JPEG/PNG frames (e.g. DAVIS ``JPEGImages/480p/<seq>``), sorted by
-            name; all frames one size.
-        annotations_dir: label PNGs named like frames (``00000.png``); palette or greyscale,
-            pixel value = object id. Any frame may carry one (objects may appear mid-video).
-        out_dir: output folder (``masks/``, ``overlay/``, ``report.json``; ``export/`` when the
-            graphs are exported on the fly).
-        backend: "torch", "onnxruntime" or "tensorrt".
-        checkpoint: checkpoint path, a HodorModel, or None for the bundled model. Not needed for
-            onnxruntime/tensorrt when ``export_dir`` is given.
-        export_dir: an ``export_streaming`` folder to use; None exports into ``out_dir/export``.
-        num_objects: object slots (default: the largest id in the annotations; with
-            ``export_dir``, the export's).
-        temporal_window, min_dim, max_dim, fp16: export settings (ignored with ``export_dir``;
-            fp16 only for exported backends).
-        overlay: also write ``overlay/<frame>.jpg`` (labels blended over the frame).
-        providers: ONNX Runtime execution providers (default: CUDA if available, then CPU).
-        engine_cache_dir: TensorRT engine cache folder.
-        queue_size: capacity of the decode and write queues.
+        source: a folder of frames, a video file, a URL, a camera (``open_source``), frames in
+            memory (uint8 [H, W, 3] arrays, named ``00000``... by index, or image files), or a
+            ``FrameSource``.
+        annotations: an annotation spec or list of them (``resolve_annotations``: a PNG for frame
+            0, ``INDEX:PATH``, a folder), or frame index -> uint8 label map [H, W].
+        out_dir: output folder (``softmask.runtime.outputs``).
+        overlay, mask_video, live, realtime, resume, queue_size, progress: ``stream_video``'s.
+        overwrite: replace an earlier run's outputs in ``out_dir`` (else they are refused).
+        fps: frame rate of a folder or of frames in memory (default 24).
+        on_export: called with each graph's name while exporting.
+        **settings: ``RunSettings`` fields (backend, checkpoint, export_dir, num_objects,
+            temporal_window, min_dim, max_dim, fp16, providers, engine_cache_dir, cache_dir,
+            threads).
 
     Returns:
-        The report of ``stream_video``.
+        The report of ``stream_video``, with setup times.
 
     Raises:
-        InputError: missing/unreadable files, frames of another size, unknown object ids (the
-            message names the file), or an export that does not fit the video.
-        BackendUnavailable: the backend cannot run here.
+        InputError: bad settings, output folder, source, annotations or frames (one line naming
+            the flag, file or frame).
+        BackendUnavailable: the backend cannot run here (before any export).
     """
-    frames = list_frames(video_dir)
-    annotations = read_annotations(annotations_dir, frames)
-    folder = Path(annotations_dir)
-    sources = {index: str(folder / f"{frames[index].stem}.png") for index in annotations}
-    return run_frames(
-        frames,
-        annotations,
-        out_dir,
-        backend=backend,
-        checkpoint=checkpoint,
-        export_dir=export_dir,
-        num_objects=num_objects,
-        temporal_window=temporal_window,
-        min_dim=min_dim,
-        max_dim=max_dim,
-        fp16=fp16,
-        overlay=overlay,
-        providers=providers,
-        engine_cache_dir=engine_cache_dir,
-        queue_size=queue_size,
-        annotation_sources=sources,
-    )
+    run_settings = RunSettings(**settings)
+    run_settings.check()
+    out = prepare_output_dir(out_dir, overwrite=overwrite, resume=resume)
+    with open_source(source, fps=fps) as frames:
+        return run_source(
+            frames, annotations, out, run_settings, overlay=overlay, mask_video=mask_video,
+            live=live, realtime=realtime, resume=resume, queue_size=queue_size,
+            progress=progress, on_export=on_export,
+        )

@@ -57,18 +57,25 @@ class VideoStream:
         backend.reset()
 
     def process(
-        self, frame: np.ndarray, annotation: np.ndarray | None = None, source: str = "frame"
+        self,
+        frame: np.ndarray,
+        annotation: np.ndarray | None = None,
+        source: str = "frame",
+        annotation_source: str | None = None,
     ) -> FrameOutput:
         """Segment the next frame (uint8 [H, W, 3]; annotation uint8 [H, W] or None).
 
         Raises:
             InputError: wrong frame/annotation size or dtype, or an object id above N; the message
-                starts with ``source`` (e.g. the file name).
+                starts with ``source`` (e.g. the frame's file) or ``annotation_source`` (the
+                annotation's file; default ``source``).
         """
         spec = self.backend.spec
         check_frame(frame, spec.height, spec.width, source)
         if annotation is not None:
-            check_annotation(annotation, spec.height, spec.width, spec.num_objects, source)
+            check_annotation(
+                annotation, spec.height, spec.width, spec.num_objects, annotation_source or source
+            )
             if not annotation.any():
                 annotation = None  # a map without objects annotates nothing
         if not self.tracking and annotation is None:

@@ -45,6 +45,21 @@ def import_tensorrt() -> Any:
         ) from error
 
 
+def check_tensorrt_available() -> Any:
+    """The tensorrt module, once TensorRT and a CUDA GPU are known to be present.
+
+    Raises:
+        BackendUnavailable: no tensorrt module or no CUDA device (what is missing is said).
+    """
+    trt = import_tensorrt()
+    if not torch.cuda.is_available():
+        raise BackendUnavailable(
+            "the tensorrt backend needs a CUDA GPU visible to torch (it keeps the state in "
+            "torch CUDA tensors); none is available"
+        )
+    return trt
+
+
 def _torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
     table = {
         trt.float32: torch.float32,
@@ -123,12 +138,7 @@ class TensorRTBackend:
         with_scores: bool = False,
         workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
     ) -> None:
-        trt = import_tensorrt()
-        if not torch.cuda.is_available():
-            raise BackendUnavailable(
-                "the tensorrt backend needs a CUDA GPU visible to torch (it keeps the state in "
-                "torch CUDA tensors); none is available"
-            )
+        trt = check_tensorrt_available()
         load_into_tensorrt()
         self._trt = trt
         self.spec = export.spec

@@ -16,7 +16,7 @@ from softmask.export.frame_graphs import (
 )
 from softmask.model.hodor import HodorModel
 from softmask.model.video import VideoState, push_empty
-from softmask.runtime.backend import FrameOutput
+from softmask.runtime.backend import FrameOutput, StageClock
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +28,21 @@ class TorchBackend:
         model: the HodorModel; it is put in eval mode and stays on its device.
         spec: frame size, object count, window and resize rule.
         with_scores: also return the float32 [N, H, W] object scores per frame.
+        threads: torch's intra-op CPU threads (process-wide; None keeps torch's setting).
     """
 
     name = "torch"
 
-    def __init__(self, model: HodorModel, spec: StreamSpec, with_scores: bool = False) -> None:
+    def __init__(
+        self,
+        model: HodorModel,
+        spec: StreamSpec,
+        with_scores: bool = False,
+        threads: int | None = None,
+    ) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.threads = torch.get_num_threads()
         self.model = model.eval()
         self.spec = spec
         self.with_scores = with_scores
@@ -62,13 +72,29 @@ class TorchBackend:
     def run(
         self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None
     ) -> FrameOutput:
+        cuda = self._device.type == "cuda"
+        clock = StageClock()
         images = [torch.from_numpy(np.ascontiguousarray(frame)).to(self._device)]
         if annotation is not None:
             images.append(torch.from_numpy(np.ascontiguousarray(annotation)).to(self._device))
+        if cuda:
+            torch.cuda.synchronize(self._device)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+        clock.mark("H2D")
         labels, scores, *state = self._graphs[graph](*images, *self._state)
+        if cuda:
+            end.record()
+            torch.cuda.synchronize(self._device)
+        clock.mark("compute")
         self._state = tuple(state)
-        return FrameOutput(
+        out = FrameOutput(
             labels=labels.cpu().numpy(),
             scores=scores.cpu().numpy() if self.with_scores else None,
             active=None if graph == "step" else state[-1][0].cpu().numpy(),
         )
+        clock.mark("D2H")
+        out.timings = clock.timings
+        if cuda:
+            out.timings["GPU compute"] = start.elapsed_time(end) / 1e3
+        return out

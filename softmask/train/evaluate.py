@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from softmask.data.io import list_frames, read_frame, read_label_png, write_label_png
+from softmask.data.io import list_frames, read_annotation, read_frame, write_label_png
 from softmask.eval.davis import evaluate_davis, read_sequence_list
 from softmask.model.hodor import HodorModel
 from softmask.model.video import segment_video
@@ -31,8 +31,8 @@ def segment_davis(
     for seq in (progress(sequences) if progress else sequences):
         paths = list_frames(root / "JPEGImages" / "480p" / seq)
         frames = np.stack([read_frame(p) for p in paths])
-        first = read_label_png(root / "Annotations" / "480p" / seq / f"{paths[0].stem}.png")
-        labels = segment_video(model, frames, {0: np.where(first == 255, 0, first)},
+        first = read_annotation(root / "Annotations" / "480p" / seq / f"{paths[0].stem}.png")
+        labels = segment_video(model, frames, {0: first},
                                temporal_window=temporal_window)
         for path, frame_labels in zip(paths, labels):
             write_label_png(out / seq / f"{path.stem}.png", np.asarray(frame_labels))

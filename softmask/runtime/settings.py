@@ -1,0 +1,241 @@
+"""How a run builds its backend: the settings a user gives (CLI flags in brackets), their checks,
+and ``prepare_backend``, which turns them into a ready backend plus setup times.
+
+Every setting either takes effect or is refused with one line saying why; nothing is silently
+dropped. Errors name the CLI flag, because that is how most users meet them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from softmask.errors import InputError
+from softmask.export.frame_graphs import StreamSpec
+from softmask.export.streaming import StreamingExport, file_sha256, load_streaming_export
+from softmask.model.checkpoint import BUNDLED_CHECKPOINTS, bundled_checkpoint_path
+from softmask.model.hodor import HodorModel
+from softmask.runtime.backend import Backend
+from softmask.runtime.export_cache import ExportCache, export_key, model_sha256
+from softmask.runtime.factory import (
+    BACKENDS,
+    check_backend_available,
+    create_backend,
+    resolve_model,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_WINDOW = 7
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What to run a stream with.
+
+    backend [--backend]: "torch", "onnxruntime" or "tensorrt".
+    checkpoint [--checkpoint]: path, bundled name ("tiny"), a HodorModel, or None (bundled tiny).
+    export_dir [--export-dir]: a streaming export to run instead of exporting (exported backends).
+    num_objects [--objects], temporal_window [--window], min_dim [--min-dim],
+    max_dim [--max-dim], fp16 [--fp16]: export settings; with ``export_dir`` they must match it.
+    providers [--providers]: ONNX Runtime execution providers.
+    engine_cache_dir [--engine-cache]: TensorRT engine cache folder.
+    cache_dir [--cache-dir]: export cache folder (default ``softmask.runtime.export_cache``'s).
+    threads [--threads]: intra-op CPU threads of torch / ONNX Runtime.
+    with_scores: backends also return per-object scores (parity).
+    """
+
+    backend: str = "onnxruntime"
+    checkpoint: str | Path | HodorModel | None = None
+    export_dir: str | Path | None = None
+    num_objects: int | None = None
+    temporal_window: int | None = None
+    min_dim: int | None = None
+    max_dim: int | None = None
+    fp16: bool = False
+    providers: Sequence[str] | None = None
+    engine_cache_dir: str | Path | None = None
+    cache_dir: str | Path | None = None
+    threads: int | None = None
+    with_scores: bool = False
+
+    def check(self) -> None:
+        """Refuse settings that cannot take effect together (before any work).
+
+        Raises:
+            InputError: one line naming the flag and why.
+        """
+        if self.backend not in BACKENDS:
+            raise InputError(f"--backend {self.backend}: choose one of {', '.join(BACKENDS)}")
+        for flag, value in (
+            ("--objects", self.num_objects),
+            ("--window", self.temporal_window),
+            ("--min-dim", self.min_dim),
+            ("--max-dim", self.max_dim),
+            ("--threads", self.threads),
+        ):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InputError(f"{flag} {value}: must be a positive integer")
+        exported = self.backend != "torch"
+        refusals = [
+            (not exported and self.fp16,
+             ("--fp16 applies to the exported graphs (--backend onnxruntime or tensorrt); the "
+             "torch backend runs the checkpoint as it is")),
+            (not exported and self.export_dir is not None,
+             ("--export-dir holds ONNX graphs, which the torch backend does not run; drop it or "
+             "choose --backend onnxruntime")),
+            (not exported and self.cache_dir is not None,
+             "--cache-dir: the torch backend exports nothing"),
+            (self.providers is not None and self.backend != "onnxruntime",
+             f"--providers applies to --backend onnxruntime, not {self.backend}"),
+            (self.engine_cache_dir is not None and self.backend != "tensorrt",
+             f"--engine-cache applies to --backend tensorrt, not {self.backend}"),
+            (self.export_dir is not None and self.checkpoint is not None,
+             (f"--checkpoint: the export in {self.export_dir} already holds its weights; give "
+             "--checkpoint or --export-dir, not both")),
+            (self.export_dir is not None and self.cache_dir is not None,
+             "--cache-dir: nothing is exported when --export-dir is given"),
+        ]
+        for refused, message in refusals:
+            if refused:
+                raise InputError(message)
+
+    def check_export(self, export: StreamingExport) -> None:
+        """Refuse export settings that differ from those ``export`` was made with.
+
+        Raises:
+            InputError: one line naming the flag, the export and both values.
+        """
+        spec = export.spec
+        if self.fp16 and export.precision != "fp16":
+            raise InputError(
+                f"--fp16: the export in {export.directory} is {export.precision}; export it again "
+                "with --fp16, or drop --fp16"
+            )
+        for flag, given, made in (
+            ("--objects", self.num_objects, spec.num_objects),
+            ("--window", self.temporal_window, spec.temporal_window),
+            ("--min-dim", self.min_dim, spec.min_dim),
+            ("--max-dim", self.max_dim, spec.max_dim),
+        ):
+            if given is not None and given != made:
+                raise InputError(
+                    f"{flag} {given}: the export in {export.directory} was made with {made}; "
+                    f"drop {flag} or export again"
+                )
+
+    def spec(self, height: int, width: int, largest_id: int) -> StreamSpec:
+        """The stream spec for frames of ``height`` x ``width`` whose annotations use ids up to
+        ``largest_id`` (the slots when ``--objects`` is not given)."""
+        return StreamSpec(
+            height, width, self.num_objects or largest_id,
+            self.temporal_window or DEFAULT_WINDOW, self.min_dim, self.max_dim,
+        )
+
+
+@dataclass
+class PreparedBackend:
+    """A backend ready for a stream, and how it was made.
+
+    setup: seconds per setup step (``model_load_s``, ``export_s``, ``backend_init_s``) and
+        ``export``: "cache hit", "cache miss" (exported now), "given" (``--export-dir``) or None
+        (torch); ``export_dir``: the graphs' folder.
+    """
+
+    backend: Backend
+    setup: dict[str, Any] = field(default_factory=dict)
+
+
+def checkpoint_identity(
+    checkpoint: str | Path | HodorModel | None,
+) -> tuple[str, Callable[[], HodorModel]]:
+    """(content hash, loader) of a checkpoint: the file's sha256 (plus HODOR's ``config.yaml``
+    beside it), or the weights' for a model object; the loader loads it only when called."""
+    if isinstance(checkpoint, HodorModel):
+        return model_sha256(checkpoint), lambda: resolve_model(checkpoint)
+    path = Path(checkpoint) if checkpoint is not None else bundled_checkpoint_path("tiny")
+    if not path.is_file() and str(path) in BUNDLED_CHECKPOINTS:
+        path = bundled_checkpoint_path(str(path))
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    digest = file_sha256(path)
+    config = path.parent / "config.yaml"
+    if config.is_file():
+        digest += file_sha256(config)
+    return digest, lambda: resolve_model(path)
+
+
+def prepare_backend(
+    settings: RunSettings,
+    height: int,
+    width: int,
+    largest_id: int,
+    on_export: Callable[[str], None] | None = None,
+) -> PreparedBackend:
+    """Build ``settings.backend`` for frames of ``height`` x ``width`` with annotation ids up to
+    ``largest_id``.
+
+    Order: settings checked, backend availability checked (exit code 4 before any long work),
+    then the model loaded / the export found in the cache or made, then the backend built.
+
+    Args:
+        on_export: called with each graph's name while exporting (progress output).
+
+    Raises:
+        InputError: settings refused (``RunSettings.check``/``check_export``) or unloadable
+            checkpoint/export.
+        BackendUnavailable: the backend cannot run here.
+        ExportError: the export failed.
+    """
+    settings.check()
+    check_backend_available(settings.backend, settings.providers)
+    setup: dict[str, Any] = {"export": None, "export_dir": None}
+    if settings.backend == "torch":
+        tick = time.perf_counter()
+        model = resolve_model(settings.checkpoint)
+        setup["model_load_s"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        backend = create_backend(
+            "torch", model=model, spec=settings.spec(height, width, largest_id),
+            with_scores=settings.with_scores, threads=settings.threads,
+        )
+        setup["backend_init_s"] = time.perf_counter() - tick
+        return PreparedBackend(backend, setup)
+    tick = time.perf_counter()
+    if settings.export_dir is not None:
+        export = load_streaming_export(settings.export_dir)
+        settings.check_export(export)
+        made = (export.spec.height, export.spec.width)
+        if made != (height, width):
+            raise InputError(
+                f"--export-dir {export.directory}: made for {made[0]}x{made[1]} frames, these "
+                f"frames are {height}x{width}; export again for this size"
+            )
+        setup["export"] = "given"
+    else:
+        digest, load_model = checkpoint_identity(settings.checkpoint)
+        spec = settings.spec(height, width, largest_id)
+        cache = ExportCache(settings.cache_dir)
+        export, hit = cache.get_or_export(
+            export_key(digest, spec, settings.fp16), load_model, spec, settings.fp16, on_export
+        )
+        setup["export"] = "cache hit" if hit else "cache miss"
+    setup["export_s"] = time.perf_counter() - tick
+    setup["export_dir"] = str(export.directory)
+    tick = time.perf_counter()
+    backend = create_backend(
+        settings.backend, export=export, providers=settings.providers,
+        engine_cache_dir=settings.engine_cache_dir, with_scores=settings.with_scores,
+        threads=settings.threads,
+    )
+    setup["backend_init_s"] = time.perf_counter() - tick
+    if backend.precision == "fp16" and backend.device.startswith("cpu"):
+        logger.warning(
+            "fp16 graphs on the CPU are slow (CPU kernels convert float16); use them to check "
+            "what a GPU will run, and fp32 for speed on the CPU"
+        )
+    return PreparedBackend(backend, setup)
