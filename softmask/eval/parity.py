@@ -25,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from softmask.data.io import VOID_LABEL
 from softmask.errors import InputError
 from softmask.eval.davis import frame_j_and_f
+from softmask.eval.davis import mean_region_similarity as mean_iou  # noqa: F401 (re-export)
 from softmask.eval.divergence import (
     Divergence,
     StateDiff,
@@ -49,23 +51,6 @@ logger = logging.getLogger(__name__)
 # scores tie to within float32 rounding, and scores as close as float32 summation order allows.
 DEFAULT_MIN_AGREEMENT = Tolerances.min_agreement
 DEFAULT_SCORE_TOLERANCE = Tolerances.score
-# DAVIS ground truth marks unlabelled pixels 255 ("void"); semi-supervised evaluation treats them
-# as background.
-VOID_LABEL = 255
-
-
-def mean_iou(prediction: np.ndarray, truth: np.ndarray, num_objects: int) -> float:
-    """Mean over objects 1..num_objects of |P & G| / |P | G| (1 where both are empty), for uint8
-    label maps [H, W]; ``VOID_LABEL`` in ``truth`` counts as background."""
-    truth = np.where(truth == VOID_LABEL, 0, truth)
-    scores = []
-    for obj in range(1, num_objects + 1):
-        pred_mask, true_mask = prediction == obj, truth == obj
-        union = np.logical_or(pred_mask, true_mask).sum()
-        scores.append(1.0 if union == 0 else np.logical_and(pred_mask, true_mask).sum() / union)
-    return float(np.mean(scores)) if scores else 1.0
-
-
 @dataclass
 class FrameParity:
     """One frame: which graph ran, label agreement (fraction of pixels), score difference (None if
@@ -120,8 +105,8 @@ class ParityReport:
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "context"}
-        data = json.loads(json.dumps(data, default=_jsonable))
+        """Plain JSON data (non-finite numbers, e.g. a NaN difference, as strings)."""
+        data = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "context"}
         return {**data, "passed": self.passed}
 
     def save(self, path: str | Path) -> None:
@@ -129,12 +114,16 @@ class ParityReport:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
-def _jsonable(value: Any) -> Any:
-    if is_dataclass(value):
-        return asdict(value)
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return value
 
 
 def _mean(values) -> float | None:
