@@ -376,7 +376,7 @@ def _cmd_parity(args: argparse.Namespace) -> int:
     else:
         print(f"drift: {drift.get('trend')}")
     first = report.first_divergence
-    print(f"first divergence: {describe(first) if first else 'none'}")
+    print(f"first divergence: {describe(first) + f' ({first.graph})' if first else 'none'}")
     loc = report.localisation
     if loc is not None:
         print(f"frame {loc.frame} ({loc.graph}) from the reference's input state: "
@@ -392,7 +392,8 @@ def _cmd_parity(args: argparse.Namespace) -> int:
         where, _, what = failure.partition(": ")
         by_frame.setdefault(where, []).append(what)
     for where, what in list(by_frame.items())[:shown]:
-        print(f"FAIL {where}: " + "; ".join(what))
+        graph = report.frames[int(where.split()[1])].graph
+        print(f"FAIL {where} ({graph}): " + "; ".join(what))
     if len(by_frame) > shown:
         hint = " (all of them in --report)" if args.report else " (--report lists all)"
         print(f"... and {len(by_frame) - shown} more failing frames{hint}")

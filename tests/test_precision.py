@@ -4,6 +4,7 @@ tiny model with a short synthetic video."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -114,3 +115,34 @@ def test_precision_command_on_the_tiny_model(video_folder, tmp_path, capsys):
     assert main(["precision", str(video_folder / "frames"), "--annotations",
                  str(video_folder / "annotations"), "--out", str(out)]) == 2
     assert "export exists" in capsys.readouterr().err
+
+
+def _no_export(*args, **kwargs):
+    raise AssertionError("the search exported before refusing")
+
+
+@pytest.mark.parametrize(
+    ("flags", "code", "named"),
+    [
+        (["--backend", "tensorrt", "--providers", "CPUExecutionProvider"], 2, "--providers"),
+        (["--engine-cache", "engines"], 2, "--engine-cache"),
+        (["--backend", "tensorrt", "--threads", "2"], 2, "--threads"),
+        (["--max-jf-drop", "-1"], 2, "--max-jf-drop"),
+        (["--fps", "30"], 2, "--fps"),
+        (["--backend", "tensorrt"], 4, "TensorRT"),
+    ],
+)
+def test_precision_refuses_before_exporting(video_folder, tmp_path, capsys, monkeypatch, flags,
+                                            code, named):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # `import tensorrt` fails
+    monkeypatch.setattr("softmask.export.streaming.export_graphs", _no_export)
+    try:
+        rc = main(["precision", str(video_folder / "frames"), "--annotations",
+                   str(video_folder / "annotations"), "--out", str(tmp_path / "out"), *flags])
+    except SystemExit as exit_:  # argparse refuses bad values itself
+        rc = exit_.code
+    assert rc == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0], err
+    assert not (tmp_path / "out").exists()
+

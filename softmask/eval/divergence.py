@@ -147,9 +147,9 @@ def over_tolerance(
 
 
 def describe(divergence: Divergence) -> str:
-    """One line, e.g. "frame 12 (step): labels agree on 0.98 of pixels < 0.999"."""
+    """One line, e.g. "frame 12: labels agree on 0.98 of pixels < 0.999"."""
     d = divergence
-    where = f"frame {d.frame} ({d.graph})"
+    where = f"frame {d.frame}"
     if d.quantity == LABELS:
         return f"{where}: labels agree on {d.value:.6f} of pixels < {d.tolerance}"
     if d.quantity == SCORES:

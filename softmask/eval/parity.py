@@ -259,6 +259,34 @@ def compare_backends(
     return report
 
 
+def read_video_folder(
+    video_dir: str | Path,
+    annotations_dir: str | Path,
+    ground_truth_dir: str | Path | None = None,
+) -> tuple[list[np.ndarray], dict[int, np.ndarray], dict[int, np.ndarray] | None]:
+    """(frames, annotations, ground truth or None) of a folder of frames and folders of label
+    PNGs named like them.
+
+    Raises:
+        InputError: not a folder (a video file or URL: extract its frames first), no frames, or
+            annotations without any object.
+    """
+    from softmask.data.io import list_frames, read_annotations, read_frame
+
+    if not Path(video_dir).is_dir():
+        raise InputError(
+            f"{video_dir}: parity and precision read a folder of frames; extract the frames of a "
+            "video first (softmask run reads video files and URLs)"
+        )
+    paths = list_frames(video_dir)
+    frames = [read_frame(p) for p in paths]
+    annotations = read_annotations(annotations_dir, paths)
+    truth = read_annotations(ground_truth_dir, paths) if ground_truth_dir is not None else None
+    if max((int(a.max()) for a in annotations.values()), default=0) == 0:
+        raise InputError(f"{annotations_dir}: the annotations contain no object (all pixels 0)")
+    return frames, annotations, truth
+
+
 def _check_options(
     reference: str,
     candidate: str,
@@ -339,7 +367,6 @@ def parity_video(
         BackendUnavailable: a backend cannot run here.
         ExportError: the export failed.
     """
-    from softmask.data.io import list_frames, read_annotations, read_frame
     from softmask.export.streaming import load_streaming_export
     from softmask.runtime.factory import check_backend_available, resolve_model
     from softmask.runtime.settings import RunSettings, prepare_backend
@@ -372,13 +399,8 @@ def parity_video(
         settings[name].check()
     for name, setting in settings.items():
         check_backend_available(name, setting.providers)
-    paths = list_frames(video_dir)
-    frames = [read_frame(p) for p in paths]
-    annotations = read_annotations(annotations_dir, paths)
-    truth = read_annotations(ground_truth_dir, paths) if ground_truth_dir is not None else None
-    largest = max((int(a.max()) for a in annotations.values()), default=0)
-    if largest == 0:
-        raise InputError(f"{annotations_dir}: the annotations contain no object (all pixels 0)")
+    frames, annotations, truth = read_video_folder(video_dir, annotations_dir, ground_truth_dir)
+    largest = max(int(a.max()) for a in annotations.values())
     height, width, _ = frames[0].shape
     prepared = {
         name: prepare_backend(setting, height, width, largest, on_export)

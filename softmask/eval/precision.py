@@ -32,7 +32,7 @@ import numpy as np
 
 from softmask.errors import InputError
 from softmask.eval.divergence import Divergence, Tolerances
-from softmask.eval.parity import ParityReport, compare_backends
+from softmask.eval.parity import ParityReport, compare_backends, read_video_folder
 from softmask.export.frame_graphs import StreamSpec
 from softmask.export.precision import FP32_GROUPS, PrecisionPlan, groups_of_module
 from softmask.model.hodor import HodorModel
@@ -270,6 +270,19 @@ class _Evaluator:
             result.culprit_groups = groups_of_module(found.culprit, self.model)
 
 
+def _check_backend_options(backend: str, providers, engine_cache_dir, threads) -> None:
+    """Refuse backend options that would not take effect, naming the CLI flag."""
+    if backend not in ("onnxruntime", "tensorrt"):
+        raise InputError(f"--backend {backend}: the search compares exports; choose onnxruntime "
+                         "or tensorrt")
+    if providers and backend != "onnxruntime":
+        raise InputError(f"--providers applies to --backend onnxruntime, not {backend}")
+    if engine_cache_dir is not None and backend != "tensorrt":
+        raise InputError(f"--engine-cache applies to --backend tensorrt, not {backend}")
+    if threads is not None and backend == "tensorrt":
+        raise InputError("--threads sets ONNX Runtime's CPU threads, not TensorRT's")
+
+
 def search_precision(
     model: HodorModel,
     frames: Sequence[np.ndarray],
@@ -286,9 +299,7 @@ def search_precision(
     """Run the greedy search for one video. Candidate exports (only the graphs the video needs,
     ``needed_graphs``) stay in ``work_dir``; when None, a temporary folder is used and removed
     before returning, and ``best_export`` is None (``precision_video`` completes and keeps it)."""
-    if backend == "torch":
-        raise InputError("the precision search compares exports: --backend onnxruntime or "
-                         "tensorrt")
+    _check_backend_options(backend, providers, engine_cache_dir, threads)
     check_backend_available(backend, providers)
     own_work = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="softmask-precision-")) if own_work else Path(work_dir)
@@ -336,7 +347,6 @@ def precision_video(
         InputError: unreadable inputs, or ``out_dir/export`` already exists.
         BackendUnavailable: the backend cannot run here (checked before any export).
     """
-    from softmask.data.io import list_frames, read_annotations, read_frame
     from softmask.runtime.factory import resolve_model
 
     out = Path(out_dir)
@@ -344,17 +354,10 @@ def precision_video(
         raise InputError(f"{out / BEST_EXPORT} exists; remove it or choose another --out")
     if max_drop < 0:
         raise InputError(f"--max-jf-drop must be >= 0, got {max_drop}")
-    if backend == "torch":
-        raise InputError("the precision search compares exports: --backend onnxruntime or "
-                         "tensorrt")
+    _check_backend_options(backend, providers, engine_cache_dir, threads)
     check_backend_available(backend, providers)
-    paths = list_frames(video_dir)
-    frames = [read_frame(p) for p in paths]
-    annotations = read_annotations(annotations_dir, paths)
-    truth = read_annotations(ground_truth_dir, paths) if ground_truth_dir is not None else None
-    largest = max((int(a.max()) for a in annotations.values()), default=0)
-    if largest == 0:
-        raise InputError(f"{annotations_dir}: the annotations contain no object (all pixels 0)")
+    frames, annotations, truth = read_video_folder(video_dir, annotations_dir, ground_truth_dir)
+    largest = max(int(a.max()) for a in annotations.values())
     height, width, _ = frames[0].shape
     spec = StreamSpec(height, width, num_objects or largest, temporal_window or 7, min_dim,
                       max_dim)
