@@ -491,13 +491,11 @@ def _add_precision(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from softmask.data.synthetic import write_davis_dataset
 
     root = write_davis_dataset(
         args.out, args.videos, args.seed, args.height, args.width, args.frames, args.subset,
-        progress=lambda it: tqdm(it, desc="videos", unit="video"),
+        progress=lambda it: _bar(args, iterable=it, desc="videos", unit="video"),
     )
     print(f"wrote {args.videos} videos (seeds {args.seed}..{args.seed + args.videos - 1}) to "
           f"{root} (DAVIS layout, subset {args.subset!r})")
@@ -510,18 +508,16 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     data_sub.required = True
     s = data_sub.add_parser("synth", help="generate synthetic VOS videos in the DAVIS layout")
     s.add_argument("--out", required=True, help="DAVIS root to write (created or extended)")
-    s.add_argument("--videos", type=int, required=True, help="number of videos")
+    s.add_argument("--videos", type=_positive_int, required=True, help="number of videos")
     s.add_argument("--seed", type=int, required=True, help="seed of the first video (then +1 ...)")
-    s.add_argument("--height", type=int, default=240)
-    s.add_argument("--width", type=int, default=432)
-    s.add_argument("--frames", type=int, default=24)
+    s.add_argument("--height", type=_positive_int, default=240)
+    s.add_argument("--width", type=_positive_int, default=432)
+    s.add_argument("--frames", type=_positive_int, default=24)
     s.add_argument("--subset", default="val", help="ImageSets/2017/<subset>.txt to list them in")
     s.set_defaults(handler=_cmd_synth)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from softmask.eval.davis import evaluate_davis, format_table, write_csv
 
     if args.model:
@@ -530,9 +526,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
         model = resolve_model(args.model)
         segment_davis(model, args.davis_root, args.results, args.subset,
-                      progress=lambda it: tqdm(it, desc="segmenting", unit="seq"))
+                      progress=lambda it: _bar(args, iterable=it, desc="segmenting", unit="seq"))
     results = evaluate_davis(args.davis_root, args.results, args.subset,
-                             progress=lambda it: tqdm(it, desc="sequences", unit="seq"))
+                             progress=lambda it: _bar(args, iterable=it, desc="sequences",
+                                                      unit="seq"))
     print(format_table(results))
     csv_path = Path(args.csv) if args.csv else Path(args.results) / "global_results-val.csv"
     main_csv, per_object = write_csv(results, csv_path)
@@ -553,8 +550,6 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from softmask.train import TrainConfig, train
 
     config = TrainConfig(
@@ -565,15 +560,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, seed=args.seed, threads=args.threads,
         init_from=args.init_from,
     )
-    with tqdm(total=config.steps, desc="train", unit="step") as bar:
+    with _bar(args, total=config.steps, desc="train", unit="step") as bar:
         def progress(step: int, steps: int, record: dict) -> None:
             bar.n = step
             bar.set_postfix(loss=f"{record['loss']:.3f}")
             bar.refresh()
 
         final = train(config, resume=not args.restart, progress=progress,
-                      pool_progress=lambda it: tqdm(it, desc="training videos", unit="video",
-                                                    leave=False))
+                      pool_progress=lambda it: _bar(args, iterable=it, desc="training videos",
+                                                    unit="video", leave=False))
     print(f"wrote {final}")
     return 0
 
@@ -585,19 +580,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="tiny", help="model preset (default tiny)")
     p.add_argument("--supervision", choices=("weak", "full"), default="weak",
                    help="weak: only the reference frame's annotation (cyclic); full: every frame")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--steps", type=_positive_int, default=2000)
+    p.add_argument("--batch-size", type=_positive_int, default=4)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                    help="cosine: decay to 2%% of --lr over --steps")
-    p.add_argument("--height", type=int, default=128)
-    p.add_argument("--width", type=int, default=224)
-    p.add_argument("--videos", type=int, default=200, help="synthetic training videos")
+    p.add_argument("--height", type=_positive_int, default=128)
+    p.add_argument("--width", type=_positive_int, default=224)
+    p.add_argument("--videos", type=_positive_int, default=200, help="synthetic training videos")
     p.add_argument("--static-fraction", type=float, default=0.3,
                    help="share of static-image pseudo-video batches (fully supervised)")
-    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--checkpoint-every", type=_positive_int, default=250)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=_positive_int, default=2)
     p.add_argument("--init-from", help="start from this checkpoint's weights")
     p.add_argument("--restart", action="store_true", help="ignore an existing latest.pth")
     p.set_defaults(handler=_cmd_train)

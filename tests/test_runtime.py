@@ -143,7 +143,7 @@ def test_pipeline_writes_one_mask_per_frame_and_a_latency_report(model, export, 
     assert report["frames_dropped"] == 0
     assert report["backend"] == "onnxruntime" and report["precision"] == "fp32"
     assert report["graphs"] == {"none": 1, "init": 1, "step": 3, "annotate": 1}
-    assert report["setup"]["export"] == "given" and report["setup"]["export_s"] >= 0
+    assert report["setup"]["export"] == "given" and "export_s" not in report["setup"]
     model_latency = report["model_latency"]
     assert model_latency["count"] == T - 1  # frame 0 runs no graph
     assert 0 < model_latency["p50_ms"] <= model_latency["p90_ms"] <= model_latency["max_ms"]
