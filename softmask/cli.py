@@ -53,6 +53,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
 def _bar(args: argparse.Namespace, **kwargs):
     """A tqdm progress bar on stderr, silent with -q."""
     from tqdm import tqdm
@@ -357,50 +367,165 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_parity(args: argparse.Namespace) -> int:
+    from softmask.eval.divergence import Tolerances, describe
     from softmask.eval.parity import parity_video
 
-    work = args.work_dir or tempfile.mkdtemp(prefix="softmask-parity-")
+    overrides = {"min_agreement": args.min_agreement, "score": args.score_tolerance,
+                 "state": args.state_tolerance, "module": args.module_tolerance}
     if len(args.annotations) != 1 or args.annotate:
         raise InputError("parity: --annotations takes one folder of PNGs named like the frames")
-    report = parity_video(
-        args.source, args.annotations[0], reference=args.reference, candidate=args.candidate,
-        checkpoint=args.checkpoint, export_dir=args.export_dir, ground_truth_dir=args.ground_truth,
-        num_objects=args.objects, temporal_window=args.window or 7, providers=args.providers,
-        engine_cache_dir=args.engine_cache, work_dir=work,
-        min_agreement=args.min_agreement, score_tolerance=args.score_tolerance,
-    )
+    if args.fps is not None:
+        raise InputError("--fps: parity compares frames one by one; their rate plays no part")
+    if args.no_localize and args.module_tolerance is not None:
+        raise InputError("--module-tolerance applies to localisation, which --no-localize skips")
+    if args.plot:
+        import matplotlib  # noqa: F401  (fail before the long work when it is missing)
+    export_progress = _ExportProgress(args)
+    try:
+        report = parity_video(
+            args.source, args.annotations[0], reference=args.reference,
+            candidate=args.candidate, checkpoint=args.checkpoint, export_dir=args.export_dir,
+            ground_truth_dir=args.ground_truth, num_objects=args.objects,
+            temporal_window=args.window, providers=args.providers,
+            engine_cache_dir=args.engine_cache, work_dir=args.work_dir, fp16=args.fp16,
+            min_dim=args.min_dim, max_dim=args.max_dim, cache_dir=args.cache_dir,
+            threads=args.threads, localize_divergence=not args.no_localize,
+            tolerances=None if all(v is None for v in overrides.values()) else (
+                Tolerances.for_precision("fp16" if args.fp16 else "fp32").replace(**overrides)),
+            on_export=export_progress,
+        )
+    finally:
+        export_progress.close()
     if args.report:
         report.save(args.report)
-    summary = report.to_dict()
-    for key in ("min_agreement", "max_abs_score_diff", "mean_iou_reference", "mean_iou_candidate"):
-        if summary.get(key) is not None:
-            print(f"{key}: {summary[key]}")
+    if args.plot:
+        from softmask.eval.plot import plot_parity
+
+        plot_parity(report, args.plot)
+    print(f"frames: {len(report.frames)}, lowest label agreement {report.min_agreement:.6f}, "
+          f"largest score difference {report.max_abs_score_diff}")
+    if report.jf_reference is not None:
+        print(f"J&F: {report.reference} {report.jf_reference:.4f}, {report.candidate} "
+              f"{report.jf_candidate:.4f}")
+    drift = report.drift
+    if drift.get("slope_per_frame") is not None:
+        print(f"drift: {drift['trend']} ({drift['quantity']}: {drift['start']:.3g} -> "
+              f"{drift['end']:.3g} over {drift['frames']} frames)")
+    else:
+        print(f"drift: {drift.get('trend')}")
+    first = report.first_divergence
+    print(f"first divergence: {describe(first) + f' ({first.graph})' if first else 'none'}")
+    loc = report.localisation
+    if loc is not None:
+        print(f"frame {loc.frame} ({loc.graph}) from the reference's input state: "
+              f"{loc.verdict or 'no verdict'}")
+        if loc.modules:
+            print(loc.table())
+            print(f"first culprit: {loc.culprit or 'none'}")
+        for note in loc.notes:
+            print(f"note: {note}")
+    shown = 10
+    by_frame: dict[str, list[str]] = {}
     for failure in report.failures:
-        print(f"FAIL: {failure}")
+        where, _, what = failure.partition(": ")
+        by_frame.setdefault(where, []).append(what)
+    for where, what in list(by_frame.items())[:shown]:
+        graph = report.frames[int(where.split()[1])].graph
+        print(f"FAIL {where} ({graph}): " + "; ".join(what))
+    if len(by_frame) > shown:
+        hint = " (all of them in --report)" if args.report else " (--report lists all)"
+        print(f"... and {len(by_frame) - shown} more failing frames{hint}")
+    t = report
     print(f"parity {args.reference} vs {args.candidate}: {'PASS' if report.passed else 'FAIL'} "
-          f"(label agreement >= {args.min_agreement}, score diff <= {args.score_tolerance})")
+          f"(label agreement >= {t.min_agreement_required}, score diff <= {t.score_tolerance}, "
+          f"descriptor diff <= {t.state_tolerance})")
     return 0 if report.passed else 1
 
 
 def _add_parity(sub: argparse._SubParsersAction) -> None:
-    from softmask.eval.parity import DEFAULT_MIN_AGREEMENT, DEFAULT_SCORE_TOLERANCE
     from softmask.runtime import BACKENDS
 
-    p = sub.add_parser("parity", help="run one video through two backends and compare them")
+    p = sub.add_parser("parity", help="run one video through two backends and compare them over "
+                                      "time; localise the first divergence")
     _video_arguments(p)
     p.add_argument("--reference", choices=BACKENDS, default="torch")
     p.add_argument("--candidate", choices=BACKENDS, default="onnxruntime")
-    p.add_argument("--ground-truth", help="folder of ground-truth label PNGs (adds IoU per backend)")
-    p.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT,
-                   help="fraction of pixels whose labels must agree, per frame")
-    p.add_argument("--score-tolerance", type=float, default=DEFAULT_SCORE_TOLERANCE,
-                   help="largest allowed |score difference|")
+    p.add_argument("--ground-truth", help="folder of ground-truth label PNGs (adds J and F per "
+                                          "frame per backend)")
+    g = p.add_argument_group("tolerances (defaults depend on the candidate's precision; "
+                             "docs/parity.md)")
+    g.add_argument("--min-agreement", type=float,
+                   help="fraction of pixels whose labels must agree, per frame (fp32 0.999, "
+                        "fp16 0.99)")
+    g.add_argument("--score-tolerance", type=float,
+                   help="largest allowed |score difference| (fp32 1e-4, fp16 1e-2)")
+    g.add_argument("--state-tolerance", type=float,
+                   help="largest allowed |descriptor difference| in the state (fp32 1e-3, "
+                        "fp16 5e-2)")
+    g.add_argument("--module-tolerance", type=float,
+                   help="localisation: largest module output difference relative to its scale "
+                        "(fp32 1e-3, fp16 1e-2)")
+    p.add_argument("--no-localize", action="store_true",
+                   help="skip localising the first diverging frame")
     p.add_argument("--report", help="write the JSON report here")
-    p.add_argument("--work-dir", help="where to export the graphs (default: a temporary folder)")
+    p.add_argument("--plot", help="draw the divergence curves into this PNG")
+    p.add_argument("--work-dir", help="keep the graphs localisation exports here (default: a "
+                                      "temporary folder, removed afterwards)")
     _model_arguments(p)
     _stream_arguments(p, "object slots N (default: the largest annotated id)")
     _backend_arguments(p)
+    for action in p._actions:
+        if action.dest == "fp16":
+            action.help = "export the candidate in float16 (loosens the default tolerances)"
     p.set_defaults(handler=_cmd_parity)
+
+
+def _cmd_precision(args: argparse.Namespace) -> int:
+    from softmask.eval.precision import REPORT_JSON, REPORT_MD, precision_video
+
+    if len(args.annotations) != 1 or args.annotate:
+        raise InputError("precision: --annotations takes one folder of PNGs named like the frames")
+    if args.fps is not None:
+        raise InputError("--fps: the search compares frames one by one; their rate plays no part")
+    report = precision_video(
+        args.source, args.annotations[0], args.out, ground_truth_dir=args.ground_truth,
+        checkpoint=args.checkpoint, backend=args.backend, providers=args.providers,
+        engine_cache_dir=args.engine_cache, num_objects=args.objects,
+        temporal_window=args.window, min_dim=args.min_dim, max_dim=args.max_dim,
+        max_drop=args.max_jf_drop, work_dir=args.work_dir, threads=args.threads,
+    )
+    print(report.markdown(), end="")
+    out = Path(args.out)
+    print(f"wrote {out / REPORT_JSON}, {out / REPORT_MD} and the {report.best} export "
+          f"{report.best_export}")
+    return 0
+
+
+def _add_precision(sub: argparse._SubParsersAction) -> None:
+    from softmask.eval.precision import DEFAULT_MAX_DROP
+
+    p = sub.add_parser("precision", help="choose fp16/fp32 per module group by the task metric "
+                                         "over a video (greedy from the divergence culprits)")
+    _video_arguments(p)
+    p.add_argument("--ground-truth", help="folder of ground-truth label PNGs (metric J&F; "
+                                          "without it: label agreement with fp32)")
+    p.add_argument("--out", required=True,
+                   help="output folder: precision.json, precision.md, export/ (the chosen one)")
+    p.add_argument("--max-jf-drop", type=_non_negative_float, default=DEFAULT_MAX_DROP,
+                   help=f"largest allowed drop of the metric from fp32 (default {DEFAULT_MAX_DROP})")
+    p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime",
+                   help="where the candidates run and are timed")
+    p.add_argument("--work-dir", help="keep every candidate's export here (default: a temporary "
+                                      "folder, removed afterwards)")
+    _model_arguments(p)
+    _stream_arguments(p, "object slots N (default: the largest annotated id)")
+    g = p.add_argument_group("backend")
+    g.add_argument("--providers", nargs="+",
+                   help="ONNX Runtime execution providers (default: CUDA if present, then CPU)")
+    g.add_argument("--engine-cache", help="TensorRT engine cache folder")
+    g.add_argument("--threads", type=_positive_int,
+                   help="CPU threads of ONNX Runtime (default: its own)")
+    p.set_defaults(handler=_cmd_precision)
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -719,7 +844,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_demo, _add_export, _add_run, _add_bench, _add_stream, _add_serve,
-                _add_parity, _add_data, _add_eval, _add_train):
+                _add_parity, _add_precision, _add_data, _add_eval, _add_train):
         add(sub)
     return parser
 

@@ -245,3 +245,22 @@ def write_csv(results: dict, path: str | Path) -> tuple[Path, Path]:
         for row in results["per_object"]:
             writer.writerow([row["Sequence"], f"{row['J-Mean']:.6f}", f"{row['F-Mean']:.6f}"])
     return path, per_object
+
+
+def mean_region_similarity(prediction: np.ndarray, truth: np.ndarray, num_objects: int) -> float:
+    """Mean J over objects 1..num_objects of one frame's uint8 label maps [H, W]
+    (``VOID_LABEL`` in ``truth`` counts as background; an object absent from both scores 1)."""
+    truth = np.where(truth == VOID_LABEL, 0, truth)
+    if num_objects < 1:
+        return 1.0
+    return float(np.mean([region_similarity(prediction == k, truth == k)
+                          for k in range(1, num_objects + 1)]))
+
+
+def frame_j_and_f(prediction: np.ndarray, truth: np.ndarray, num_objects: int) -> tuple[float, float]:
+    """(mean J, mean F) over objects 1..num_objects of one frame (as ``mean_region_similarity``)."""
+    truth = np.where(truth == VOID_LABEL, 0, truth)
+    if num_objects < 1:
+        return 1.0, 1.0
+    f = [contour_accuracy(prediction == k, truth == k) for k in range(1, num_objects + 1)]
+    return mean_region_similarity(prediction, truth, num_objects), float(np.mean(f))

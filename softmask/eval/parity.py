@@ -1,53 +1,62 @@
-"""Accuracy parity between two runtime backends on the same video.
+"""Accuracy parity between two runtime backends on the same video, over time.
 
 Both backends see the same frames and annotations in order (each through its own
-``VideoStream``). Per frame: the fraction of pixels whose labels agree, and the largest absolute
-difference of the per-object scores (the values the final argmax compares). With ground truth,
-each backend is also scored against it (mean per-object IoU, J, per frame and overall).
+``VideoStream``). Per frame: the fraction of pixels whose labels agree, the largest absolute
+difference of the per-object scores (the values the final argmax compares), and for each state
+tensor the backends carry to the next frame (``*_next``) the max and mean absolute difference
+(``softmask.eval.divergence``). With ground truth, each backend is also scored against it (J and
+F per frame). The report names the first frame and quantity over tolerance and whether the
+difference grows over the video; ``softmask.eval.localize`` then explains that frame.
+User docs: docs/parity.md.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from softmask.data.io import VOID_LABEL
 from softmask.errors import InputError
+from softmask.eval.davis import frame_j_and_f
+from softmask.eval.davis import mean_region_similarity as mean_iou  # noqa: F401 (re-export)
+from softmask.eval.divergence import (
+    Divergence,
+    StateDiff,
+    Tolerances,
+    describe,
+    descriptor_mean_difference,
+    drift,
+    over_tolerance,
+    score_difference,
+    state_differences,
+)
+from softmask.eval.localize import DivergenceContext, Localisation
 from softmask.runtime.backend import Backend
+from softmask.runtime.factory import BACKENDS
 from softmask.runtime.stream import VideoStream
 
 logger = logging.getLogger(__name__)
 
 # Defaults for fp32 exports on the same kind of device: label flips only where two objects'
 # scores tie to within float32 rounding, and scores as close as float32 summation order allows.
-DEFAULT_MIN_AGREEMENT = 0.999
-DEFAULT_SCORE_TOLERANCE = 1e-4
-# DAVIS ground truth marks unlabelled pixels 255 ("void"); semi-supervised evaluation treats them
-# as background.
-VOID_LABEL = 255
-
-
-def mean_iou(prediction: np.ndarray, truth: np.ndarray, num_objects: int) -> float:
-    """Mean over objects 1..num_objects of |P & G| / |P | G| (1 where both are empty), for uint8
-    label maps [H, W]; ``VOID_LABEL`` in ``truth`` counts as background."""
-    truth = np.where(truth == VOID_LABEL, 0, truth)
-    scores = []
-    for obj in range(1, num_objects + 1):
-        pred_mask, true_mask = prediction == obj, truth == obj
-        union = np.logical_or(pred_mask, true_mask).sum()
-        scores.append(1.0 if union == 0 else np.logical_and(pred_mask, true_mask).sum() / union)
-    return float(np.mean(scores)) if scores else 1.0
-
-
+DEFAULT_MIN_AGREEMENT = Tolerances.min_agreement
+DEFAULT_SCORE_TOLERANCE = Tolerances.score
 @dataclass
 class FrameParity:
     """One frame: which graph ran, label agreement (fraction of pixels), score difference (None if
-    a backend gave no scores), and each backend's mean IoU with the ground truth (if given)."""
+    a backend gave no scores), each state tensor's difference (None if a backend cannot read its
+    state), each backend's J (``iou_*``, mean per-object IoU) and F with the ground truth (if
+    given), and the candidate's wall time for the frame (ms; None when no graph ran)."""
 
     frame: int
     graph: str
@@ -55,11 +64,21 @@ class FrameParity:
     max_abs_score_diff: float | None
     iou_reference: float | None = None
     iou_candidate: float | None = None
+    f_reference: float | None = None
+    f_candidate: float | None = None
+    state: dict[str, StateDiff] | None = None
+    candidate_ms: float | None = None
 
 
 @dataclass
 class ParityReport:
-    """Per-frame results, summary, the tolerances used and what failed (empty when it passed)."""
+    """Per-frame results, summary, the tolerances used and what failed (empty when it passed).
+
+    first_divergence: the first frame and quantity over tolerance (None: none); drift: whether
+    the descriptor difference grows (``softmask.eval.divergence.drift``); localisation: filled
+    by ``parity_video`` (or ``localize``) for the first diverging frame. J&F (``jf_*``) is the
+    mean of J and F over the ground-truth frames except the first and the last (as DAVIS).
+    """
 
     reference: str
     candidate: str
@@ -71,17 +90,59 @@ class ParityReport:
     failures: list[str] = field(default_factory=list)
     mean_iou_reference: float | None = None
     mean_iou_candidate: float | None = None
+    state_tolerance: float | None = None
+    module_tolerance: float | None = None
+    candidate_precision: str | None = None
+    first_divergence: Divergence | None = None
+    drift: dict[str, Any] = field(default_factory=dict)
+    jf_reference: float | None = None
+    jf_candidate: float | None = None
+    localisation: Localisation | None = None
+    context: DivergenceContext | None = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
+        """Plain JSON data (non-finite numbers, e.g. a NaN difference, as strings)."""
+        data = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "context"}
+        return {**data, "passed": self.passed}
 
     def save(self, path: str | Path) -> None:
         """Write the report as JSON."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _jf_summary(rows: list[FrameParity], side: str) -> float | None:
+    scored = [r for r in rows if getattr(r, f"iou_{side}") is not None]
+    if len(scored) >= 3:
+        scored = scored[1:-1]
+    j = _mean(getattr(r, f"iou_{side}") for r in scored)
+    f = _mean(getattr(r, f"f_{side}") for r in scored)
+    return None if j is None or f is None else (j + f) / 2
+
+
+def _read_state(backend: Backend) -> dict[str, np.ndarray] | None:
+    reader = getattr(backend, "read_state", None)
+    return reader() if reader is not None else None
 
 
 def compare_backends(
@@ -92,22 +153,27 @@ def compare_backends(
     ground_truth: Mapping[int, np.ndarray] | None = None,
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     score_tolerance: float = DEFAULT_SCORE_TOLERANCE,
+    tolerances: Tolerances | None = None,
 ) -> ParityReport:
     """Run one video through both backends and compare them frame by frame.
 
     Args:
         reference, candidate: backends built for the frames' size (create them with
-            ``with_scores=True`` to compare scores).
+            ``with_scores=True`` to compare scores; backends with ``read_state`` also get their
+            state compared).
         frames: uint8 [H, W, 3] frames in order.
         annotations: frame index -> uint8 label map [H, W].
         ground_truth: frame index -> uint8 label map (255 = void) to score both against; objects
             1..(largest id in any ground-truth map) are scored.
-        min_agreement: a frame fails if fewer pixels than this fraction agree.
-        score_tolerance: a frame fails if any score differs by more.
+        min_agreement, score_tolerance: used when ``tolerances`` is None (state and module
+            tolerances then take ``Tolerances``' defaults).
+        tolerances: every tolerance (``softmask.eval.divergence.Tolerances``).
 
     Returns:
-        The report; ``failures`` names each failing frame, the check and by how much.
+        The report; ``failures`` names each quantity over tolerance at each frame, and
+        ``context`` keeps what ``localize`` needs to re-run the first diverging frame.
     """
+    tol = tolerances or Tolerances(min_agreement=min_agreement, score=score_tolerance)
     if (reference.spec.height, reference.spec.width) != (
         candidate.spec.height,
         candidate.spec.width,
@@ -121,49 +187,140 @@ def compare_backends(
     if ground_truth:
         gt_objects = max(int(np.where(g == VOID_LABEL, 0, g).max()) for g in ground_truth.values())
     streams = VideoStream(reference), VideoStream(candidate)
+    ref_state, cand_state = _read_state(reference), _read_state(candidate)
     results: list[FrameParity] = []
     failures: list[str] = []
+    first: Divergence | None = None
+    context: DivergenceContext | None = None
     for index, frame in enumerate(frames):
         ann = annotations.get(index)
-        ref = streams[0].process(frame, ann, source=f"frame {index}")
-        cand = streams[1].process(frame, ann, source=f"frame {index}")
-        agreement = float((ref.labels == cand.labels).mean())
-        diff = None
-        if ref.scores is not None and cand.scores is not None:
-            n = min(ref.scores.shape[0], cand.scores.shape[0])
-            diff = float(np.abs(ref.scores[:n] - cand.scores[:n]).max(initial=0.0))
-        row = FrameParity(index, streams[0].last_graph, agreement, diff)
-        if ground_truth is not None and index in ground_truth:
-            row.iou_reference = mean_iou(ref.labels, ground_truth[index], gt_objects)
-            row.iou_candidate = mean_iou(cand.labels, ground_truth[index], gt_objects)
-        if agreement < min_agreement:
+        source = f"frame {index}"
+        ref = streams[0].process(frame, ann, source=source)
+        started = time.perf_counter()
+        cand = streams[1].process(frame, ann, source=source)
+        elapsed_ms = (time.perf_counter() - started) * 1e3
+        graph = streams[0].last_graph
+        if streams[1].last_graph != graph:
             failures.append(
-                f"frame {index}: labels agree on {agreement:.6f} of pixels < {min_agreement}"
+                f"frame {index}: the reference ran graph {graph!r}, the candidate "
+                f"{streams[1].last_graph!r} (they disagree on which objects are tracked)"
             )
-        if diff is not None and diff > score_tolerance:
-            failures.append(f"frame {index}: max |score difference| {diff:.3g} > {score_tolerance}")
+        agreement = float((ref.labels == cand.labels).mean())
+        diff = score_difference(ref.scores, cand.scores)
+        ref_next, cand_next = _read_state(reference), _read_state(candidate)
+        state = None
+        if ref_next is not None and cand_next is not None:
+            state = state_differences(ref_next, cand_next)
+        row = FrameParity(index, graph, agreement, diff, state=state,
+                          candidate_ms=None if graph == "none" else elapsed_ms)
+        if ground_truth is not None and index in ground_truth:
+            row.iou_reference, row.f_reference = frame_j_and_f(
+                ref.labels, ground_truth[index], gt_objects)
+            row.iou_candidate, row.f_candidate = frame_j_and_f(
+                cand.labels, ground_truth[index], gt_objects)
+        found = over_tolerance(index, graph, agreement, diff, state, tol)
+        failures.extend(describe(d) for d in found)
+        if found and first is None:
+            first = found[0]
+            if ref_state is not None and cand_state is not None:
+                context = DivergenceContext(
+                    first, frame, ann if graph in ("init", "annotate") else None,
+                    ref_state, cand_state, ref.labels, ref.scores, ref_next,
+                )
+        ref_state, cand_state = ref_next, cand_next
         results.append(row)
     diffs = [r.max_abs_score_diff for r in results if r.max_abs_score_diff is not None]
-
-    def _mean(values):
-        values = [v for v in values if v is not None]
-        return float(np.mean(values)) if values else None
-
+    tracked = [r for r in results if r.graph != "none" and r.state is not None]
     report = ParityReport(
         reference=reference.name,
         candidate=candidate.name,
         frames=results,
         min_agreement=min((r.label_agreement for r in results), default=1.0),
         max_abs_score_diff=max(diffs) if diffs else None,
-        min_agreement_required=min_agreement,
-        score_tolerance=score_tolerance,
+        min_agreement_required=tol.min_agreement,
+        score_tolerance=tol.score,
         failures=failures,
         mean_iou_reference=_mean(r.iou_reference for r in results),
         mean_iou_candidate=_mean(r.iou_candidate for r in results),
+        state_tolerance=tol.state,
+        module_tolerance=tol.module,
+        candidate_precision=getattr(candidate, "precision", None),
+        first_divergence=first,
+        drift=drift([r.frame for r in tracked],
+                    [descriptor_mean_difference(r.state) for r in tracked]),
+        jf_reference=_jf_summary(results, "reference"),
+        jf_candidate=_jf_summary(results, "candidate"),
+        context=context,
     )
-    for failure in failures:
-        logger.warning("parity %s vs %s: %s", reference.name, candidate.name, failure)
+    logger.info(
+        "parity %s vs %s: %d quantity/frame pair(s) over tolerance; first: %s",
+        reference.name, candidate.name, len(failures), describe(first) if first else "none",
+    )
     return report
+
+
+def read_video_folder(
+    video_dir: str | Path,
+    annotations_dir: str | Path,
+    ground_truth_dir: str | Path | None = None,
+) -> tuple[list[np.ndarray], dict[int, np.ndarray], dict[int, np.ndarray] | None]:
+    """(frames, annotations, ground truth or None) of a folder of frames and folders of label
+    PNGs named like them.
+
+    Raises:
+        InputError: not a folder (a video file or URL: extract its frames first), no frames, or
+            annotations without any object.
+    """
+    from softmask.data.io import list_frames, read_annotations, read_frame
+
+    if not Path(video_dir).is_dir():
+        raise InputError(
+            f"{video_dir}: parity and precision read a folder of frames; extract the frames of a "
+            "video first (softmask run reads video files and URLs)"
+        )
+    paths = list_frames(video_dir)
+    frames = [read_frame(p) for p in paths]
+    annotations = read_annotations(annotations_dir, paths)
+    truth = read_annotations(ground_truth_dir, paths) if ground_truth_dir is not None else None
+    if max((int(a.max()) for a in annotations.values()), default=0) == 0:
+        raise InputError(f"{annotations_dir}: the annotations contain no object (all pixels 0)")
+    return frames, annotations, truth
+
+
+def _check_options(
+    reference: str,
+    candidate: str,
+    fp16: bool,
+    providers: Sequence[str] | None,
+    engine_cache_dir: Any,
+    cache_dir: Any,
+    export_dir: Any,
+    work_dir: Any,
+) -> None:
+    """Refuse options that apply to neither backend, naming the CLI flag (each backend's own
+    settings are checked by ``RunSettings.check``)."""
+    for name in (reference, candidate):
+        if name not in BACKENDS:
+            raise InputError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
+    if fp16 and candidate == "torch":
+        raise InputError(
+            "--fp16 exports the candidate in fp16, but the torch candidate runs the checkpoint "
+            "as it is; use --candidate onnxruntime or tensorrt"
+        )
+    if fp16 and reference != "torch":
+        raise InputError(
+            f"--fp16 with --reference {reference}: both backends would run the fp16 export; "
+            "compare an fp16 candidate with --reference torch"
+        )
+    if providers and "onnxruntime" not in (reference, candidate):
+        raise InputError("--providers applies to onnxruntime, which neither backend is")
+    if engine_cache_dir is not None and "tensorrt" not in (reference, candidate):
+        raise InputError("--engine-cache applies to tensorrt, which neither backend is")
+    if reference == candidate == "torch":
+        for flag, value in (("--export-dir", export_dir), ("--cache-dir", cache_dir),
+                            ("--work-dir", work_dir)):
+            if value is not None:
+                raise InputError(f"{flag} is for exported graphs; both backends are torch")
 
 
 def parity_video(
@@ -175,56 +332,124 @@ def parity_video(
     export_dir: str | Path | None = None,
     ground_truth_dir: str | Path | None = None,
     num_objects: int | None = None,
-    temporal_window: int = 7,
+    temporal_window: int | None = None,
     providers: Sequence[str] | None = None,
     engine_cache_dir: str | Path | None = None,
     work_dir: str | Path | None = None,
-    min_agreement: float = DEFAULT_MIN_AGREEMENT,
-    score_tolerance: float = DEFAULT_SCORE_TOLERANCE,
+    min_agreement: float | None = None,
+    score_tolerance: float | None = None,
+    fp16: bool = False,
+    min_dim: int | None = None,
+    max_dim: int | None = None,
+    cache_dir: str | Path | None = None,
+    threads: int | None = None,
+    tolerances: Tolerances | None = None,
+    localize_divergence: bool = True,
+    on_export: Callable[[str], None] | None = None,
 ) -> ParityReport:
-    """``compare_backends`` on a video folder (the layout of ``softmask.runtime.run_video``).
+    """``compare_backends`` on a video folder (frames, and label PNGs named like them), then
+    ``localize`` on the first diverging frame.
 
-    The torch backend uses ``checkpoint`` (a path, a HodorModel, or None for the bundled model).
-    Exported backends use ``export_dir``, or graphs exported from the same model into
-    ``work_dir`` (required then) at the video's size with ``num_objects`` slots (default: the
-    largest annotated id) and ``temporal_window``; with ``export_dir`` the torch backend takes the
-    export's settings so both run the same configuration. ``ground_truth_dir`` holds label PNGs
-    named like frames.
+    Each backend is built as ``softmask run`` builds it (``RunSettings``, ``prepare_backend``):
+    the torch backend runs ``checkpoint`` (a path, a HodorModel, or None for the bundled model);
+    exported backends run ``export_dir``, or an export of the same checkpoint from the export
+    cache (``cache_dir``), made if missing (``fp16``: float16) at the video's size with
+    ``num_objects`` slots (default: the largest annotated id), ``temporal_window`` (default 7)
+    and ``min_dim``/``max_dim``. With ``export_dir`` the torch backend takes the export's
+    settings. Both backends are checked before anything is exported. Graphs that localisation
+    exports go to ``work_dir``, or to a temporary folder removed before returning.
+    ``ground_truth_dir`` holds label PNGs named like frames. Tolerances: ``tolerances``, else
+    ``Tolerances.for_precision`` of the candidate with ``min_agreement`` and
+    ``score_tolerance`` applied.
+
+    Raises:
+        InputError: unreadable inputs, or options that would not take effect (naming the flag).
+        BackendUnavailable: a backend cannot run here.
+        ExportError: the export failed.
     """
-    from softmask.data.io import list_frames, read_annotations, read_frame
-    from softmask.export.frame_graphs import StreamSpec
-    from softmask.export.streaming import export_streaming, load_streaming_export
-    from softmask.runtime.factory import create_backend, resolve_model
+    from softmask.export.streaming import load_streaming_export
+    from softmask.runtime.factory import check_backend_available, resolve_model
+    from softmask.runtime.settings import RunSettings, prepare_backend
 
-    paths = list_frames(video_dir)
-    frames = [read_frame(p) for p in paths]
-    annotations = read_annotations(annotations_dir, paths)
-    truth = read_annotations(ground_truth_dir, paths) if ground_truth_dir is not None else None
-    height, width, _ = frames[0].shape
-    slots = num_objects or max(int(a.max()) for a in annotations.values())
-    model = None
-    export = None
-    if export_dir is not None:
-        export = load_streaming_export(export_dir)
-        spec = export.spec
-    else:
-        spec = StreamSpec(height, width, slots, temporal_window)
-    if "torch" in (reference, candidate) or export is None:
-        model = resolve_model(checkpoint)
-    if export is None and {reference, candidate} - {"torch"}:
-        if work_dir is None:
-            raise InputError("parity_video needs export_dir or work_dir (to export the graphs)")
-        export = export_streaming(model, work_dir, height, width, slots, temporal_window)
-    backends = [
-        create_backend(
-            name,
-            model=model,
-            export=export,
-            spec=spec,
+    _check_options(reference, candidate, fp16, providers, engine_cache_dir, cache_dir,
+                   export_dir, work_dir)
+    export = load_streaming_export(export_dir) if export_dir is not None else None
+    stream = {"num_objects": num_objects, "temporal_window": temporal_window,
+              "min_dim": min_dim, "max_dim": max_dim}
+    settings = {}
+    for name in dict.fromkeys((reference, candidate)):
+        exported = name != "torch"
+        own = dict(stream)
+        if export is not None and not exported:
+            spec = export.spec  # the torch reference runs the export's settings
+            own = {"num_objects": spec.num_objects, "temporal_window": spec.temporal_window,
+                   "min_dim": spec.min_dim, "max_dim": spec.max_dim}
+        settings[name] = RunSettings(
+            backend=name,
+            checkpoint=None if exported and export is not None else checkpoint,
+            export_dir=export_dir if exported else None,
+            fp16=fp16 and exported,
+            providers=providers if name == "onnxruntime" else None,
+            engine_cache_dir=engine_cache_dir if name == "tensorrt" else None,
+            cache_dir=cache_dir if exported else None,
+            threads=threads,
             with_scores=True,
-            providers=providers,
-            engine_cache_dir=engine_cache_dir,
+            **own,
         )
-        for name in (reference, candidate)
-    ]
-    return compare_backends(*backends, frames, annotations, truth, min_agreement, score_tolerance)
+        settings[name].check()
+    for name, setting in settings.items():
+        check_backend_available(name, setting.providers)
+    frames, annotations, truth = read_video_folder(video_dir, annotations_dir, ground_truth_dir)
+    largest = max(int(a.max()) for a in annotations.values())
+    height, width, _ = frames[0].shape
+    prepared = {
+        name: prepare_backend(setting, height, width, largest, on_export)
+        for name, setting in settings.items()
+    }
+    backends = [prepared[reference].backend, prepared[candidate].backend]
+    if reference == candidate:
+        # Two streams of one backend kind: a second instance, so states stay separate.
+        backends[1] = prepare_backend(settings[candidate], height, width, largest).backend
+    precision = backends[1].precision
+    tol = tolerances or Tolerances.for_precision(precision).replace(
+        min_agreement=min_agreement, score=score_tolerance
+    )
+    report = compare_backends(*backends, frames, annotations, truth, tolerances=tol)
+    if not localize_divergence or report.context is None:
+        return report
+    candidate_export = prepared[candidate].setup.get("export_dir")
+    own_work = work_dir is None
+    work = Path(tempfile.mkdtemp(prefix="softmask-parity-")) if own_work else Path(work_dir)
+    try:
+        model = getattr(backends[0], "model", None) or resolve_model(checkpoint)
+        if candidate_export is not None:
+            export = load_streaming_export(candidate_export, verify_hashes=False)
+        report.localisation = _localize(report, backends, model, export, work, providers, tol)
+    finally:
+        if own_work:
+            shutil.rmtree(work, ignore_errors=True)
+    return report
+
+
+def _localize(report, backends, model, export, work, providers, tol) -> Localisation:
+    """``localize`` with the probe sources each backend allows; an exported candidate's probed
+    graph is exported from ``model`` (the torch reference's weights) in ``export``'s plan."""
+    from softmask.eval.localize import OnnxProbes, TorchProbes, localize
+
+    spec = backends[1].spec
+
+    def probes(backend):
+        if backend.name == "torch":
+            return TorchProbes(backend.model, spec)
+        if backend.name == "onnxruntime":
+            return OnnxProbes(model, spec, export.plan, work, providers)
+        return None
+
+    reference, candidate = backends
+    ref_probes = probes(reference) if reference.name == "torch" else None
+    result = localize(report.context, candidate, tol, ref_probes, probes(candidate))
+    if reference.name != "torch":
+        result.notes.append("module localisation hooks the torch model: use --reference torch")
+    if candidate.name == "tensorrt":
+        result.notes.append("a TensorRT candidate has no probed graph; the verdict still holds")
+    return result

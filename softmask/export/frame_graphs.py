@@ -89,9 +89,12 @@ def state_shapes(model: HodorModel, spec: StreamSpec) -> dict[str, tuple[int, ..
     }
 
 
-def empty_state(model: HodorModel, spec: StreamSpec, device=None) -> tuple[torch.Tensor, ...]:
-    """The state of a video before its first frame (nothing valid), in ``STATE_NAMES`` order."""
-    dtype = next(model.parameters()).dtype
+def empty_state(
+    model: HodorModel, spec: StreamSpec, device=None, dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, ...]:
+    """The state of a video before its first frame (nothing valid), in ``STATE_NAMES`` order;
+    descriptors in ``dtype`` (default: the model's first parameter's)."""
+    dtype = dtype or next(model.parameters()).dtype
     shapes = state_shapes(model, spec)
     return tuple(
         torch.zeros(shapes[name], device=device, dtype=dtype if name in FLOAT_STATE else torch.bool)

@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from softmask.export.frame_graphs import (
     output_names,
 )
 from softmask.export.onnx_export import export_onnx
+from softmask.export.precision import PrecisionPlan, mixed_precision_model
 from softmask.model.config import ModelConfig
 from softmask.model.hodor import HodorModel
 
@@ -66,6 +67,12 @@ class StreamingExport:
         """ "fp32" or "fp16" (descriptors and weights; labels are uint8, scores float32)."""
         return self.manifest["precision"]
 
+    @property
+    def plan(self) -> PrecisionPlan:
+        """The precision plan: fp32, fp16, or fp16 with fp32 islands (``fp32_groups``)."""
+        groups = tuple(self.manifest.get("fp32_groups", ()))
+        return PrecisionPlan(self.precision == "fp16", groups)
+
     def io(self, graph: str, kind: str) -> list[dict[str, Any]]:
         """``kind`` "inputs" or "outputs" of ``graph``: [{"name", "dtype", "shape"}, ...]."""
         return self.manifest["graphs"][graph][kind]
@@ -95,16 +102,32 @@ def _graph_entry(path: Path) -> dict[str, Any]:
     }
 
 
-def _example_inputs(model: HodorModel, spec: StreamSpec, graph: str) -> tuple[torch.Tensor, ...]:
+def example_inputs(
+    model: HodorModel, spec: StreamSpec, graph: str, state_dtype: torch.dtype
+) -> tuple[torch.Tensor, ...]:
+    """Inputs of ``graph`` for tracing: a random uint8 frame, an empty annotation, empty state."""
     generator = torch.Generator().manual_seed(0)
     frame = torch.randint(
         0, 256, (spec.height, spec.width, 3), dtype=torch.uint8, generator=generator
     )
-    state = empty_state(model, spec)
+    state = empty_state(model, spec, dtype=state_dtype)
     if graph == "step":
         return (frame, *state)
     annotation = torch.zeros(spec.height, spec.width, dtype=torch.uint8)
     return (frame, annotation, *state)
+
+
+def graph_metadata(
+    model: HodorModel, spec: StreamSpec, plan: PrecisionPlan, graph: str
+) -> dict[str, str]:
+    """metadata_props of one exported graph."""
+    return {
+        "softmask.stream_spec": json.dumps(asdict(spec)),
+        "softmask.model_config": json.dumps(model.config.to_dict()),
+        "softmask.precision": plan.precision,
+        "softmask.fp32_groups": ",".join(plan.fp32_groups),
+        "softmask.graph": graph,
+    }
 
 
 @torch.no_grad()
@@ -119,6 +142,7 @@ def export_streaming(
     min_dim: int | None = None,
     max_dim: int | None = None,
     progress: Callable[[str], None] | None = None,
+    fp32_groups: Sequence[str] = (),
 ) -> StreamingExport:
     """Export the streaming graphs of ``model`` for one frame size and object count.
 
@@ -126,24 +150,27 @@ def export_streaming(
     the manifest, so an interrupted export leaves no half export behind.
 
     Args:
-        model: a HodorModel (exported in eval mode; its mode is restored).
+        model: a HodorModel (not modified: a copy in the export's precision is exported).
         out_dir: folder for init.onnx, step.onnx, annotate.onnx and manifest.json (created).
         height, width: frame size in pixels of every frame of the videos to run.
         num_objects: N, object slots (object ids 1..N may appear at any frame).
         temporal_window: W, past frames whose descriptors the decoder sees.
-        fp16: float16 weights and descriptors (see ``export_onnx``).
+        fp16: float16 weights and descriptors (frame uint8, labels uint8, scores float32).
         min_dim, max_dim: resize rule inside the graphs (``softmask.model.video.frame_geometry``).
         progress: called with each graph's name before it is exported (for progress output).
+        fp32_groups: with fp16, groups of ``softmask.export.precision.FP32_GROUPS`` kept in
+            float32 (casts at the islands' edges; "descriptors" also keeps the state in fp32).
 
     Returns:
         The export (paths and manifest).
 
     Raises:
-        InputError: a size is not a positive integer, or ``out_dir`` is a file or a folder that
-            is not empty.
+        InputError: a size is not a positive integer, an unknown fp32 group, or ``out_dir`` is a
+            file or a folder that is not empty.
         ExportError: the exporter failed or a graph fails ``onnx.checker``.
     """
     spec = StreamSpec(height, width, num_objects, temporal_window, min_dim, max_dim)
+    plan = PrecisionPlan(fp16, tuple(fp32_groups))
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: export folder exists and is not empty; export into a new folder")
@@ -153,7 +180,8 @@ def export_streaming(
     except OSError as error:
         raise InputError(f"{out}: cannot write the export: {error.strerror or error}") from error
     try:
-        _export_graphs(model, staging, spec, fp16, progress)
+        graphs = export_graphs(model, staging, spec, plan, GRAPH_NAMES, progress)
+        write_manifest(staging, model, spec, plan, graphs)
         try:
             os.rename(staging, out)
         except OSError as error:
@@ -165,45 +193,54 @@ def export_streaming(
     return load_streaming_export(out)
 
 
-def _export_graphs(
+@torch.no_grad()
+def export_graphs(
     model: HodorModel,
-    out: Path,
+    out_dir: str | Path,
     spec: StreamSpec,
-    fp16: bool,
-    progress: Callable[[str], None] | None,
-) -> None:
-    """Write the graphs and manifest.json of ``export_streaming`` into the folder ``out``."""
-    precision = "fp16" if fp16 else "fp32"
-    geometry = spec.geometry
-    was_training = model.training
-    model.eval()
-    metadata = {
-        "softmask.stream_spec": json.dumps(asdict(spec)),
-        "softmask.model_config": json.dumps(model.config.to_dict()),
-    }
+    plan: PrecisionPlan,
+    names: Sequence[str],
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
+    """Export the graphs ``names`` of ``model`` in ``plan``'s precision into ``out_dir`` as
+    ``<name>.onnx`` (no manifest: ``write_manifest`` makes one). Returns name -> path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    exported = mixed_precision_model(model, plan)
     graphs: dict[str, Path] = {}
-    try:
-        for name in GRAPH_NAMES:
-            if progress is not None:
-                progress(name)
-            module = GRAPH_MODULES[name](model, spec).eval()
-            graphs[name] = export_onnx(
-                module,
-                _example_inputs(model, spec, name),
-                out / f"{name}.onnx",
-                fp16=fp16,
-                input_names=input_names(name),
-                output_names=output_names(),
-                metadata={**metadata, "softmask.graph": name},
-            )
-            logger.info("exported streaming graph %s -> %s", name, graphs[name])
-    finally:
-        model.train(was_training)
+    for name in names:
+        if progress is not None:
+            progress(name)
+        module = GRAPH_MODULES[name](exported, spec).eval()
+        graphs[name] = export_onnx(
+            module,
+            example_inputs(model, spec, name, plan.state_dtype),
+            out / f"{name}.onnx",
+            input_names=input_names(name),
+            output_names=output_names(),
+            metadata=graph_metadata(model, spec, plan, name),
+        )
+        logger.info("exported streaming graph %s (%s) -> %s", name, plan.name, graphs[name])
+    return graphs
+
+
+def write_manifest(
+    out_dir: str | Path,
+    model: HodorModel,
+    spec: StreamSpec,
+    plan: PrecisionPlan,
+    graphs: dict[str, Path],
+) -> StreamingExport:
+    """Write ``manifest.json`` for ``graphs`` (name -> file in ``out_dir``) and return the export.
+    ``load_streaming_export`` accepts it once every graph of ``GRAPH_NAMES`` is listed."""
+    out = Path(out_dir)
+    geometry = spec.geometry
     manifest = {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,
         "softmask_version": __version__,
-        "precision": precision,
+        "precision": plan.precision,
+        "fp32_groups": list(plan.fp32_groups),
         "model_config": model.config.to_dict(),
         "spec": asdict(spec),
         "geometry": {
@@ -216,6 +253,7 @@ def _export_graphs(
         "graphs": {name: _graph_entry(path) for name, path in graphs.items()},
     }
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+    return StreamingExport(out, manifest, dict(graphs))
 
 
 def load_streaming_export(directory: str | Path, verify_hashes: bool = True) -> StreamingExport:

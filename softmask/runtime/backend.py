@@ -85,3 +85,11 @@ class Backend(Protocol):
     ) -> FrameOutput:
         """Run ``graph`` on uint8 frame [H, W, 3] (and uint8 annotation [H, W] for ``init`` and
         ``annotate``), keep the next state, return the frame's output."""
+
+    def read_state(self) -> dict[str, np.ndarray]:
+        """A host copy of the state, keyed by ``STATE_NAMES`` (descriptors in the backend's
+        dtype, flags bool; shapes as ``state_shapes``). For parity checks, not per-frame use."""
+
+    def write_state(self, state: dict[str, np.ndarray]) -> None:
+        """Replace the state with host arrays keyed by ``STATE_NAMES`` (cast to the backend's
+        dtypes), e.g. to re-run one frame from another backend's state."""

@@ -127,6 +127,15 @@ class OnnxRuntimeBackend:
         shifted = push_empty(host)
         self._state = {n: self._upload(getattr(shifted, n).numpy()) for n in STATE_NAMES}
 
+    def read_state(self) -> dict[str, np.ndarray]:
+        return {n: self._state[n].numpy().copy() for n in STATE_NAMES}
+
+    def write_state(self, state: dict[str, np.ndarray]) -> None:
+        self._state = {
+            n: self._upload(np.asarray(state[n]).astype(self._state_infos[n]["dtype"]))
+            for n in STATE_NAMES
+        }
+
     def run(
         self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None
     ) -> FrameOutput:

@@ -168,6 +168,16 @@ class TensorRTBackend:
             for name in STATE_NAMES:
                 self._state[name].copy_(getattr(shifted, name))
 
+    def read_state(self) -> dict[str, np.ndarray]:
+        with self._on_device():
+            return {n: self._state[n].cpu().numpy() for n in STATE_NAMES}
+
+    def write_state(self, state: dict[str, np.ndarray]) -> None:
+        with self._on_device():
+            for name in STATE_NAMES:
+                target = self._state[name]
+                target.copy_(torch.from_numpy(np.asarray(state[name])).to(target.dtype))
+
     def run(
         self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None
     ) -> FrameOutput:

@@ -59,6 +59,15 @@ class TorchBackend:
     def advance_empty(self) -> None:
         self._state = tuple(getattr(push_empty(VideoState(*self._state)), n) for n in STATE_NAMES)
 
+    def read_state(self) -> dict[str, np.ndarray]:
+        return {n: t.cpu().numpy().copy() for n, t in zip(STATE_NAMES, self._state)}
+
+    def write_state(self, state: dict[str, np.ndarray]) -> None:
+        self._state = tuple(
+            torch.from_numpy(np.asarray(state[n])).to(device=old.device, dtype=old.dtype)
+            for n, old in zip(STATE_NAMES, self._state)
+        )
+
     @torch.no_grad()
     def run(
         self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None
