@@ -357,3 +357,18 @@ def test_run_a_video_file_with_one_annotation_png_and_an_overlay(tmp_path):
     line = one_line_error(result, f"{clip}: cannot decode frame")
     reached = int(line.split("cannot decode frame ")[1].split()[0])
     assert sorted(_masks(tmp_path / "cut")) == [f"{t:05d}" for t in range(reached)]
+
+
+def test_overwrite_keeps_the_earlier_outputs_when_the_run_fails_before_its_first_frame(
+        video, checkpoint, tmp_path):
+    _, padded, annotations, _ = video
+    out = tmp_path / "out"
+    args = ["-q", "run", padded, "--annotations", annotations, "--out", out, "--backend", "torch",
+            "--checkpoint", checkpoint]
+    assert softmask(*args).returncode == 0
+    before = {name: (out / name).read_bytes() for name in _files(out)}
+    bad = write_label_png(tmp_path / "bad.png", np.full((64, 96), 9, np.uint8))
+    failed = softmask("run", padded, "--annotations", bad, "--out", out, "--overwrite",
+                      "--backend", "torch", "--checkpoint", checkpoint, "--objects", "2")
+    one_line_error(failed, "bad.png", "object id(s) [9] exceed the 2 object slot(s)")
+    assert {name: (out / name).read_bytes() for name in _files(out)} == before

@@ -112,8 +112,9 @@ def test_live_realtime_drops_and_counts_frames_a_slow_model_cannot_take(model, t
         report = stream_video(backend, source, annotations, out, live=True, realtime=True)
     decoded, processed = report["frames_decoded"], report["frames_processed"]
     assert decoded == 40 and report["frames_dropped"] == decoded - processed > 10
-    assert processed == report["masks_written"] == len(list((out / "masks").glob("*.png")))
-    written = {int(p.stem) for p in (out / "masks").glob("*.png")}
+    masks = out.path / "masks"
+    assert processed == report["masks_written"] == len(list(masks.glob("*.png")))
+    written = {int(p.stem) for p in masks.glob("*.png")}
     assert {0, 20} <= written, "annotated frames are never dropped"
     assert 39 in written, "the newest frame is processed, not dropped by the end of the stream"
     assert report["source"]["live"] and report["source"]["realtime"]

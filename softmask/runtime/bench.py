@@ -149,7 +149,7 @@ def run_bench(
                     len(decoded))
         model_seconds, graphs = _model_only(prepared.backend, decoded, found)
         model_fps.append(latency_summary(model_seconds[warmup:])["fps"])
-        pipeline_dir = prepare_output_dir(out / "pipeline", overwrite=True)
+        pipeline_dir = prepare_output_dir(out / "pipeline", overwrite=True)  # cleared at start
         with _FirstFrames(open_source(source, fps=fps), max_frames) as frames:
             report = stream_video(prepared.backend, frames, found, pipeline_dir,
                                   progress=progress, setup=prepared.setup)

@@ -13,7 +13,8 @@ videos are written to a hidden temporary file that is finalised (trailer written
 the run ends, also when it ends by an error or Ctrl-C, so the frames done stay playable.
 
 A folder holding an earlier run's outputs is refused unless the run overwrites them (they are
-deleted first) or resumes (existing mask images are kept and not rewritten).
+deleted when the run is about to write its first frame, so a run that fails earlier loses
+nothing) or resumes (existing mask images are kept and not rewritten).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +51,34 @@ def _earlier_outputs(out: Path) -> list[Path]:
     return found
 
 
-def prepare_output_dir(out_dir: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+@dataclass
+class OutputFolder:
+    """An output folder checked by ``prepare_output_dir``.
+
+    path: the folder. stale: an earlier run's outputs that ``clear`` deletes (``--overwrite``);
+    they stay on disk until then, so a run that fails before its first frame loses nothing.
+    """
+
+    path: Path
+    stale: list[Path] = field(default_factory=list)
+
+    def clear(self) -> None:
+        """Delete the earlier run's outputs (once the run is ready to write its own)."""
+        for path in self.stale:
+            path.unlink(missing_ok=True)
+        if self.stale:
+            logger.info("removed %d files of an earlier run in %s", len(self.stale), self.path)
+        self.stale = []
+
+
+def prepare_output_dir(
+    out_dir: str | Path, overwrite: bool = False, resume: bool = False
+) -> OutputFolder:
     """Check that ``out_dir`` can take this run's outputs before any work is done.
 
-    A folder with an earlier run's masks, overlays or report is refused unless ``overwrite``
-    (those files are deleted) or ``resume`` (kept; the run skips masks that exist).
+    A folder with an earlier run's masks, overlays, label video or report is refused unless
+    ``overwrite`` (they are deleted by ``OutputFolder.clear``, which the pipeline calls when it
+    is about to write) or ``resume`` (kept; the run skips masks that exist).
 
     Raises:
         InputError: ``out_dir`` or one of its sub-folders is a file, the folder cannot be written
@@ -81,11 +106,7 @@ def prepare_output_dir(out_dir: str | Path, overwrite: bool = False, resume: boo
         raise InputError(f"{out}: cannot write output: {error.strerror or error}") from error
     for stale in out.glob(f"{TEMP_PREFIX}*"):
         stale.unlink(missing_ok=True)
-    if overwrite:
-        for path in earlier:
-            path.unlink()
-        logger.info("removed %d files of an earlier run in %s", len(earlier), out)
-    return out
+    return OutputFolder(out, earlier if overwrite else [])
 
 
 def _even(n: int) -> bool:

@@ -40,7 +40,7 @@ from softmask.errors import InputError
 from softmask.runtime.annotations import Annotations, resolve_annotations
 from softmask.runtime.backend import STAGES, Backend
 from softmask.runtime.latency import latency_summary, stage_summary
-from softmask.runtime.outputs import REPORT_NAME, OutputWriter, prepare_output_dir
+from softmask.runtime.outputs import REPORT_NAME, OutputFolder, OutputWriter, prepare_output_dir
 from softmask.runtime.settings import RunSettings, prepare_backend
 from softmask.runtime.sources import Frame, FrameSource, Pacer, open_source
 from softmask.runtime.stream import VideoStream, check_annotation
@@ -243,7 +243,7 @@ def stream_video(
     backend: Backend,
     source: FrameSource,
     annotations: Annotations | Mapping[int, np.ndarray],
-    out_dir: str | Path,
+    out_dir: OutputFolder | str | Path,
     *,
     overlay: bool = False,
     mask_video: bool = False,
@@ -261,8 +261,9 @@ def stream_video(
         source: the frames (``open_source``); masks are named after ``Frame.name``.
         annotations: frame index -> uint8 label map [H, W] (checked per frame), or
             ``Annotations`` (which also names each map's file in errors).
-        out_dir: a folder prepared by ``prepare_output_dir``; gets the files of
-            ``softmask.runtime.outputs``.
+        out_dir: the ``prepare_output_dir`` result (an earlier run's outputs it holds for
+            ``--overwrite`` are deleted now, before the first frame), or a folder; gets the files
+            of ``softmask.runtime.outputs``.
         overlay, mask_video: the optional outputs (``softmask.runtime.outputs``).
         live: keep only the newest decoded frame when the model falls behind (default: the
             source's ``live``).
@@ -282,7 +283,11 @@ def stream_video(
             and the report (with ``error``) is written.
         OSError: an output could not be written (raised once the queue is drained).
     """
-    out = Path(out_dir)
+    if isinstance(out_dir, OutputFolder):
+        out_dir.clear()
+        out = out_dir.path
+    else:
+        out = Path(out_dir)
     if not isinstance(annotations, Annotations):
         annotations = Annotations(dict(annotations), {})
     live = source.live if live is None else live
@@ -446,7 +451,7 @@ def check_annotations(found: Annotations, height: int, width: int, slots: int) -
 def run_source(
     source: FrameSource,
     annotations: str | Path | Sequence[str | Path] | Mapping[int, np.ndarray],
-    out: Path,
+    out: OutputFolder,
     settings: RunSettings,
     *,
     overlay: bool = False,

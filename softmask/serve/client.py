@@ -273,13 +273,15 @@ def stream_source(
     """
     if in_flight < 1:
         raise InputError(f"in_flight must be at least 1, got {in_flight}")
-    out = prepare_output_dir(out_dir, overwrite=overwrite)
+    folder = prepare_output_dir(out_dir, overwrite=overwrite)
+    out = folder.path
     with open_source(source, fps=fps) as frames_source:
         found = resolve_annotations(annotations, frames_source)
         if not found.labels:
             raise InputError("no annotation given: a stream tracks the objects annotated on it")
         stream = ServerStream(url, stream_id, timeout_s)
         stream.open()
+        folder.clear()  # --overwrite: the earlier outputs go once the server answers
         height, width = stream.frame_shape
         for index, labels in found.labels.items():
             check_annotation(labels, height, width, stream.num_objects, found.source(index))
