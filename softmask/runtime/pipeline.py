@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import platform
-import tempfile
 import threading
 import time
 from collections import Counter, deque
@@ -37,6 +36,7 @@ import numpy as np
 
 from softmask import __version__
 from softmask.errors import InputError
+from softmask.files import atomic_file
 from softmask.runtime.annotations import Annotations, resolve_annotations
 from softmask.runtime.backend import STAGES, Backend
 from softmask.runtime.latency import latency_summary, stage_summary
@@ -439,15 +439,9 @@ def machine_info() -> dict[str, Any]:
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """Write ``report`` as JSON, atomically."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(report, stream, indent=2)
-            stream.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w") as stream:
+        json.dump(report, stream, indent=2)
+        stream.write("\n")
 
 
 def check_annotations(found: Annotations, height: int, width: int, slots: int) -> None:

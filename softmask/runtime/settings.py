@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from softmask.digests import file_sha256
 from softmask.errors import InputError
 from softmask.export.frame_graphs import StreamSpec
 from softmask.export.streaming import MANIFEST_NAME, StreamingExport, load_streaming_export
+from softmask.files import file_sha256
 from softmask.model.checkpoint import checkpoint_file
 from softmask.model.hodor import HodorModel
 from softmask.runtime.backend import Backend
