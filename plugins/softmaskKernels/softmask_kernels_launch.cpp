@@ -3,7 +3,9 @@
  *
  * Selection by the device's compute capability: a cubin for exactly that arch; else a cubin of the
  * same major and lower minor (binary compatible; never sm_90a, which runs only on 9.0); else the
- * PTX (JIT-compiled by the driver). Each image is loaded once per process with cudaLibraryLoadData:
+ * PTX (JIT-compiled by the driver). Within that, the most specialised row the call can use: the
+ * query tile matched to I (softmask_sma_block_i), then an unpadded S % 16 == 0 kernel over the
+ * general one (key padding, any S). Each image is loaded once per process with cudaLibraryLoadData:
  * a CUDA library is context-independent, the runtime loads it into each context on first use.
  */
 #include "softmask_kernels.h"
@@ -33,21 +35,28 @@ std::string cudaText(char const* what, cudaError_t err)
     return std::string(what) + " failed: " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
 }
 
-bool matches(SoftmaskKernelEntry const& e, int32_t kind, SoftmaskSmaParams const& p)
+/* Whether row e can run this call: same types and head dim, padding and S it accepts. */
+bool usable(SoftmaskKernelEntry const& e, SoftmaskSmaParams const& p)
 {
-    return e.kind == kind && e.dtype == p.dtype && e.head_dim == p.head_dim
-        && (kind == SOFTMASK_KERNEL_MERGE || e.mask_dtype == p.mask_dtype);
+    return e.dtype == p.dtype && e.mask_dtype == p.mask_dtype && e.head_dim == p.head_dim
+        && (e.padding != 0 || p.key_padding_mask == nullptr) && e.key_align > 0 && p.num_keys % e.key_align == 0;
 }
 
-/* Candidate rows, best first: exact cubin, compatible cubin (highest minor), PTX (highest arch). */
-int64_t pickEntry(int32_t kind, SoftmaskSmaParams const& p, int32_t arch, bool allowCubin)
+/* How well a usable row fits the call (higher is better): matched query tile, then unpadded. */
+int32_t fit(SoftmaskKernelEntry const& e, SoftmaskSmaParams const& p)
+{
+    return (e.block_i == softmask_sma_block_i(p.num_queries, p.head_dim) ? 4 : 0) + (e.padding == 0 ? 2 : 0);
+}
+
+/* Best row: exact cubin, compatible cubin (highest minor), PTX (highest arch); then fit. */
+int64_t pickEntry(SoftmaskSmaParams const& p, int32_t arch, bool allowCubin)
 {
     int64_t best = -1;
     int32_t bestRank = -1;
     for (size_t i = 0; i < softmask_kernel_table_size; ++i)
     {
         SoftmaskKernelEntry const& e = softmask_kernel_table[i];
-        if (!matches(e, kind, p) || e.arch > arch)
+        if (!usable(e, p) || e.arch > arch)
         {
             continue;
         }
@@ -64,6 +73,7 @@ int64_t pickEntry(int32_t kind, SoftmaskSmaParams const& p, int32_t arch, bool a
         {
             rank = 1000 + e.arch;
         }
+        rank = rank < 0 ? rank : rank * 8 + fit(e, p);
         if (rank > bestRank)
         {
             best = static_cast<int64_t>(i);
@@ -116,14 +126,14 @@ int32_t loadRow(size_t row, cudaKernel_t* out)
     return SOFTMASK_STATUS_SUCCESS;
 }
 
-/* The best loadable kernel of this kind: a cubin that fails to load falls back to the PTX. */
-int32_t findKernel(int32_t kind, SoftmaskSmaParams const& p, int32_t arch, LoadedKernel* out)
+/* The best loadable kernel: a cubin that fails to load falls back to the PTX. */
+int32_t findKernel(SoftmaskSmaParams const& p, int32_t arch, LoadedKernel* out)
 {
     int32_t status = SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH;
     bool tried = false;
     for (bool allowCubin : {true, false})
     {
-        int64_t const row = pickEntry(kind, p, arch, allowCubin);
+        int64_t const row = pickEntry(p, arch, allowCubin);
         if (row < 0)
         {
             continue;
@@ -202,7 +212,14 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
     }
     int32_t const arch = major * 10 + minor;
 
-    int32_t splits = resolveSplits(p, numSms);
+    LoadedKernel kernel{};
+    int32_t status = findKernel(p, arch, &kernel);
+    if (status != SOFTMASK_STATUS_SUCCESS)
+    {
+        return status;
+    }
+    SoftmaskKernelEntry const& entry = *kernel.entry;
+    int32_t splits = resolveSplits(p, numSms, entry.block_i, entry.block_s);
     WorkspaceLayout const layout = workspaceLayout(p.batch, p.num_queries, p.num_heads, p.head_dim, splits);
     if (p.workspace == nullptr || p.workspace_size < layout.total)
     {
@@ -216,25 +233,24 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
         return setError(SOFTMASK_STATUS_INVALID_ARGUMENT, "workspace pointer is not 16-byte aligned");
     }
 
-    LoadedKernel split{};
-    LoadedKernel merge{};
-    int32_t status = findKernel(SOFTMASK_KERNEL_SPLIT, p, arch, &split);
-    if (status == SOFTMASK_STATUS_SUCCESS)
-    {
-        status = findKernel(SOFTMASK_KERNEL_MERGE, p, arch, &merge);
-    }
-    if (status != SOFTMASK_STATUS_SUCCESS)
-    {
-        return status;
-    }
-
     char* const base = static_cast<char*>(p.workspace);
     void* accPtr = base;
     void* mlPtr = base + layout.accBytes;
-    float* const alphaFloat = reinterpret_cast<float*>(base + layout.accBytes + layout.mlBytes);
-    void* scratch = layout.scratchBytes > 0 ? base + layout.accBytes + layout.mlBytes + layout.alphaBytes : nullptr;
+    void* counterPtr = base + layout.accBytes + layout.mlBytes;
+    char* const afterCounters = base + layout.accBytes + layout.mlBytes + layout.counterBytes;
+    float* const alphaFloat = reinterpret_cast<float*>(afterCounters);
+    void* scratch = layout.scratchBytes > 0 ? afterCounters + layout.alphaBytes : nullptr;
     void* profileScratch = nullptr;
 
+    if (splits > 1)
+    {
+        // The fused merge counts finished splits per (b, h, query tile); counts start at zero.
+        err = cudaMemsetAsync(counterPtr, 0, layout.counterBytes, stream);
+        if (err != cudaSuccess)
+        {
+            return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("clearing the merge counters", err));
+        }
+    }
     void const* alpha = p.alpha;
     if (p.alpha_dtype == SOFTMASK_DTYPE_FLOAT16)
     {
@@ -246,15 +262,13 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
         alpha = alphaFloat;
     }
 
-    // The kernel reads key_padding_mask only when has_padding is 1; any valid pointer stands in.
+    // Without a key padding mask the general kernels read (and ignore) bytes at any readable
+    // pointer at least B * S bytes long: the mask is.
     void const* padding = p.key_padding_mask != nullptr ? static_cast<void const*>(p.key_padding_mask) : p.mask;
     int32_t numQueries = p.num_queries;
     int32_t numKeys = p.num_keys;
     int32_t numHeads = p.num_heads;
     int32_t numSplits = splits;
-    int32_t const blockS = split.entry->block_s;
-    int32_t tilesPerSplit = static_cast<int32_t>((static_cast<int64_t>(numKeys) + blockS - 1) / blockS);
-    tilesPerSplit = (tilesPerSplit + numSplits - 1) / numSplits;
     int32_t hasPadding = p.key_padding_mask != nullptr ? 1 : 0;
     void const* q = p.query;
     void const* k = p.key;
@@ -262,17 +276,10 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
     void const* m = p.mask;
     void* o = p.output;
 
-    void* splitArgs[] = {&q, &k, &v, &m, &alpha, &padding, &accPtr, &mlPtr, &numQueries, &numKeys, &numHeads,
-        &numSplits, &tilesPerSplit, &hasPadding, &scratch, &profileScratch};
-    int32_t const queryTiles = (numQueries + split.entry->block_i - 1) / split.entry->block_i;
-    status = launchOne(split, dim3(numHeads * queryTiles, numSplits, p.batch), splitArgs, stream);
-    if (status != SOFTMASK_STATUS_SUCCESS)
-    {
-        return status;
-    }
-    void* mergeArgs[] = {&accPtr, &mlPtr, &o, &numQueries, &numHeads, &numSplits, &scratch, &profileScratch};
-    int32_t const mergeTiles = (numQueries + merge.entry->block_i - 1) / merge.entry->block_i;
-    return launchOne(merge, dim3(numHeads * mergeTiles, p.batch), mergeArgs, stream);
+    void* args[] = {&q, &k, &v, &m, &alpha, &padding, &o, &accPtr, &mlPtr, &counterPtr, &numQueries, &numKeys,
+        &numHeads, &numSplits, &hasPadding, &scratch, &profileScratch};
+    int32_t const queryTiles = (numQueries + entry.block_i - 1) / entry.block_i;
+    return launchOne(kernel, dim3(numHeads * queryTiles, numSplits, p.batch), args, stream);
 }
 
 } // namespace kernels
