@@ -26,9 +26,7 @@ import argparse
 import datetime as dt
 import logging
 import platform
-import subprocess
 import sys
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -42,37 +40,11 @@ GOAL_INSTRUCTIONS_PER_KEY = 6.0
 GOAL_ARCHS = (87, 90)
 
 
-def triton_tool(name: str) -> Path:
-    import triton
-
-    path = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{name} not found at {path} (it ships with Triton's NVIDIA backend)"
-        )
-    return path
-
-
 def read_cubin(
     image: bytes, label: str, block_i: int, block_s: int, warps: int, head_dim: int, passes: int = 1
 ) -> dict:
     """Disassemble one cubin and measure it; ``passes``: tensor-core passes per product."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "kernel.cubin"
-        path.write_bytes(image)
-        dis = subprocess.run(
-            [str(triton_tool("nvdisasm")), "-c", str(path)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        res = subprocess.run(
-            [str(triton_tool("cuobjdump")), "-res-usage", str(path)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    usage = sass.parse_resource_usage(res)
+    dis, usage = sass.disassemble(image)
     kernel = sass.analyse(dis, label)
     row = {
         "kernel": label,

@@ -28,7 +28,10 @@ branch inside the body would make that an upper bound; the report gives the body
 from __future__ import annotations
 
 import re
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 _INSTR = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(@!?U?P[T0-9]+\s+)?([A-Z][A-Za-z0-9_.]*)\s*([^;]*);")
 _LABEL = re.compile(r"^\s*(\.L_x_\d+|\.L_\d+):")
@@ -279,3 +282,35 @@ def parse_resource_usage(text: str) -> dict[str, int]:
             raise ValueError(f"cuobjdump -res-usage output has no {key}: field")
         out[key] = int(m.group(1))
     return out
+
+
+def triton_tool(name: str) -> Path:
+    """Path of a CUDA binary tool shipped with Triton's NVIDIA backend (nvdisasm, cuobjdump)."""
+    import triton
+
+    path = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{name} not found at {path} (it ships with Triton's NVIDIA backend)"
+        )
+    return path
+
+
+def disassemble(cubin: bytes) -> tuple[str, dict[str, int]]:
+    """(``nvdisasm -c`` text, ``cuobjdump -res-usage`` fields) of one cubin image."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kernel.cubin"
+        path.write_bytes(cubin)
+        text = subprocess.run(
+            [str(triton_tool("nvdisasm")), "-c", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        usage = subprocess.run(
+            [str(triton_tool("cuobjdump")), "-res-usage", str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    return text, parse_resource_usage(usage)
