@@ -39,16 +39,18 @@ def test_split_count_minimises_the_busiest_sms_key_tiles(keys, sms):
     chosen = hx.choose_num_splits(1, 8, 40, keys, block_i, block_s, sms)
 
     def busiest(n):
-        return hx.cdiv(8 * n, sms) * hx.cdiv(tiles, n)
+        return hx.cdiv(8 * n, sms) * (hx.cdiv(tiles, n) + hx.SPLIT_OVERHEAD_TILES)
 
     floor = min(tiles, hx.cdiv(hx.ctas_per_sm(4) * sms, 8))
     assert chosen >= floor
     assert all(busiest(chosen) <= busiest(n) for n in range(floor, min(128, tiles) + 1))
 
 
-def test_h100_example_from_the_docs():
-    # B=1, H=8, I=40, S=25,680 on 132 SMs: 201 key tiles of 128 over 33 splits (6 or 7 each).
+def test_h100_examples_from_the_docs():
+    # B=1, H=8, I=40 on 132 SMs: S=25,680: 201 key tiles of 128 over 33 splits (6 or 7 each);
+    # S=6,420 (64-key tiles, unaligned): 101 tiles over 33 splits, not 101 one-tile programs.
     assert hx.choose_num_splits(1, 8, 40, 25680, 64, 128, 132) == 33
+    assert hx.choose_num_splits(1, 8, 40, 6420, 64, 64, 132) == 33
 
 
 @pytest.mark.parametrize("tiles,splits", [(201, 33), (3, 8), (16, 17), (50, 7), (1, 1)])

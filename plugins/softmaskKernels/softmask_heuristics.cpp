@@ -15,6 +15,7 @@ constexpr int32_t kMinTilesToSplit = 4;
 constexpr int64_t kMinCtasPerSm = 2;
 constexpr int64_t kMinWarpsPerSm = 8;
 constexpr int32_t kKeyAlign = 16;
+constexpr int64_t kSplitOverheadTiles = 1; // a program's fixed work, in key tiles
 
 int64_t cdiv(int64_t a, int64_t b)
 {
@@ -76,8 +77,8 @@ extern "C" int32_t softmask_sma_splits_for(
     int64_t const limit = std::min<int64_t>(kMaxSplits, key_tiles);
     int64_t const slots = ctasPerSm(num_warps) * num_sms;
     int64_t const first = std::min(limit, cdiv(slots, programs_per_split));
-    auto busiestSmTiles
-        = [&](int64_t splits) { return cdiv(programs_per_split * splits, num_sms) * cdiv(key_tiles, splits); };
+    auto busiestSmTiles = [&](int64_t splits)
+    { return cdiv(programs_per_split * splits, num_sms) * (cdiv(key_tiles, splits) + kSplitOverheadTiles); };
     int64_t best = first;
     int64_t bestCost = busiestSmTiles(first);
     for (int64_t splits = first + 1; splits <= limit; ++splits)

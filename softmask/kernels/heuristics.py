@@ -15,8 +15,9 @@ Rules:
   share of one CTA at the targeted CTAs per SM, else 2; 1 on Turing (no asynchronous copies);
 - splits: at least enough to give every SM ``ctas_per_sm`` programs (>= 2 CTAs and >= 8 warps
   per SM), and among counts from there to ``MAX_SPLITS`` (or one split per key tile) the one whose
-  busiest SM streams the fewest key tiles, ``ceil(programs / SMs) * ceil(tiles / splits)``, the
-  smallest on a tie (fewer partials to merge). Key tiles are dealt out evenly: split sizes differ
+  busiest SM does the least work, ``ceil(programs / SMs) * (ceil(tiles / splits) + 1)`` in key
+  tiles (the 1: a program's fixed cost, ``SPLIT_OVERHEAD_TILES``), the smallest on a tie (fewer
+  partials to merge). Key tiles are dealt out evenly: split sizes differ
   by at most one tile. S shorter than ``MIN_TILES_TO_SPLIT`` tiles is never split.
 """
 
@@ -30,6 +31,9 @@ MAX_SPLITS = 128
 MIN_TILES_TO_SPLIT = 4
 MIN_CTAS_PER_SM = 2
 MIN_WARPS_PER_SM = 8
+# A program's fixed work (q load, pipeline fill, partial store and its share of the merge), in
+# key tiles: it keeps the split count from trading whole programs for fractions of a tile.
+SPLIT_OVERHEAD_TILES = 1
 KEY_ALIGN = 16  # S % KEY_ALIGN == 0: mask rows start 16-byte aligned (fp16 and fp32)
 
 # Shared memory per SM (bytes) by compute capability; unknown archs get the smallest Ampere+ value.
@@ -130,7 +134,8 @@ def splits_for(programs_per_split: int, key_tiles: int, num_sms: int, num_warps:
     first = min(limit, cdiv(slots, programs_per_split))
 
     def busiest_sm_tiles(splits: int) -> int:
-        return cdiv(programs_per_split * splits, num_sms) * cdiv(key_tiles, splits)
+        per_program = cdiv(key_tiles, splits) + SPLIT_OVERHEAD_TILES
+        return cdiv(programs_per_split * splits, num_sms) * per_program
 
     best, best_cost = first, busiest_sm_tiles(first)
     for splits in range(first + 1, limit + 1):
