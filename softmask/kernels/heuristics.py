@@ -106,8 +106,11 @@ def ctas_per_sm(num_warps: int) -> int:
 
 
 def stage_bytes(block_i: int, block_s: int, head_dim: int, elem: int, mask_elem: int) -> int:
-    """Shared memory one pipeline stage holds: a K and a V tile and a mask tile."""
-    return 2 * block_s * head_dim * elem + block_i * block_s * mask_elem
+    """Shared memory one pipeline stage costs: a K, a V and a mask tile; twice that for fp32
+    inputs, whose three-pass TF32 dots stage split operands too (measured on the cubins: three
+    stages took 3 to 5.6 times the tiles' bytes)."""
+    tiles = 2 * block_s * head_dim * elem + block_i * block_s * mask_elem
+    return 2 * tiles if elem >= 4 else tiles
 
 
 def num_stages_for(

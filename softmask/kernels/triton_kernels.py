@@ -18,19 +18,23 @@ L2. Each program covers one (batch, query tile, head, key split) (Flash-Decoding
    to finish merges the group results and writes [B, I, E]: two short merge levels instead of one
    long serial one, and no second launch. Rows with no unpadded key (``l == 0``) give zeros.
 
-Logits use the shift-invariant form ``q.k / sqrt(D) + alpha[h] * M`` in base 2: q is multiplied by
-``QK_SCALE_LOG2 = log2(e) / sqrt(D)`` once, ``alpha[h] * log2(e)`` once, and each score is one FMA
-``fma(M, alpha_log2, q.k)`` followed by ``exp2``.
+Logits use the shift-invariant form ``q.k / sqrt(D) + alpha[h] * M`` in base 2 without ever
+rescaling q (so q is not re-rounded to fp16/bf16): scores stay in q.k units, alpha is multiplied
+by ``log2(e) / QK_SCALE_LOG2`` once per program, each score is one FMA ``fma(M, alpha', q.k)``,
+the row max is kept in log2 units (``max * QK_SCALE_LOG2``) and ``QK_SCALE_LOG2 = log2(e) /
+sqrt(D)`` is applied inside the exp2 argument's FMA, ``exp2(fma(s, QK_SCALE_LOG2, -m))``.
 
-Compile-time variants: ``HAS_PADDING`` (a key_padding_mask is read; the unpadded variant has no
-per-key test at all), ``BLOCK_I`` in {16, 32, 64} with one warp per 16 query rows, ``BLOCK_S``,
-``HEAD_DIM``. Query rows past I are clamped to row I - 1 on load (in bounds, no predicate) and
-dropped at the store.
+Compile-time variants: ``PADDING`` (the variant reads a key padding mask when ``has_padding`` is
+nonzero; without it there is no per-key test at all), ``BLOCK_I`` in {16, 32, 64} with one warp
+per 16 query rows, ``BLOCK_S``, ``HEAD_DIM``; Triton's own specialisation (JIT) or an explicit
+divisibility hint (AOT) of ``num_keys`` by 16 makes mask rows 16-byte aligned (vector loads).
+Query rows past I are clamped to row I - 1 on load (in bounds, no predicate) and dropped at the
+store. ``DOT_IN_FP32`` exists for the interpreter only (its ``tl.dot`` cannot multiply bf16).
 
 Workspace (fp32 partials; only read when ``num_splits > 1``):
     partial_acc [B, H, splits, I, D], partial_ml [B, H, splits, I, 2] (max, sum),
-    counters int32 [B, H, query_tiles, MAX_MERGE_GROUPS + 1], zero at launch (the launcher clears
-    them; the kernel leaves them as it found them only when every program ran to completion).
+    counters int32 [B, H, query_tiles, MAX_MERGE_GROUPS + 1], zero at launch (the launchers clear
+    them; the merging programs reset them too, so they stay zero after a completed launch).
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def _attend_tile(
     mask_tile_ptr,
     kpm_tile_ptr,
     has_padding,
-    alpha_log2,
+    alpha_scaled,
     offs_s,
     offs_d,
     offs_i_load,
@@ -92,7 +96,7 @@ def _attend_tile(
         scores = tl.dot(q.to(tl.float32), kt.to(tl.float32), input_precision="ieee")
     else:
         scores = tl.dot(q, kt, input_precision=DOT_PRECISION)
-    scores = tl.fma(m_tile.to(tl.float32), alpha_log2, scores)
+    scores = tl.fma(m_tile.to(tl.float32), alpha_scaled, scores)
     if PADDING:
         # Without a padding mask (has_padding == 0) the launcher passes any readable pointer and
         # the bytes read are ignored: one unpredicated byte load per key, no branch.
@@ -218,9 +222,10 @@ def sma_split_kernel(
 
     q_rows = q_ptr + b * num_queries * embed + h * HEAD_DIM
     q = tl.load(q_rows + offs_i_load[:, None] * embed + offs_d[None, :])
-    # Scores stay in q.k units (q is not rescaled, so not re-rounded): alpha is divided by the
-    # scale once, and the scale is applied inside the exp2 argument's FMA.
-    alpha_log2 = tl.load(alpha_ptr + h).to(tl.float32) * (1.4426950408889634 / QK_SCALE_LOG2)
+    # Scores stay in q.k units (q is not rescaled, so not re-rounded): alpha * log2(e) is divided
+    # by the scale once, and the scale is applied inside the exp2 argument's FMA.
+    log2e: tl.constexpr = 1.4426950408889634
+    alpha_scaled = tl.load(alpha_ptr + h).to(tl.float32) * (log2e / QK_SCALE_LOG2)
 
     # Balanced split of the key tiles: split s gets tiles [first, first + count), counts differ
     # by at most one between splits.
@@ -253,7 +258,7 @@ def sma_split_kernel(
             mask_base + key0,
             kpm_base + key0,
             has_padding,
-            alpha_log2,
+            alpha_scaled,
             offs_s,
             offs_d,
             offs_i_load,
@@ -279,7 +284,7 @@ def sma_split_kernel(
             mask_base + key0,
             kpm_base + key0,
             has_padding,
-            alpha_log2,
+            alpha_scaled,
             offs_s,
             offs_d,
             offs_i_load,

@@ -148,6 +148,7 @@ void testTable()
         check(e.padding == 1 ? e.key_align == 1 : e.key_align == 16, "general rows take any S");
         check(e.arch >= 80 || e.num_stages == 1, "no pipelining without cp.async (Turing)");
         check(e.arch != 75 || e.shared_bytes <= 64 * 1024, "sm_75 kernels fit 64 KiB of shared memory");
+        check(e.arch != 80 || e.shared_bytes <= 99 * 1024, "sm_80 kernels fit 99 KiB (they serve 8.6/8.9 too)");
         for (int32_t d : headDims)
         {
             for (int32_t dtype : dtypes)
