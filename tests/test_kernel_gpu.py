@@ -1,8 +1,9 @@
-"""The fused kernel on a GPU: the Triton JIT path and the AOT launcher (ctypes), vs the reference.
+"""The fused kernel on a GPU: the Triton JIT path, the custom op's CUDA dispatch and the AOT
+launcher (ctypes), each against the float64 reference.
 
-Marked ``gpu``: skipped with a reason where torch sees no CUDA device. The JIT checks run in a
-subprocess because the interpreter tests of this suite set TRITON_INTERPRET=1 for the whole
-process, which would make Triton interpret instead of compile.
+Marked ``gpu``: skipped with a reason where torch sees no CUDA device. The JIT and custom-op checks
+run in a subprocess because the interpreter tests of this suite set TRITON_INTERPRET=1 for the
+whole process, which would make Triton interpret instead of compile.
 """
 
 from __future__ import annotations
@@ -21,17 +22,28 @@ from softmask.ops.reference import soft_masked_attention as reference
 
 REPO = Path(__file__).resolve().parents[1]
 
+# (B, I, S, H, D, forced splits or None, key padding): every BLOCK_I (I = 1/5 -> 16, 20 -> 32,
+# 37/40 -> 64), S % 16 == 0 and not (6420, 1000, 700), tail tiles, padding with a fully padded
+# batch element, forced splits above 8 (both merge levels) and above the key tiles (empty splits).
+JIT_SHAPES = [
+    (1, 1, 5, 2, 16, None, False),
+    (2, 37, 1000, 8, 32, None, True),
+    (1, 40, 25680, 8, 32, None, False),
+    (1, 20, 6480, 8, 32, None, False),
+    (1, 5, 6420, 8, 32, None, False),
+    (3, 5, 700, 2, 64, 7, True),
+    (1, 9, 300, 1, 128, 64, False),
+    (1, 16, 4096, 2, 16, 20, False),
+]
+
 JIT_CHECK = r"""
 import json, sys, torch
 from softmask.kernels import sma_forward
 from softmask.ops.reference import soft_masked_attention as reference
+shapes = json.loads(sys.argv[1])
 results = []
 for dtype in (torch.float32, torch.float16, torch.bfloat16):
-    for b, i, s, h, d, splits, pad in [
-        (1, 1, 5, 2, 16, None, False), (2, 37, 1000, 8, 32, None, True),
-        (1, 40, 25680, 8, 32, None, False), (3, 5, 700, 2, 64, 7, True),
-        (1, 9, 300, 1, 128, 64, False),
-    ]:
+    for b, i, s, h, d, splits, pad in shapes:
         g = torch.Generator().manual_seed(0)
         q, k, v = (torch.randn(b, n, h * d, generator=g).to(dtype).cuda() for n in (i, s, s))
         m = torch.rand(b, i, s, generator=g).to(dtype).cuda()
@@ -43,23 +55,90 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
         out = sma_forward(q, k, v, m, a, h, kpm, num_splits=splits)
         want = reference(q.double(), k.double(), v.double(), m.double(), a.double(), h, kpm)
         err = ((out.double() - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
-        results.append([str(dtype), b, i, s, h, d, splits, pad, err])
+        zeros = bool(torch.equal(out[0], torch.zeros_like(out[0]))) if pad else True
+        results.append([str(dtype), b, i, s, h, d, splits, pad, err, zeros])
 json.dump(results, sys.stdout)
 """
 
-# GPU tolerances: fp32 dots run in IEEE fp32 (no tf32); p is rounded to the input dtype before p.v.
-GPU_TOLERANCE = {"torch.float32": 1e-4, "torch.float16": 2e-3, "torch.bfloat16": 1e-2}
+# The custom op on CUDA tensors: forward must run the fused kernel (counted), backward goes
+# through the op's autograd; both against float64 autograd of the reference.
+OP_CHECK = r"""
+import json, sys, torch
+import softmask.kernels as kernels
+from softmask.ops.custom_op import soft_masked_attention, soft_masked_attention_op
+from softmask.ops.reference import soft_masked_attention as reference
+calls = []
+fused = kernels.sma_forward
+def counted(*args, **kwargs):
+    calls.append(1)
+    return fused(*args, **kwargs)
+kernels.sma_forward = counted
+results = []
+for dtype, pad in ((torch.float32, False), (torch.float32, True), (torch.float16, False),
+                   (torch.bfloat16, True)):
+    g = torch.Generator().manual_seed(3)
+    b, i, s, h, d = 2, 13, 777, 8, 32
+    make = lambda *shape: torch.randn(*shape, generator=g)
+    q, k, v = make(b, i, h * d), make(b, s, h * d), make(b, s, h * d)
+    m, a = torch.rand(b, i, s, generator=g), torch.rand(h, generator=g) * 16
+    kpm = (torch.rand(b, s, generator=g) < 0.3) if pad else None
+    grad = make(b, i, h * d)
+    ins = [t.to(dtype).cuda().requires_grad_(True) for t in (q, k, v, m)] + [a.cuda().requires_grad_(True)]
+    before = len(calls)
+    out = soft_masked_attention(*ins, h, None if kpm is None else kpm.cuda())
+    used_kernel = len(calls) > before
+    (out.float() * grad.cuda()).sum().backward()
+    ref_ins = [t.detach().double().requires_grad_(True) for t in ins]
+    want = reference(*ref_ins, h, None if kpm is None else kpm.cuda())
+    (want * grad.cuda().double()).sum().backward()
+    scale = want.abs().max().clamp_min(1e-6)
+    fwd = ((out.double() - want).abs().max() / scale).item()
+    grads = {}
+    for name, t, r in zip("qkvma", ins, ref_ins):
+        grads[name] = ((t.grad.double() - r.grad).abs().max() / r.grad.abs().max().clamp_min(1e-6)).item()
+    results.append([str(dtype), pad, used_kernel, fwd, grads])
+args = tuple(t.detach().float().cuda().requires_grad_(True) for t in (q[:, :4], k[:, :200], v[:, :200], m[:, :4, :200], a))
+torch.library.opcheck(soft_masked_attention_op, (*args, h, None))
+json.dump(results, sys.stdout)
+"""
+
+# GPU tolerances: fp32 products use three TF32 passes (about fp32 accuracy); p is rounded to the
+# input dtype before p.v (bf16: 8 mantissa bits).
+GPU_TOLERANCE = {"torch.float32": 1e-4, "torch.float16": 2e-3, "torch.bfloat16": 2e-2}
+# The backward recomputes through the reference math in the input dtype (fp32 accumulation for
+# fp16/bf16 inputs), so its error follows the input rounding.
+GRAD_TOLERANCE = {"torch.float32": 1e-4, "torch.float16": 1e-2, "torch.bfloat16": 5e-2}
+
+
+def _run(script: str, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    run = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    return run.stdout
 
 
 @pytest.mark.gpu
 def test_jit_kernel_matches_reference_on_gpu():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    run = subprocess.run(
-        [sys.executable, "-c", JIT_CHECK], env=env, capture_output=True, text=True, check=False
-    )
-    assert run.returncode == 0, run.stderr[-4000:]
-    for dtype, *shape, err in json.loads(run.stdout):
+    for dtype, *shape, err, zeros in json.loads(_run(JIT_CHECK, json.dumps(JIT_SHAPES))):
         assert err <= GPU_TOLERANCE[dtype], f"{dtype} {shape}: relative error {err:.3g}"
+        assert zeros, f"{dtype} {shape}: a fully padded batch element must give zeros"
+
+
+@pytest.mark.gpu
+def test_custom_op_cuda_dispatch_forward_and_backward():
+    for dtype, pad, used_kernel, fwd, grads in json.loads(_run(OP_CHECK)):
+        assert used_kernel, f"{dtype}: the custom op did not dispatch to the fused kernel"
+        assert fwd <= GPU_TOLERANCE[dtype], f"{dtype} padding={pad}: forward error {fwd:.3g}"
+        for name, err in grads.items():
+            assert err <= GRAD_TOLERANCE[dtype], f"{dtype} padding={pad}: grad {name} {err:.3g}"
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +166,11 @@ def launcher(tmp_path_factory):
         (1, 1, 5, 2, 16, 0, False),
         (2, 37, 1000, 8, 32, 0, True),
         (1, 40, 25680, 8, 32, 0, False),
+        (1, 5, 6480, 8, 32, 0, False),
+        (1, 20, 6480, 8, 32, 0, False),
+        (1, 9, 6420, 8, 32, 0, False),
         (3, 5, 700, 2, 64, 3, True),
+        (1, 16, 4096, 2, 16, 20, False),
         (1, 70, 300, 1, 128, 200, False),
     ],
 )
@@ -107,6 +190,20 @@ def test_aot_launcher_matches_reference(launcher, dtype, mask_dtype, b, i, s, h,
     assert err <= (1e-4 if dtype == torch.float32 else 2e-3), err
     if pad:
         assert torch.equal(out[0], torch.zeros_like(out[0]))
+
+
+@pytest.mark.gpu
+def test_aot_launcher_reuses_a_dirty_workspace(launcher):
+    """The merge counters live in the workspace: garbage left there must not change the result."""
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(1, n, 256, generator=g).half().cuda() for n in (40, 25680, 25680))
+    m = torch.rand(1, 40, 25680, generator=g).half().cuda()
+    a = torch.rand(8, generator=g).cuda() * 32
+    first = launcher(q, k, v, m, a, 8).clone()
+    launcher._workspace.fill_(0x7F)
+    second = launcher(q, k, v, m, a, 8)
+    torch.cuda.synchronize()
+    assert torch.equal(first, second)
 
 
 @pytest.mark.gpu

@@ -63,14 +63,16 @@ namespace kernels
 
 WorkspaceLayout workspaceLayout(int64_t batch, int64_t queries, int64_t heads, int64_t headDim, int64_t splits)
 {
+    // Query tiles are counted at the smallest BLOCK_I (16), an upper bound for every kernel.
     int64_t const rows = batch * heads * splits * queries;
-    int64_t const programs = batch * heads * splits * cdiv(queries, 16);
+    int64_t const queryTiles = batch * heads * cdiv(queries, 16);
     WorkspaceLayout layout{};
     layout.accBytes = alignUp(static_cast<size_t>(rows * headDim) * sizeof(float));
     layout.mlBytes = alignUp(static_cast<size_t>(rows * 2) * sizeof(float));
+    layout.counterBytes = alignUp(static_cast<size_t>(queryTiles * (SOFTMASK_MAX_MERGE_GROUPS + 1)) * sizeof(int32_t));
     layout.alphaBytes = alignUp(static_cast<size_t>(heads) * sizeof(float));
-    layout.scratchBytes = alignUp(maxGlobalScratchPerProgram() * static_cast<size_t>(programs));
-    layout.total = layout.accBytes + layout.mlBytes + layout.alphaBytes + layout.scratchBytes;
+    layout.scratchBytes = alignUp(maxGlobalScratchPerProgram() * static_cast<size_t>(queryTiles * splits));
+    layout.total = layout.accBytes + layout.mlBytes + layout.counterBytes + layout.alphaBytes + layout.scratchBytes;
     return layout;
 }
 
@@ -126,6 +128,16 @@ int32_t validate(SoftmaskSmaParams const* p)
             "alpha dtype value " + std::to_string(static_cast<int>(p->alpha_dtype))
                 + " has no kernel (float32 and float16 only)");
     }
+    int64_t const embed = static_cast<int64_t>(p->num_heads) * p->head_dim;
+    if (static_cast<int64_t>(p->num_keys) * embed >= (int64_t{1} << 31)
+        || static_cast<int64_t>(p->num_queries) * p->num_keys >= (int64_t{1} << 31))
+    {
+        std::ostringstream os;
+        os << "S * E = " << static_cast<int64_t>(p->num_keys) * embed << " and I * S = "
+           << static_cast<int64_t>(p->num_queries) * p->num_keys
+           << " must stay below 2^31 (the kernel's per-batch offsets are 32-bit)";
+        return fail(SOFTMASK_STATUS_UNSUPPORTED, os.str());
+    }
     if (p->batch == 0 || p->num_queries == 0)
     {
         return SOFTMASK_STATUS_SUCCESS;
@@ -153,14 +165,14 @@ int32_t validate(SoftmaskSmaParams const* p)
     return SOFTMASK_STATUS_SUCCESS;
 }
 
-int32_t resolveSplits(SoftmaskSmaParams const& p, int32_t numSms)
+int32_t resolveSplits(SoftmaskSmaParams const& p, int32_t numSms, int32_t blockI, int32_t blockS)
 {
     int32_t const bound = softmask_sma_max_splits(p.num_keys, p.head_dim);
     if (p.num_splits > 0)
     {
         return std::min(p.num_splits, bound);
     }
-    return softmask_sma_num_splits(p.batch, p.num_heads, p.num_queries, p.num_keys, p.head_dim, numSms);
+    return std::min(bound, softmask_sma_num_splits(p.batch, p.num_heads, p.num_queries, p.num_keys, blockI, blockS, numSms));
 }
 
 } // namespace kernels

@@ -65,13 +65,26 @@ typedef struct SoftmaskSmaParams
 size_t softmask_sma_workspace_size(int32_t batch, int32_t num_queries, int32_t num_keys,
     int32_t num_heads, int32_t head_dim);
 
-/* Key splits a launch of these sizes uses on a GPU with num_sms SMs when params.num_splits == 0
- * (same rule as softmask.kernels.heuristics.choose_num_splits). Pure host function. */
+/* Tile rules of the fused kernel, the same as softmask.kernels.heuristics (pure host functions).
+ * Query rows per program: 16, 32 or 64, the smallest holding num_queries (64 for head_dim 128). */
+int32_t softmask_sma_block_i(int32_t num_queries, int32_t head_dim);
+
+/* Keys per main-loop iteration: 128 for D <= 32 (64 when num_keys % 16 != 0), 64 for D = 64,
+ * 32 for D = 128; halved for 4-byte elements. */
+int32_t softmask_sma_block_s(int32_t head_dim, int32_t num_keys, int32_t elem_bytes);
+
+/* Split count for programs_per_split = B * H * query tiles programs over key_tiles tiles on
+ * num_sms SMs (CTAs of num_warps warps): at least max(2, 8 / num_warps) programs per SM, then the
+ * count whose busiest SM streams the fewest key tiles (see softmask/kernels/heuristics.py). */
+int32_t softmask_sma_splits_for(int64_t programs_per_split, int64_t key_tiles, int32_t num_sms,
+    int32_t num_warps);
+
+/* Key splits of a launch of these sizes with these tiles (params.num_splits == 0). */
 int32_t softmask_sma_num_splits(int32_t batch, int32_t num_heads, int32_t num_queries,
-    int32_t num_keys, int32_t head_dim, int32_t num_sms);
+    int32_t num_keys, int32_t block_i, int32_t block_s, int32_t num_sms);
 
 /* Most key splits any call with these sizes uses (what softmask_sma_workspace_size sizes for):
- * min(128, ceil(num_keys / BLOCK_S)), BLOCK_S = 128 for head_dim <= 64, else 64. Pure host function. */
+ * min(128, ceil(num_keys / smallest BLOCK_S for head_dim)). */
 int32_t softmask_sma_max_splits(int32_t num_keys, int32_t head_dim);
 
 /* Load the kernels that calls with these types and head dim need on the current device, before

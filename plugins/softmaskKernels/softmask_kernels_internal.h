@@ -18,6 +18,7 @@ struct WorkspaceLayout
 {
     size_t accBytes;     /* partial accumulators [B, H, splits, I, D] fp32 */
     size_t mlBytes;      /* partial (row max, row sum) [B, H, splits, I, 2] fp32 */
+    size_t counterBytes; /* merge counters int32 [B, H, ceil(I / 16), SOFTMASK_MAX_MERGE_GROUPS + 1] */
     size_t alphaBytes;   /* alpha converted to fp32 [H] */
     size_t scratchBytes; /* Triton's global scratch, when a kernel asks for it */
     size_t total;
@@ -28,8 +29,9 @@ WorkspaceLayout workspaceLayout(int64_t batch, int64_t queries, int64_t heads, i
 /* Host-only argument checks (no CUDA call); sets the thread's error message on failure. */
 int32_t validate(SoftmaskSmaParams const* params);
 
-/* Split count actually launched: forced (clamped to the workspace bound) or from the heuristic. */
-int32_t resolveSplits(SoftmaskSmaParams const& params, int32_t numSms);
+/* Split count actually launched with these tiles: forced (clamped to the workspace bound) or
+ * from the heuristic. */
+int32_t resolveSplits(SoftmaskSmaParams const& params, int32_t numSms, int32_t blockI, int32_t blockS);
 
 /* Records message as the thread's last error and returns status. */
 int32_t setError(int32_t status, std::string const& message);
@@ -45,7 +47,7 @@ struct KernelSpec
 /* Host-only check that spec has kernels (no CUDA call); sets the thread's error message on failure. */
 int32_t validateSpec(KernelSpec const& spec);
 
-/* Selects, loads and readies the split and merge kernels of a validated spec on the current device
+/* Selects, loads and readies every kernel row a call of a validated spec can pick on the current device
  * (softmask_kernels_launch.cpp); idempotent. */
 int32_t prepare(KernelSpec const& spec);
 

@@ -3,11 +3,14 @@
  *
  * Selection by the device's compute capability: a cubin for exactly that arch; else a cubin of the
  * same major and lower minor (binary compatible; never sm_90a, which runs only on 9.0); else the
- * PTX (JIT-compiled by the driver). Each image is loaded once per process with cudaLibraryLoadData
+ * PTX (JIT-compiled by the driver). Within that, the most specialised row the call can use: the
+ * query tile matched to I (softmask_sma_block_i), then an unpadded S % 16 == 0 kernel over the
+ * general one (key padding, any S). Each image is loaded once per process with cudaLibraryLoadData
  * (a CUDA library is context-independent); everything that depends on the device is done per
  * (row, device): loading into that device's context (the PTX JIT happens here), the dynamic
  * shared-memory limit (cudaKernelSetAttributeForDevice), and the device's arch and SM count.
- * prepare() does all of it outside any launch; launch() only looks the prepared kernels up.
+ * prepare() does all of it, for every row a call of those types can pick, outside any launch;
+ * launch() then only looks the prepared kernels up.
  */
 #include "softmask_kernels.h"
 #include "softmask_kernels_internal.h"
@@ -18,7 +21,6 @@
 #include <mutex>
 #include <set>
 #include <string>
-#include <tuple>
 #include <utility>
 
 namespace softmask
@@ -39,21 +41,28 @@ std::string cudaText(std::string const& what, cudaError_t err)
     return what + " failed: " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
 }
 
-bool matches(SoftmaskKernelEntry const& e, int32_t kind, KernelSpec const& spec)
+/* Whether row e can run this call: same types and head dim, padding and S it accepts. */
+bool usable(SoftmaskKernelEntry const& e, SoftmaskSmaParams const& p)
 {
-    return e.kind == kind && e.dtype == spec.dtype && e.head_dim == spec.headDim
-        && (kind == SOFTMASK_KERNEL_MERGE || e.mask_dtype == spec.maskDtype);
+    return e.dtype == p.dtype && e.mask_dtype == p.mask_dtype && e.head_dim == p.head_dim
+        && (e.padding != 0 || p.key_padding_mask == nullptr) && e.key_align > 0 && p.num_keys % e.key_align == 0;
 }
 
-/* Candidate rows, best first: exact cubin, compatible cubin (highest minor), PTX (highest arch). */
-int64_t pickEntry(int32_t kind, KernelSpec const& spec, int32_t arch, bool allowCubin)
+/* How well a usable row fits the call (higher is better): matched query tile, then unpadded. */
+int32_t fit(SoftmaskKernelEntry const& e, SoftmaskSmaParams const& p)
+{
+    return (e.block_i == softmask_sma_block_i(p.num_queries, p.head_dim) ? 4 : 0) + (e.padding == 0 ? 2 : 0);
+}
+
+/* Best row: exact cubin, compatible cubin (highest minor), PTX (highest arch); then fit. */
+int64_t pickEntry(SoftmaskSmaParams const& p, int32_t arch, bool allowCubin)
 {
     int64_t best = -1;
     int32_t bestRank = -1;
     for (size_t i = 0; i < softmask_kernel_table_size; ++i)
     {
         SoftmaskKernelEntry const& e = softmask_kernel_table[i];
-        if (!matches(e, kind, spec) || e.arch > arch)
+        if (!usable(e, p) || e.arch > arch)
         {
             continue;
         }
@@ -70,6 +79,7 @@ int64_t pickEntry(int32_t kind, KernelSpec const& spec, int32_t arch, bool allow
         {
             rank = 1000 + e.arch;
         }
+        rank = rank < 0 ? rank : rank * 8 + fit(e, p);
         if (rank > bestRank)
         {
             best = static_cast<int64_t>(i);
@@ -85,15 +95,11 @@ struct DeviceInfo
     int32_t numSms{0};
 };
 
-/* (kind, dtype, mask dtype, head dim, device) */
-using SelectionKey = std::tuple<int32_t, int32_t, int32_t, int32_t, int>;
-
 // Guarded by gMutex. Nothing here is ever unloaded: the images live as long as the process.
 std::mutex gMutex;
 std::map<size_t, cudaKernel_t> gRowKernels;       // table row -> kernel (library loaded once per process)
 std::set<std::pair<size_t, int>> gRowsOnDevice;   // (row, device): in that device's context, smem limit set
 std::map<int, DeviceInfo> gDevices;               // device -> arch, SM count
-std::map<SelectionKey, LoadedKernel> gSelected;   // what launch() uses on each device
 
 int32_t queryDevice(int device, DeviceInfo* out)
 {
@@ -188,14 +194,15 @@ int32_t readyOnDevice(size_t row, cudaKernel_t kernel, int device)
     return SOFTMASK_STATUS_SUCCESS;
 }
 
-/* The best loadable kernel of this kind for device: a cubin that fails to load falls back to the PTX. */
-int32_t selectKernel(int32_t kind, KernelSpec const& spec, int device, int32_t arch, LoadedKernel* out)
+/* The best loadable kernel for the call p on device (loaded and readied there on first use; a
+ * lookup afterwards): a cubin that fails to load falls back to the PTX. Caller holds gMutex. */
+int32_t findKernel(SoftmaskSmaParams const& p, int device, int32_t arch, LoadedKernel* out)
 {
     int32_t status = SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH;
     bool tried = false;
     for (bool allowCubin : {true, false})
     {
-        int64_t const row = pickEntry(kind, spec, arch, allowCubin);
+        int64_t const row = pickEntry(p, arch, allowCubin);
         if (row < 0)
         {
             continue;
@@ -217,37 +224,18 @@ int32_t selectKernel(int32_t kind, KernelSpec const& spec, int device, int32_t a
     if (!tried)
     {
         setError(status, "no cubin or PTX usable on sm_" + std::to_string(arch) + " for dtype "
-                + std::to_string(spec.dtype) + ", mask dtype " + std::to_string(spec.maskDtype) + ", head dim "
-                + std::to_string(spec.headDim));
+                + std::to_string(p.dtype) + ", mask dtype " + std::to_string(p.mask_dtype) + ", head dim "
+                + std::to_string(p.head_dim));
     }
     return status;
 }
 
-/* Split and merge kernels for spec on device, selecting (and loading) them on first use. */
-int32_t preparedKernels(KernelSpec const& spec, int device, LoadedKernel* split, LoadedKernel* merge, DeviceInfo* info)
+/* The kernel for call p on device, with the device's arch and SM count. */
+int32_t kernelFor(SoftmaskSmaParams const& p, int device, LoadedKernel* kernel, DeviceInfo* info)
 {
     std::lock_guard<std::mutex> lock(gMutex);
-    int32_t status = queryDevice(device, info);
-    for (auto [kind, out] : {std::pair{int32_t{SOFTMASK_KERNEL_SPLIT}, split}, std::pair{int32_t{SOFTMASK_KERNEL_MERGE}, merge}})
-    {
-        if (status != SOFTMASK_STATUS_SUCCESS)
-        {
-            break;
-        }
-        SelectionKey const key{kind, spec.dtype, spec.maskDtype, spec.headDim, device};
-        auto const found = gSelected.find(key);
-        if (found != gSelected.end())
-        {
-            *out = found->second;
-            continue;
-        }
-        status = selectKernel(kind, spec, device, info->arch, out);
-        if (status == SOFTMASK_STATUS_SUCCESS)
-        {
-            gSelected.emplace(key, *out);
-        }
-    }
-    return status;
+    int32_t const status = queryDevice(device, info);
+    return status == SOFTMASK_STATUS_SUCCESS ? findKernel(p, device, info->arch, kernel) : status;
 }
 
 int32_t currentDevice(int* device)
@@ -291,22 +279,20 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
                                   : setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("cudaMemsetAsync", err));
     }
     int device = 0;
-    LoadedKernel split{};
-    LoadedKernel merge{};
+    LoadedKernel kernel{};
     DeviceInfo info{};
     int32_t status = currentDevice(&device);
     if (status == SOFTMASK_STATUS_SUCCESS)
     {
         // Already prepared (softmask_sma_prepare) on this device for these types: a lookup only.
-        status = preparedKernels(KernelSpec{p.dtype, p.mask_dtype, p.head_dim}, device, &split, &merge, &info);
+        status = kernelFor(p, device, &kernel, &info);
     }
     if (status != SOFTMASK_STATUS_SUCCESS)
     {
         return status;
     }
-    int32_t const numSms = info.numSms;
-
-    int32_t splits = resolveSplits(p, numSms);
+    SoftmaskKernelEntry const& entry = *kernel.entry;
+    int32_t splits = resolveSplits(p, info.numSms, entry.block_i, entry.block_s);
     WorkspaceLayout const layout = workspaceLayout(p.batch, p.num_queries, p.num_heads, p.head_dim, splits);
     if (p.workspace == nullptr || p.workspace_size < layout.total)
     {
@@ -323,10 +309,21 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
     char* const base = static_cast<char*>(p.workspace);
     void* accPtr = base;
     void* mlPtr = base + layout.accBytes;
-    float* const alphaFloat = reinterpret_cast<float*>(base + layout.accBytes + layout.mlBytes);
-    void* scratch = layout.scratchBytes > 0 ? base + layout.accBytes + layout.mlBytes + layout.alphaBytes : nullptr;
+    void* counterPtr = base + layout.accBytes + layout.mlBytes;
+    char* const afterCounters = base + layout.accBytes + layout.mlBytes + layout.counterBytes;
+    float* const alphaFloat = reinterpret_cast<float*>(afterCounters);
+    void* scratch = layout.scratchBytes > 0 ? afterCounters + layout.alphaBytes : nullptr;
     void* profileScratch = nullptr;
 
+    if (splits > 1)
+    {
+        // The fused merge counts finished splits per (b, h, query tile); counts start at zero.
+        cudaError_t const err = cudaMemsetAsync(counterPtr, 0, layout.counterBytes, stream);
+        if (err != cudaSuccess)
+        {
+            return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("clearing the merge counters", err));
+        }
+    }
     void const* alpha = p.alpha;
     if (p.alpha_dtype == SOFTMASK_DTYPE_FLOAT16)
     {
@@ -338,15 +335,13 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
         alpha = alphaFloat;
     }
 
-    // The kernel reads key_padding_mask only when has_padding is 1; any valid pointer stands in.
+    // Without a key padding mask the general kernels read (and ignore) bytes at any readable
+    // pointer at least B * S bytes long: the mask is.
     void const* padding = p.key_padding_mask != nullptr ? static_cast<void const*>(p.key_padding_mask) : p.mask;
     int32_t numQueries = p.num_queries;
     int32_t numKeys = p.num_keys;
     int32_t numHeads = p.num_heads;
     int32_t numSplits = splits;
-    int32_t const blockS = split.entry->block_s;
-    int32_t tilesPerSplit = static_cast<int32_t>((static_cast<int64_t>(numKeys) + blockS - 1) / blockS);
-    tilesPerSplit = (tilesPerSplit + numSplits - 1) / numSplits;
     int32_t hasPadding = p.key_padding_mask != nullptr ? 1 : 0;
     void const* q = p.query;
     void const* k = p.key;
@@ -354,27 +349,47 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
     void const* m = p.mask;
     void* o = p.output;
 
-    void* splitArgs[] = {&q, &k, &v, &m, &alpha, &padding, &accPtr, &mlPtr, &numQueries, &numKeys, &numHeads,
-        &numSplits, &tilesPerSplit, &hasPadding, &scratch, &profileScratch};
-    int32_t const queryTiles = (numQueries + split.entry->block_i - 1) / split.entry->block_i;
-    status = launchOne(split, dim3(numHeads * queryTiles, numSplits, p.batch), splitArgs, stream);
-    if (status != SOFTMASK_STATUS_SUCCESS)
-    {
-        return status;
-    }
-    void* mergeArgs[] = {&accPtr, &mlPtr, &o, &numQueries, &numHeads, &numSplits, &scratch, &profileScratch};
-    int32_t const mergeTiles = (numQueries + merge.entry->block_i - 1) / merge.entry->block_i;
-    return launchOne(merge, dim3(numHeads * mergeTiles, p.batch), mergeArgs, stream);
+    void* args[] = {&q, &k, &v, &m, &alpha, &padding, &o, &accPtr, &mlPtr, &counterPtr, &numQueries, &numKeys,
+        &numHeads, &numSplits, &hasPadding, &scratch, &profileScratch};
+    int32_t const queryTiles = (numQueries + entry.block_i - 1) / entry.block_i;
+    return launchOne(kernel, dim3(numHeads * queryTiles, numSplits, p.batch), args, stream);
 }
 
 int32_t prepare(KernelSpec const& spec)
 {
     int device = 0;
-    LoadedKernel split{};
-    LoadedKernel merge{};
+    int32_t status = currentDevice(&device);
+    if (status != SOFTMASK_STATUS_SUCCESS)
+    {
+        return status;
+    }
+    // Every row a call of these types can pick: each query tile (I of 16, 32, 64 picks 16, 32,
+    // 64), with and without key padding, S a multiple of 16 or not.
+    SoftmaskSmaParams p{};
+    p.dtype = static_cast<SoftmaskDtype>(spec.dtype);
+    p.mask_dtype = static_cast<SoftmaskDtype>(spec.maskDtype);
+    p.head_dim = spec.headDim;
+    uint8_t const somePadding = 0;
+    LoadedKernel kernel{};
     DeviceInfo info{};
-    int32_t const status = currentDevice(&device);
-    return status == SOFTMASK_STATUS_SUCCESS ? preparedKernels(spec, device, &split, &merge, &info) : status;
+    for (int32_t queries : {16, 32, 64})
+    {
+        for (bool padded : {false, true})
+        {
+            for (int32_t keys : {16, 17})
+            {
+                p.num_queries = queries;
+                p.num_keys = keys;
+                p.key_padding_mask = padded ? &somePadding : nullptr;
+                status = kernelFor(p, device, &kernel, &info);
+                if (status != SOFTMASK_STATUS_SUCCESS)
+                {
+                    return status;
+                }
+            }
+        }
+    }
+    return SOFTMASK_STATUS_SUCCESS;
 }
 
 } // namespace kernels

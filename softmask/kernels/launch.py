@@ -1,12 +1,17 @@
 """JIT launcher of the fused kernel for torch tensors (the custom op's CUDA path).
 
-On a GPU it runs the compiled Triton kernels. With ``TRITON_INTERPRET=1`` set before the kernels
-module is first imported (this module's first launch), the same kernels run on CPU tensors
+On a GPU it runs the Triton-compiled kernel. With ``TRITON_INTERPRET=1`` set before the kernels
+module is first imported (this module's first launch), the same kernel runs on CPU tensors
 through Triton's interpreter (the CI tests).
+
+One launch per call (the merge of key splits is fused into the kernel); before it, when the call
+is split, a zeroed int32 counter buffer and an fp32 partials buffer come from torch's caching
+allocator.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 
@@ -14,11 +19,13 @@ import torch
 
 from softmask.errors import InputError
 from softmask.kernels import heuristics
-from softmask.ops.validation import check_inputs
+from softmask.ops.validation import SmaDims, check_inputs
 
 logger = logging.getLogger(__name__)
 
 _KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+# The interpreter has no SMs or arch; a mid-size Hopper keeps the split and stage logic exercised.
+_INTERPRETER_SMS, _INTERPRETER_ARCH = 132, 90
 
 
 def _interpreting() -> bool:
@@ -30,11 +37,13 @@ def _interpreting() -> bool:
     return isinstance(triton_kernels.sma_split_kernel, InterpretedFunction)
 
 
-def _num_sms(device: torch.device) -> int:
+@functools.cache
+def _device_facts(device: torch.device) -> tuple[int, int]:
+    """(SM count, compute capability x10) of a device."""
     if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    # The interpreter has no SMs; a mid-size GPU keeps the split logic exercised.
-    return 132
+        props = torch.cuda.get_device_properties(device)
+        return props.multi_processor_count, props.major * 10 + props.minor
+    return _INTERPRETER_SMS, _INTERPRETER_ARCH
 
 
 def _check_device(tensors: dict[str, torch.Tensor | None], device: torch.device) -> None:
@@ -65,6 +74,21 @@ def unsupported_reason(query: torch.Tensor, mask: torch.Tensor, num_heads: int) 
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _tiles(dims: SmaDims, num_sms: int, arch: int, elem: int, mask_elem: int):
+    return heuristics.kernel_tiles(
+        dims.batch,
+        dims.heads,
+        dims.queries,
+        dims.keys,
+        dims.head_dim,
+        num_sms,
+        arch,
+        elem,
+        mask_elem,
+    )
+
+
 def sma_forward(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -83,15 +107,16 @@ def sma_forward(
         mask: [B, I, S] floating (any of the three dtypes), shared by all heads.
         alpha: [H] floating.
         key_padding_mask: optional [B, S] bool, True = padded; rows with every key padded give 0.
-        num_splits: None picks the key split count from the SM count
-            (``heuristics.choose_num_splits``); an int >= 1 forces it.
+        num_splits: None picks the key split count (``heuristics.choose_num_splits``); an
+            int >= 1 forces it (splits beyond the key tiles are empty and still merged).
 
     Returns:
         [B, I, E] in query's dtype (fp32 accumulation inside).
 
     Raises:
         InputError: bad shapes/dtypes (``check_inputs``), an unsupported head dim or dtype, tensors
-            on different devices, or CPU tensors without ``TRITON_INTERPRET=1``.
+            on different devices, CPU tensors without ``TRITON_INTERPRET=1``, or sizes whose
+            per-batch offsets overflow 32 bits (S * E or I * S >= 2**31).
     """
     dims = check_inputs(query, key, value, mask, alpha, num_heads, key_padding_mask)
     reason = unsupported_reason(query, mask, num_heads)
@@ -99,6 +124,13 @@ def sma_forward(
         raise InputError(reason)
     if num_splits is not None and (not isinstance(num_splits, int) or num_splits < 1):
         raise InputError(f"num_splits must be None or an int >= 1, got {num_splits!r}")
+    if num_splits is not None and num_splits > heuristics.MAX_SPLITS:
+        raise InputError(f"num_splits must be <= {heuristics.MAX_SPLITS}, got {num_splits}")
+    if dims.keys * dims.embed_dim >= 2**31 or dims.queries * dims.keys >= 2**31:
+        raise InputError(
+            f"S * E = {dims.keys * dims.embed_dim} and I * S = {dims.queries * dims.keys} must "
+            "stay below 2**31 (the kernel's per-batch offsets are 32-bit)"
+        )
     device = query.device
     _check_device(
         {
@@ -110,31 +142,41 @@ def sma_forward(
         },
         device,
     )
-
-    tiles = heuristics.kernel_tiles(
-        dims.batch, dims.heads, dims.queries, dims.keys, dims.head_dim, _num_sms(device)
-    )
+    if dims.batch == 0 or dims.queries == 0:
+        return torch.empty_like(query)
+    if dims.keys == 0:
+        return torch.zeros_like(query)  # every key missing: the contract's zeros
+    num_sms, arch = _device_facts(device)
+    tiles = _tiles(dims, num_sms, arch, query.element_size(), mask.element_size())
     splits = num_splits if num_splits is not None else tiles.num_splits
     return _launch(query, key, value, mask, alpha, key_padding_mask, dims, tiles, splits)
 
 
 def _launch(query, key, value, mask, alpha, key_padding_mask, dims, tiles, splits) -> torch.Tensor:
-    from softmask.kernels.triton_kernels import LOG2E, sma_merge_kernel, sma_split_kernel
+    from softmask.kernels.triton_kernels import LOG2E, MAX_MERGE_GROUPS, sma_split_kernel
 
     query, key, value, mask, alpha = (t.contiguous() for t in (query, key, value, mask, alpha))
     out = torch.empty_like(query)
-    key_tiles = heuristics.cdiv(dims.keys, tiles.block_s)
-    tiles_per_split = heuristics.cdiv(key_tiles, splits)
-    rows = dims.batch * dims.heads * splits * dims.queries
-    partial_acc = torch.empty(rows * dims.head_dim, dtype=torch.float32, device=query.device)
-    partial_ml = torch.empty(rows * 2, dtype=torch.float32, device=query.device)
+    query_tiles = heuristics.cdiv(dims.queries, tiles.block_i)
+    device = query.device
+    if splits > 1:
+        rows = dims.batch * dims.heads * splits * dims.queries
+        partial_acc = torch.empty(rows * dims.head_dim, dtype=torch.float32, device=device)
+        partial_ml = torch.empty(rows * 2, dtype=torch.float32, device=device)
+        counters = torch.zeros(
+            dims.batch * dims.heads * query_tiles * (int(MAX_MERGE_GROUPS) + 1),
+            dtype=torch.int32,
+            device=device,
+        )
+    else:
+        # Never touched by an unsplit launch; any pointers of the right types will do.
+        partial_acc = partial_ml = out.new_empty(1, dtype=torch.float32)
+        counters = out.new_empty(1, dtype=torch.int32)
     if key_padding_mask is None:
-        # Never read (has_padding = 0); any pointer of the right type will do.
-        padding = torch.empty(1, dtype=torch.uint8, device=query.device)
+        padding = out.new_empty(1, dtype=torch.uint8)  # never read (PADDING=False)
     else:
         padding = key_padding_mask.contiguous().view(torch.uint8)
-    query_tiles = heuristics.cdiv(dims.queries, tiles.block_i)
-    precision = "ieee" if query.dtype == torch.float32 else "tf32"
+    precision = heuristics.dot_precision(query.element_size(), _device_facts(device)[1])
     logger.debug("sma_forward %s tiles=%s splits=%d", dims, tiles, splits)
     sma_split_kernel[(dims.heads * query_tiles, splits, dims.batch)](
         query,
@@ -143,30 +185,23 @@ def _launch(query, key, value, mask, alpha, key_padding_mask, dims, tiles, split
         mask,
         alpha,
         padding,
+        out,
         partial_acc,
         partial_ml,
+        counters,
         dims.queries,
         dims.keys,
         dims.heads,
         splits,
-        tiles_per_split,
         int(key_padding_mask is not None),
         HEAD_DIM=dims.head_dim,
         BLOCK_I=tiles.block_i,
         BLOCK_S=tiles.block_s,
         QK_SCALE_LOG2=LOG2E / math.sqrt(dims.head_dim),
         DOT_PRECISION=precision,
+        PADDING=key_padding_mask is not None,
+        DOT_IN_FP32=query.dtype == torch.bfloat16 and _interpreting(),
         num_warps=tiles.num_warps,
-    )
-    sma_merge_kernel[(dims.heads * query_tiles, dims.batch)](
-        partial_acc,
-        partial_ml,
-        out,
-        dims.queries,
-        dims.heads,
-        splits,
-        HEAD_DIM=dims.head_dim,
-        BLOCK_I=tiles.block_i,
-        num_warps=tiles.num_warps,
+        num_stages=tiles.num_stages,
     )
     return out

@@ -79,18 +79,26 @@ void testValidation()
     expectStatus(p, SOFTMASK_STATUS_UNSUPPORTED, "bf16", "bfloat16");
 
     p = validParams();
+    p.num_keys = 1 << 24; // S * E = 2^32
+    expectStatus(p, SOFTMASK_STATUS_UNSUPPORTED, "per-batch offsets beyond 32 bits", "below 2^31");
+
+    p = validParams();
     p.batch = 0;
     check(softmask_sma_forward(&p, nullptr) == SOFTMASK_STATUS_SUCCESS, "empty batch is a no-op");
 }
 
 void testWorkspaceSize()
 {
-    // Upper bound = (splits bound = min(128, ceil(S / BLOCK_S))) partials of I rows:
-    // acc B*H*splits*I*D floats + (max, sum) B*H*splits*I*2 floats + alpha H floats, 256-aligned.
-    size_t const splits = 51; // S = 6420, BLOCK_S = 128 for D = 32
+    // Upper bound = (splits bound = min(128, ceil(S / 32)), 32 = the smallest BLOCK_S at D = 32,
+    // fp32) partials of I rows: acc B*H*splits*I*D floats + (max, sum) B*H*splits*I*2 floats +
+    // merge counters B*H*ceil(I/16)*(groups + 1) int32 + alpha H floats, each 256-aligned.
+    size_t const splits = 128; // S = 6420: ceil(6420 / 32) = 201, capped at 128
     size_t const rows = 1 * 8 * splits * 40;
     auto align = [](size_t n) { return (n + 255) / 256 * 256; };
-    size_t const expected = align(rows * 32 * 4) + align(rows * 2 * 4) + align(8 * 4);
+    size_t const counters = align(8 * 3 * (SOFTMASK_MAX_MERGE_GROUPS + 1) * 4);
+    size_t const expected = align(rows * 32 * 4) + align(rows * 2 * 4) + counters + align(8 * 4);
+    check(softmask_sma_max_splits(6420, 32) == 128, "split bound: the smallest key tile, capped");
+    check(softmask_sma_max_splits(1000, 32) == 32, "split bound: one split per smallest key tile");
     check(softmask_sma_workspace_size(1, 40, 6420, 8, 32) >= expected, "workspace holds the partials");
     check(softmask_sma_workspace_size(1, 40, 6420, 8, 32) < expected + 256 * 1024, "workspace is tight");
     check(softmask_sma_workspace_size(0, 40, 6420, 8, 32) == 0, "empty workspace");
@@ -100,18 +108,26 @@ void testWorkspaceSize()
 
 void testSplits()
 {
-    check(softmask_sma_num_splits(1, 8, 40, 100, 32, 132) == 1, "tiny S is not split");
-    int32_t const s = softmask_sma_num_splits(1, 8, 40, 25680, 32, 132);
-    int32_t const programs = 8 * s;
-    int32_t const waves = (programs + 131) / 132;
-    check(static_cast<double>(programs) / (waves * 132) >= 0.85, "85% wave efficiency at B=1 H=8");
+    check(softmask_sma_block_i(5, 32) == 16 && softmask_sma_block_i(17, 32) == 32
+            && softmask_sma_block_i(40, 32) == 64 && softmask_sma_block_i(5, 128) == 64,
+        "query tile matched to I");
+    check(softmask_sma_block_s(32, 25680, 2) == 128 && softmask_sma_block_s(32, 6420, 2) == 64
+            && softmask_sma_block_s(128, 6480, 2) == 32 && softmask_sma_block_s(32, 25680, 4) == 64,
+        "key tile rules");
+    check(softmask_sma_num_splits(1, 8, 40, 100, 64, 128, 132) == 1, "tiny S is not split");
+    int32_t const s = softmask_sma_num_splits(1, 8, 40, 25680, 64, 128, 132);
+    check(8 * s >= 2 * 132, ">= 2 CTAs per SM at B=1 H=8 I=40 on 132 SMs");
+    check(s <= 201, "at most one split per key tile");
 }
-// The generated table: every image is a cubin (ELF) or NUL-terminated PTX naming its entry, and
-// each arch has a split kernel per (dtype, mask dtype, head dim) and a merge kernel per (dtype, head dim).
+
+// The generated table: every image is a cubin (ELF) or NUL-terminated PTX naming its entry; every
+// arch has a general row (key padding, any S) per (dtype, mask dtype, head dim), and each cubin
+// arch >= 80 fast fp16 rows for every query tile the launcher picks.
 void testTable()
 {
     check(softmask_kernel_table_size > 0, "table is not empty");
     int32_t const headDims[] = {16, 32, 64, 128};
+    int32_t const dtypes[] = {SOFTMASK_DTYPE_FLOAT32, SOFTMASK_DTYPE_FLOAT16};
     for (size_t i = 0; i < softmask_kernel_table_size; ++i)
     {
         SoftmaskKernelEntry const& e = softmask_kernel_table[i];
@@ -122,30 +138,50 @@ void testTable()
             std::string const ptx(reinterpret_cast<char const*>(e.image), size - 1);
             check(e.image[size - 1] == 0, "PTX is NUL-terminated");
             check(ptx.find(std::string(".entry ") + e.name) != std::string::npos, "PTX holds the entry");
+            check(ptx.find(".version 8.0") != std::string::npos, "PTX declares ISA 8.0 (JIT on CUDA 12.0+ drivers)");
         }
         else
         {
             check(std::memcmp(e.image, "\x7f" "ELF", 4) == 0, "cubin is an ELF image");
         }
-        check(e.num_warps >= 1 && e.block_i >= 16, "launch parameters recorded");
-        int found = 0;
+        check(e.num_warps == e.block_i / 16, "one warp per 16 query rows");
+        check(e.padding == 1 ? e.key_align == 1 : e.key_align == 16, "general rows take any S");
+        check(e.arch >= 80 || e.num_stages == 1, "no pipelining without cp.async (Turing)");
+        check(e.arch != 75 || e.shared_bytes <= 64 * 1024, "sm_75 kernels fit 64 KiB of shared memory");
+        check(e.arch != 80 || e.shared_bytes <= 99 * 1024, "sm_80 kernels fit 99 KiB (they serve 8.6/8.9 too)");
         for (int32_t d : headDims)
         {
-            found += e.head_dim == d;
-        }
-        check(found == 1, "head dim is one of 16, 32, 64, 128");
-        int splitCount = 0;
-        int mergeCount = 0;
-        for (size_t j = 0; j < softmask_kernel_table_size; ++j)
-        {
-            SoftmaskKernelEntry const& o = softmask_kernel_table[j];
-            if (o.arch == e.arch && o.is_ptx == e.is_ptx)
+            for (int32_t dtype : dtypes)
             {
-                splitCount += o.kind == SOFTMASK_KERNEL_SPLIT;
-                mergeCount += o.kind == SOFTMASK_KERNEL_MERGE;
+                for (int32_t maskDtype : dtypes)
+                {
+                    int general = 0;
+                    for (size_t j = 0; j < softmask_kernel_table_size; ++j)
+                    {
+                        SoftmaskKernelEntry const& o = softmask_kernel_table[j];
+                        general += o.arch == e.arch && o.is_ptx == e.is_ptx && o.head_dim == d && o.dtype == dtype
+                            && o.mask_dtype == maskDtype && o.padding == 1;
+                    }
+                    check(general == 1, "one general row per (arch, dtype, mask dtype, head dim)");
+                }
+            }
+            if (e.arch >= 80 && !e.is_ptx)
+            {
+                for (int32_t queries : {5, 20, 40})
+                {
+                    int32_t const blockI = softmask_sma_block_i(queries, d);
+                    int fast = 0;
+                    for (size_t j = 0; j < softmask_kernel_table_size; ++j)
+                    {
+                        SoftmaskKernelEntry const& o = softmask_kernel_table[j];
+                        fast += o.arch == e.arch && !o.is_ptx && o.head_dim == d && o.block_i == blockI
+                            && o.dtype == SOFTMASK_DTYPE_FLOAT16 && o.mask_dtype == SOFTMASK_DTYPE_FLOAT16
+                            && o.padding == 0;
+                    }
+                    check(fast == 1, "one fast fp16 row per query tile the launcher picks");
+                }
             }
         }
-        check(splitCount == 2 * 2 * 4 && mergeCount == 2 * 4, "complete specialisation set per arch");
     }
     std::printf("table: %zu kernels\n", softmask_kernel_table_size);
 }

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# One-shot GPU check (target: under 8 minutes on an H100/H200). From the repository root:
+#
+#   bash scripts/gpu_check.sh            # PYTHON=... to use another interpreter than .venv's
+#
+# Parts, each logged to its own file and recorded in summary.md; a part that fails (or has no
+# GPU to run on) is reported and the script goes on with the next:
+#   env       nvidia-smi, torch/triton/onnxruntime versions
+#   launcher  libsoftmask_kernels.so built for this GPU's arch (cmake + nvcc) + its ctest
+#   tests     the `gpu`-marked pytest tests, with that launcher
+#   op        benchmarks/op_gpu.py: correctness, then timing (CUDA graphs, host time apart)
+#   parity    ONNX Runtime CUDA EP vs torch on the streaming export (synthetic 480p video)
+#   model     benchmarks/model_gpu.py: end-to-end FPS, tiny and full HODOR (random weights),
+#             480p, fused kernel vs reference math
+# Everything lands in benchmarks/results/<gpu>-<UTC date>/. Exit status: 0 if every part passed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+PY=${PYTHON:-$REPO/.venv/bin/python}
+[ -x "$PY" ] || PY=$(command -v python3)
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+unset TRITON_INTERPRET
+BUDGET=${GPU_CHECK_BUDGET_S:-460}
+
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
+HAVE_GPU=0
+if [ -n "$GPU" ] && "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+  HAVE_GPU=1
+fi
+NAME=$(echo "${GPU:-no-gpu-$(hostname)}" | tr -cs 'A-Za-z0-9' '-' | sed 's/^-*//; s/-*$//')
+OUT=${GPU_CHECK_OUT:-$REPO/benchmarks/results/$NAME-$(date -u +%Y%m%d)}
+mkdir -p "$OUT"
+SUMMARY=$OUT/summary.md
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+FAILED=0
+{
+  echo "# GPU check: ${GPU:-no GPU visible}"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) · commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (dirty)') · python $PY"
+  echo
+  echo "| part | status | seconds | log |"
+  echo "| --- | --- | --- | --- |"
+} > "$SUMMARY"
+
+# part NAME MAX_SECONDS FUNCTION: run FUNCTION (below) in a child bash under a timeout (at most
+# what is left of the budget), log to $OUT/NAME.log, record the outcome; never stops the script.
+part() {
+  local name=$1 max=$2 fn=$3
+  local left=$((BUDGET - SECONDS))
+  local limit=$((max < left ? max : left))
+  local status start=$SECONDS
+  if [ "$limit" -lt 10 ]; then
+    status="not run: time budget (${BUDGET}s) spent"
+  else
+    echo "== $name (limit ${limit}s)"
+    timeout --kill-after=10 "$limit" bash -c "$fn" > "$OUT/$name.log" 2>&1
+    local rc=$?
+    case $rc in
+      0) status=passed ;;
+      77) status="NOT RUN: no GPU" ;;
+      124 | 137) status="FAILED: timed out after ${limit}s" ;;
+      *) status="FAILED (exit $rc)" ;;
+    esac
+  fi
+  [ "$status" = passed ] || FAILED=1
+  echo "   $status"
+  echo "| $name | $status | $((SECONDS - start)) | $name.log |" >> "$SUMMARY"
+}
+
+# Exit status 77 marks a part that had nothing to run on (reported as NOT RUN, still a failure).
+no_gpu() {
+  echo "no GPU visible (nvidia-smi: '${GPU:-none}', torch.cuda.is_available() false): $1"
+  return 77
+}
+
+env_info() {
+  nvidia-smi || echo "nvidia-smi unavailable"
+  "$PY" - <<'EOF'
+import importlib
+import torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    print(p.name, f"sm_{p.major}{p.minor}", p.multi_processor_count, "SMs", p.total_memory >> 20, "MiB")
+for name in ("triton", "onnxruntime"):
+    try:
+        mod = importlib.import_module(name)
+        extra = mod.get_available_providers() if name == "onnxruntime" else ""
+        print(name, mod.__version__, extra)
+    except ImportError as exc:
+        print(name, "missing:", exc)
+EOF
+}
+
+build_launcher() {
+  [ "$HAVE_GPU" = 1 ] || { no_gpu "the local arch is unknown, nothing to build for"; return; }
+  local arch
+  arch=$("$PY" -c 'import torch; m, n = torch.cuda.get_device_capability(); print(f"{m}{n}")') || return 1
+  cmake -S . -B build/gpu-check -DSOFTMASK_BUILD_PLUGIN=OFF -DBUILD_TESTING=ON \
+    -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" -DPython3_EXECUTABLE="$PY" &&
+    cmake --build build/gpu-check -j "$(nproc)" &&
+    ctest --test-dir build/gpu-check --output-on-failure
+}
+
+LAUNCHER=$REPO/build/gpu-check/lib/libsoftmask_kernels.so
+
+gpu_tests() {
+  local lib_env=()
+  [ -f "$LAUNCHER" ] && lib_env=(env "SOFTMASK_KERNELS_LIB=$LAUNCHER")
+  "${lib_env[@]}" "$PY" -m pytest tests -m gpu -q -rs -p no:cacheprovider --junitxml="$OUT/gpu_tests.xml"
+  local rc=$?
+  [ "$HAVE_GPU" = 1 ] || { no_gpu "every gpu-marked test skipped (reasons above)"; return; }
+  return $rc
+}
+
+op_benchmark() {
+  [ "$HAVE_GPU" = 1 ] || { no_gpu "nothing to time"; return; }
+  local launcher_arg=()
+  [ -f "$LAUNCHER" ] && launcher_arg=(--launcher "$LAUNCHER")
+  (cd benchmarks && "$PY" op_gpu.py "${launcher_arg[@]}" --out "$OUT")
+}
+
+ort_parity() {
+  [ "$HAVE_GPU" = 1 ] || { no_gpu "no CUDA execution provider to compare"; return; }
+  local data=$WORK/davis video ann
+  "$PY" -m softmask.cli data synth --out "$data" --videos 1 --seed 7 --height 480 --width 854 \
+    --frames 12 || return 1
+  video=$data/JPEGImages/480p/synth7
+  ann=$WORK/first-frame-annotation
+  mkdir -p "$ann" && cp "$data/Annotations/480p/synth7/00000.png" "$ann/" || return 1
+  "$PY" -m softmask.cli parity "$video" --annotations "$ann" --reference torch \
+    --candidate onnxruntime --providers CUDAExecutionProvider \
+    --ground-truth "$data/Annotations/480p/synth7" --report "$OUT/parity_ort_cuda.json"
+}
+
+model_fps() {
+  [ "$HAVE_GPU" = 1 ] || { no_gpu "nothing to run the model on"; return; }
+  (cd benchmarks && "$PY" model_gpu.py --models tiny,hodor --dtypes fp32,fp16 --out "$OUT")
+}
+
+export REPO PY OUT WORK GPU HAVE_GPU LAUNCHER
+export -f no_gpu env_info build_launcher gpu_tests op_benchmark ort_parity model_fps
+part env 60 env_info
+part launcher 180 build_launcher
+part tests 200 gpu_tests
+part op 200 op_benchmark
+part parity 90 ort_parity
+part model 150 model_fps
+{
+  echo
+  echo "Total: ${SECONDS}s (budget ${BUDGET}s). Results and logs: $OUT"
+  [ "$HAVE_GPU" = 1 ] || echo "No GPU was visible: every GPU part reported that and nothing was measured."
+} >> "$SUMMARY"
+cat "$SUMMARY"
+exit $FAILED
