@@ -372,3 +372,19 @@ def test_overwrite_keeps_the_earlier_outputs_when_the_run_fails_before_its_first
                       "--backend", "torch", "--checkpoint", checkpoint, "--objects", "2")
     one_line_error(failed, "bad.png", "object id(s) [9] exceed the 2 object slot(s)")
     assert {name: (out / name).read_bytes() for name in _files(out)} == before
+
+
+def test_flags_that_cannot_apply_to_this_source_or_backend_are_refused(video, tmp_path, capsys):
+    from tests.videos import write_video
+
+    _, padded, annotations, first = video
+    clip = write_video(tmp_path / "clip.mp4", moving_objects(4), lossless=True)
+    env_cache = tmp_path / "cache"
+    result = in_process(capsys, "run", clip, "--annotations", first, "--out", tmp_path / "a",
+                        "--fps", "10")
+    one_line_error(result, "--fps sets the frame rate of a folder of frames", "clip.mp4")
+    result = in_process(capsys, "run", padded, "--annotations", annotations, "--out",
+                        tmp_path / "b", "--backend", "tensorrt", "--threads", "2",
+                        "--cache-dir", env_cache)
+    one_line_error(result, "--threads sets the CPU threads of torch and onnxruntime")
+    assert not env_cache.exists(), "refused before any export"

@@ -167,6 +167,9 @@ def test_an_interrupted_run_resumes_to_the_masks_of_a_full_run(model, clip, tmp_
         assert sum(1 for _ in container.decode(container.streams.video[0])) == 5
     with pytest.raises(InputError, match="pass --overwrite to replace them or --resume"):
         run_video(video, annotation, out, backend="torch", checkpoint=model)
+    with pytest.raises(InputError, match="were made with another spec"):
+        run_video(video, annotation, out, backend="torch", checkpoint=model, resume=True,
+                  temporal_window=3)
     report = run_video(video, annotation, out, backend="torch", checkpoint=model, overlay=True,
                        resume=True)
     assert report["masks_kept"] == 5 and report["masks_written"] == T - 5
@@ -175,3 +178,61 @@ def test_an_interrupted_run_resumes_to_the_masks_of_a_full_run(model, clip, tmp_
     assert all((resumed[k] == expected[k]).all() for k in expected)
     with av.open(str(out / "overlay.mp4")) as container:
         assert sum(1 for _ in container.decode(container.streams.video[0])) == T
+
+
+class _Timed:
+    """A backend whose upload, graph and download take known times (seconds), measured with the
+    same StageClock as the real backends."""
+
+    name, device, precision = "timed", "cpu", "fp32"
+    H2D, COMPUTE, D2H = 0.01, 0.04, 0.02
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def reset(self):
+        pass
+
+    def advance_empty(self):
+        pass
+
+    def run(self, graph, frame, annotation=None):
+        from softmask.runtime.backend import FrameOutput, StageClock
+
+        clock = StageClock()
+        time.sleep(self.H2D)
+        clock.mark("H2D")
+        time.sleep(self.COMPUTE)
+        clock.mark("compute")
+        labels = np.zeros(frame.shape[:2], np.uint8)
+        time.sleep(self.D2H)
+        clock.mark("D2H")
+        return FrameOutput(labels, active=np.ones(1, bool), timings=clock.timings)
+
+
+def test_each_stage_gets_the_time_spent_in_it(tmp_path, monkeypatch):
+    from softmask.runtime import outputs
+
+    write_seconds = 0.03
+    real_write = outputs.OutputWriter.write
+
+    def slow_write(self, *args):
+        time.sleep(write_seconds)
+        real_write(self, *args)
+
+    monkeypatch.setattr(outputs.OutputWriter, "write", slow_write)
+    frames = moving_objects(8)
+    backend = _Timed(StreamSpec(64, 96, 1, 3))
+    out = prepare_output_dir(tmp_path / "out")
+    report = stream_video(backend, open_source(list(frames)), {0: first_annotation() // 2}, out,
+                          queue_size=1)
+    stages = report["stages"]
+    # Lower bounds hold on a loaded machine; the upper bound says no stage took another's time.
+    for stage, seconds in (("H2D", _Timed.H2D), ("compute", _Timed.COMPUTE),
+                           ("D2H", _Timed.D2H), ("write", write_seconds)):
+        assert seconds * 1e3 <= stages[stage]["p50_ms"] < seconds * 1e3 + 25, (stage, stages)
+    assert stages["preprocess"]["p50_ms"] < 5
+    # The writer (30 ms) is faster than the model (70 ms): frames wait for the model, not the
+    # writer; with a queue of one frame, the decoder runs at most two frames ahead.
+    assert stages["write_queue"]["p50_ms"] < 10
+    assert stages["queue"]["p50_ms"] >= 0.5 * (_Timed.H2D + _Timed.COMPUTE + _Timed.D2H) * 1e3

@@ -8,15 +8,14 @@ same folder, then rename), so a file that exists is complete.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from softmask.errors import InputError
+from softmask.files import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -142,15 +141,8 @@ def read_annotations(annotations_dir: str | Path, frames: list[Path]) -> dict[in
 
 
 def _atomic_save(image: Image.Image, path: Path, **params) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format=params.pop("format"), **params)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as stream:
+        image.save(stream, format=params.pop("format"), **params)
 
 
 def write_label_png(path: Path, labels: np.ndarray) -> None:

@@ -37,6 +37,7 @@ from softmask.export.frame_graphs import StreamSpec
 from softmask.export.precision import FP32_GROUPS, PrecisionPlan, groups_of_module
 from softmask.model.hodor import HodorModel
 from softmask.runtime.factory import check_backend_available
+from softmask.runtime.settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -270,17 +271,15 @@ class _Evaluator:
             result.culprit_groups = groups_of_module(found.culprit, self.model)
 
 
-def _check_backend_options(backend: str, providers, engine_cache_dir, threads) -> None:
-    """Refuse backend options that would not take effect, naming the CLI flag."""
-    if backend not in ("onnxruntime", "tensorrt"):
-        raise InputError(f"--backend {backend}: the search compares exports; choose onnxruntime "
-                         "or tensorrt")
-    if providers and backend != "onnxruntime":
-        raise InputError(f"--providers applies to --backend onnxruntime, not {backend}")
-    if engine_cache_dir is not None and backend != "tensorrt":
-        raise InputError(f"--engine-cache applies to --backend tensorrt, not {backend}")
-    if threads is not None and backend == "tensorrt":
-        raise InputError("--threads sets ONNX Runtime's CPU threads, not TensorRT's")
+def _check_backend(settings: RunSettings) -> RunSettings:
+    """Refuse settings that would not take effect (``RunSettings.check``) or a backend that
+    runs no export, then check the backend runs here (before any export)."""
+    if settings.backend not in ("onnxruntime", "tensorrt"):
+        raise InputError(f"--backend {settings.backend}: the search compares exports; choose "
+                         "onnxruntime or tensorrt")
+    settings.check()
+    check_backend_available(settings.backend, settings.providers)
+    return settings
 
 
 def search_precision(
@@ -299,8 +298,8 @@ def search_precision(
     """Run the greedy search for one video. Candidate exports (only the graphs the video needs,
     ``needed_graphs``) stay in ``work_dir``; when None, a temporary folder is used and removed
     before returning, and ``best_export`` is None (``precision_video`` completes and keeps it)."""
-    _check_backend_options(backend, providers, engine_cache_dir, threads)
-    check_backend_available(backend, providers)
+    _check_backend(RunSettings(backend=backend, providers=providers,
+                               engine_cache_dir=engine_cache_dir, threads=threads))
     own_work = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="softmask-precision-")) if own_work else Path(work_dir)
     try:
@@ -354,13 +353,15 @@ def precision_video(
         raise InputError(f"{out / BEST_EXPORT} exists; remove it or choose another --out")
     if max_drop < 0:
         raise InputError(f"--max-jf-drop must be >= 0, got {max_drop}")
-    _check_backend_options(backend, providers, engine_cache_dir, threads)
-    check_backend_available(backend, providers)
+    settings = _check_backend(RunSettings(
+        backend=backend, providers=providers, engine_cache_dir=engine_cache_dir,
+        num_objects=num_objects, temporal_window=temporal_window, min_dim=min_dim,
+        max_dim=max_dim, threads=threads,
+    ))
     frames, annotations, truth = read_video_folder(video_dir, annotations_dir, ground_truth_dir)
     largest = max(int(a.max()) for a in annotations.values())
     height, width, _ = frames[0].shape
-    spec = StreamSpec(height, width, num_objects or largest, temporal_window or 7, min_dim,
-                      max_dim)
+    spec = settings.spec(height, width, largest)
     model = resolve_model(checkpoint)
     own_work = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="softmask-precision-")) if own_work else Path(work_dir)

@@ -23,7 +23,6 @@ import onnx
 import torch
 
 from softmask import __version__
-from softmask.digests import file_sha256
 from softmask.errors import InputError
 from softmask.export.frame_graphs import (
     GRAPH_MODULES,
@@ -35,6 +34,7 @@ from softmask.export.frame_graphs import (
 )
 from softmask.export.onnx_export import export_onnx
 from softmask.export.precision import PrecisionPlan, mixed_precision_model
+from softmask.files import file_sha256
 from softmask.model.config import ModelConfig
 from softmask.model.hodor import HodorModel
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from softmask.digests import file_sha256
 from softmask.errors import BackendUnavailable
+from softmask.files import file_sha256
 
 logger = logging.getLogger(__name__)
 

@@ -136,6 +136,11 @@ def run_bench(
     settings.check()
     out = Path(out_dir)
     with _FirstFrames(open_source(source, fps=fps), max_frames) as frames:
+        if frames.live:
+            raise InputError(
+                f"{frames.name}: bench runs the same frames twice; a live source gives others "
+                "each time (record it to a file first)"
+            )
         found = resolve_annotations(annotations, frames.inner)  # folders: names of its files
         decoded = list(frames)
     if len(decoded) < warmup + 2:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from softmask.errors import BackendUnavailable
+from softmask.files import atomic_file
 from softmask.runtime.cache_dirs import cache_root
 
 logger = logging.getLogger(__name__)
@@ -121,14 +120,8 @@ class EngineCache:
             (path.with_suffix(".json"), json.dumps(dict(note), indent=2).encode()),
             (path, engine),
         ):
-            handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=self.directory)
-            try:
-                with os.fdopen(handle, "wb") as stream:
-                    stream.write(data)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_file(target) as stream:
+                stream.write(data)
         logger.info("engine cached: %s", path)
         return path
 

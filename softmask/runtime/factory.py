@@ -68,8 +68,6 @@ def create_backend(
         )
     from softmask.runtime.tensorrt_backend import TensorRTBackend
 
-    if threads is not None:
-        raise InputError("--threads sets CPU threads of torch and onnxruntime, not tensorrt")
     return TensorRTBackend(export, cache_dir=engine_cache_dir, with_scores=with_scores)
 
 

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import platform
-import tempfile
 import threading
 import time
 from collections import Counter, deque
@@ -37,11 +36,12 @@ import numpy as np
 
 from softmask import __version__
 from softmask.errors import InputError
+from softmask.files import atomic_file
 from softmask.runtime.annotations import Annotations, resolve_annotations
 from softmask.runtime.backend import STAGES, Backend
 from softmask.runtime.latency import latency_summary, stage_summary
 from softmask.runtime.outputs import REPORT_NAME, OutputFolder, OutputWriter, prepare_output_dir
-from softmask.runtime.settings import RunSettings, prepare_backend
+from softmask.runtime.settings import PreparedBackend, RunSettings, prepare_backend
 from softmask.runtime.sources import Frame, FrameSource, Pacer, open_source
 from softmask.runtime.stream import VideoStream, check_annotation
 
@@ -59,11 +59,12 @@ Progress = Callable[[int, int, int], None]
 
 
 class _Handoff:
-    """Decode thread -> main thread.
+    """Hands items from a producer thread to a consumer thread.
 
-    Not live: a FIFO of ``capacity`` items; the decoder waits while it is full. Live: the
-    decoder never waits; a frame not yet taken when a newer one arrives is dropped (counted),
-    except annotated frames, errors and the end mark.
+    Not live: a FIFO of ``capacity`` items; the producer waits while it is full. Live: the
+    producer never waits; a frame not yet taken when a newer one arrives is dropped (counted),
+    except annotated frames, errors and the end mark. Every wait gives up when the other side is
+    gone (``give_up``, ``producer``), so no thread waits forever on a dead one.
     """
 
     def __init__(self, capacity: int, live: bool) -> None:
@@ -73,9 +74,10 @@ class _Handoff:
         self.dropped = 0
         self.frames = 0  # frames handed over (decoded), dropped ones included
 
-    def put(self, item: Any, keep: bool, stop: threading.Event) -> bool:
-        """Hand ``item`` over (``keep``: never drop it); False if ``stop`` was set first. In live
-        mode a newer frame replaces the frames waiting; the end mark and errors replace none."""
+    def put(self, item: Any, keep: bool, give_up: Callable[[], bool]) -> bool:
+        """Hand ``item`` over (``keep``: never drop it); False if ``give_up()`` became true
+        while waiting for room. In live mode a newer frame replaces the frames waiting; the end
+        mark and errors replace none."""
         with self._cond:
             if self._live and isinstance(item, _Decoded):
                 kept = deque(entry for entry in self._items if entry[1])
@@ -83,7 +85,7 @@ class _Handoff:
                 self._items = kept
             else:
                 while len(self._items) >= self._capacity:
-                    if stop.is_set():
+                    if give_up():
                         return False
                     self._cond.wait(_POLL)
             self._items.append((item, keep))
@@ -91,9 +93,12 @@ class _Handoff:
             self._cond.notify_all()
             return True
 
-    def get(self) -> Any:
+    def get(self, producer: threading.Thread) -> Any:
+        """The next item; raises RuntimeError if ``producer`` ended without handing one over."""
         with self._cond:
             while not self._items:
+                if not producer.is_alive() and not self._items:
+                    raise RuntimeError(f"{producer.name} thread ended without a result")
                 self._cond.wait(_POLL)
             item, _ = self._items.popleft()
             self._cond.notify_all()
@@ -115,25 +120,25 @@ def _decode(
     pace_fps: float | None,
 ) -> None:
     """Decode thread: ``_Decoded`` per frame, then _END; an error is handed over and ends it."""
-    pacer = Pacer(pace_fps) if pace_fps else None
-    frames = iter(source)
-    index = 0
-    while not stop.is_set():
-        if pacer is not None:
-            pacer.wait(index)
-        tick = time.perf_counter()
-        try:
+    try:
+        pacer = Pacer(pace_fps) if pace_fps else None
+        frames = iter(source)
+        index = 0
+        while not stop.is_set():
+            if pacer is not None:
+                pacer.wait(index)
+            tick = time.perf_counter()
             frame = next(frames, None)
-        except Exception as error:  # noqa: BLE001 - any failure must reach the main thread
-            handoff.put(error, True, stop)
-            return
-        if frame is None:
-            break
-        item = _Decoded(frame, tick, time.perf_counter())
-        if not handoff.put(item, frame.index in annotated, stop):
-            return
-        index += 1
-    handoff.put(_END, True, stop)
+            if frame is None:
+                break
+            item = _Decoded(frame, tick, time.perf_counter())
+            if not handoff.put(item, frame.index in annotated, stop.is_set):
+                return
+            index += 1
+    except Exception as error:  # noqa: BLE001 - any failure must reach the main thread
+        handoff.put(error, True, stop.is_set)
+        return
+    handoff.put(_END, True, stop.is_set)
 
 
 @dataclass
@@ -173,22 +178,22 @@ class _Writer(threading.Thread):
     def __init__(self, outputs: OutputWriter, capacity: int) -> None:
         super().__init__(name="softmask-writer", daemon=True)
         self.items: _Handoff = _Handoff(capacity, live=False)
+        self._producer = threading.current_thread()  # the pipeline's thread, which feeds it
         self.outputs = outputs
         self.stats = _Stats()
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        while (record := self.items.get()) is not _END:
+        while (record := self.items.get(self._producer)) is not _END:
             if self.error is not None:
                 continue
             start = time.perf_counter()
             frame = record.decoded.frame
             try:
                 self.outputs.write(frame.name, frame.timestamp, frame.rgb, record.labels)
+                self._account(record, start, time.perf_counter())
             except Exception as error:  # noqa: BLE001 - re-raised by finish()
                 self.error = error
-                continue
-            self._account(record, start, time.perf_counter())
 
     def _account(self, record: _Record, write_start: float, written: float) -> None:
         stats, decoded = self.stats, record.decoded
@@ -209,8 +214,12 @@ class _Writer(threading.Thread):
         stats.graph.append(record.graph)
         stats.done.append(written)
 
+    def put(self, record: _Record) -> None:
+        """Queue ``record`` (waits for room while the writer runs)."""
+        self.items.put(record, True, lambda: not self.is_alive())
+
     def finish(self) -> None:
-        self.items.put(_END, True, threading.Event())
+        self.items.put(_END, True, lambda: not self.is_alive())
         self.join()
         try:
             self.outputs.close()
@@ -313,14 +322,14 @@ def stream_video(
     decoder.start()
     writer.start()
     try:
-        while (item := handoff.get()) is not _END:
+        while (item := handoff.get(decoder)) is not _END:
             if writer.error is not None:
                 break  # finish() raises it; later frames would not be written anyway
             if isinstance(item, BaseException):
                 raise item
             record = _run_frame(stream, item, annotations)
             last_index = item.frame.index
-            writer.items.put(record, True, stop)
+            writer.put(record)
             processed += 1
             if progress is not None:
                 progress(processed, last_index + 1, handoff.dropped)
@@ -430,15 +439,9 @@ def machine_info() -> dict[str, Any]:
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
     """Write ``report`` as JSON, atomically."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(report, stream, indent=2)
-            stream.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w") as stream:
+        json.dump(report, stream, indent=2)
+        stream.write("\n")
 
 
 def check_annotations(found: Annotations, height: int, width: int, slots: int) -> None:
@@ -446,6 +449,41 @@ def check_annotations(found: Annotations, height: int, width: int, slots: int) -
     and ``slots`` object slots."""
     for index, labels in found.labels.items():
         check_annotation(labels, height, width, slots, found.source(index))
+
+
+def check_resumable(out: Path, prepared: PreparedBackend) -> None:
+    """Refuse to resume into ``out`` when its masks came from another model, backend, precision
+    or stream spec (its report says which); without a report (a killed run) it cannot be
+    checked, which is logged.
+
+    Raises:
+        InputError: naming what differs.
+    """
+    path = out / REPORT_NAME
+    if not path.is_file():
+        logger.warning("%s: no report of the earlier run; resuming without checking its settings",
+                       out)
+        return
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: unreadable report of the earlier run: {error}") from error
+    backend = prepared.backend
+    now = {
+        "backend": backend.name,
+        "precision": backend.precision,
+        "spec": asdict(backend.spec),
+        "model": prepared.setup.get("model"),
+    }
+    before = {**{k: earlier.get(k) for k in ("backend", "precision", "spec")},
+              "model": earlier.get("setup", {}).get("model")}
+    differs = [key for key in now if before[key] != now[key]]
+    if differs:
+        raise InputError(
+            f"--resume: the masks in {out} were made with another {', '.join(differs)} "
+            f"({'; '.join(f'{k}: {before[k]} now {now[k]}' for k in differs)}); resume with "
+            "the same settings, or pass --overwrite"
+        )
 
 
 def run_source(
@@ -481,6 +519,8 @@ def run_source(
         check_annotations(found, height, width, settings.num_objects or found.largest_id)
     prepared = prepare_backend(settings, height, width, found.largest_id, on_export)
     check_annotations(found, height, width, prepared.backend.spec.num_objects)
+    if resume:
+        check_resumable(out.path, prepared)
     return stream_video(
         prepared.backend, source, found, out, overlay=overlay, mask_video=mask_video,
         live=live, realtime=realtime, resume=resume, queue_size=queue_size,

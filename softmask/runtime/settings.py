@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from softmask.digests import file_sha256
 from softmask.errors import InputError
 from softmask.export.frame_graphs import StreamSpec
-from softmask.export.streaming import StreamingExport, load_streaming_export
+from softmask.export.streaming import MANIFEST_NAME, StreamingExport, load_streaming_export
+from softmask.files import file_sha256
 from softmask.model.checkpoint import checkpoint_file
 from softmask.model.hodor import HodorModel
 from softmask.runtime.backend import Backend
@@ -95,6 +95,8 @@ class RunSettings:
              f"--providers applies to --backend onnxruntime, not {self.backend}"),
             (self.engine_cache_dir is not None and self.backend != "tensorrt",
              f"--engine-cache applies to --backend tensorrt, not {self.backend}"),
+            (self.threads is not None and self.backend == "tensorrt",
+             "--threads sets the CPU threads of torch and onnxruntime, not of tensorrt"),
             (self.export_dir is not None and self.checkpoint is not None,
              (f"--checkpoint: the export in {self.export_dir} already holds its weights; give "
              "--checkpoint or --export-dir, not both")),
@@ -145,7 +147,8 @@ class PreparedBackend:
     setup: seconds per setup step: ``model_load_s`` (torch), ``export_s`` (loading the model
         and exporting, only when that happened), ``backend_init_s`` (sessions, engines); and
         ``export``: "cache hit", "cache miss" (exported now), "given" (``--export-dir``) or None
-        (torch); ``export_dir``: the graphs' folder.
+        (torch); ``export_dir``: the graphs' folder; ``model``: sha256 of the checkpoint (of the
+        manifest for ``--export-dir``), which identifies the weights the masks come from.
     """
 
     backend: Backend
@@ -197,6 +200,7 @@ def resolve_export(
                 f"frames are {height}x{width}; export again for this size"
             )
         setup["export"] = "given"
+        setup["model"] = file_sha256(export.directory / MANIFEST_NAME)
     else:
         digest, load_model = checkpoint_identity(settings.checkpoint)
         spec = settings.spec(height, width, largest_id)
@@ -205,6 +209,7 @@ def resolve_export(
             export_key(digest, spec, settings.fp16), load_model, spec, settings.fp16, on_export
         )
         setup["export"] = "cache hit" if hit else "cache miss"
+        setup["model"] = digest
         if not hit:  # loading the model and exporting; a cache hit costs neither
             setup["export_s"] = time.perf_counter() - tick
     setup["export_dir"] = str(export.directory)
@@ -238,7 +243,8 @@ def prepare_backend(
     setup: dict[str, Any] = {"export": None, "export_dir": None}
     if settings.backend == "torch":
         tick = time.perf_counter()
-        model = resolve_model(settings.checkpoint)
+        setup["model"], load_model = checkpoint_identity(settings.checkpoint)
+        model = load_model()
         setup["model_load_s"] = time.perf_counter() - tick
         tick = time.perf_counter()
         backend = create_backend(

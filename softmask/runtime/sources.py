@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -207,6 +208,7 @@ class VideoSource(FrameSource):
 
     def __init__(self, spec: str) -> None:
         super().__init__()
+        self._decoding_lock = threading.Lock()
         av = _import_av()
         self._av = av
         options: dict[str, object] = {}
@@ -244,7 +246,6 @@ class VideoSource(FrameSource):
         rate = self._stream.average_rate or self._stream.guessed_rate
         self.fps = float(rate) if rate else None
         self.frame_count = None if self.live else (self._stream.frames or None)
-        self.width, self.height = self._stream.codec_context.width, self._stream.codec_context.height
 
     def _hint(self) -> str:
         if self.kind == "url" and self.name.lower().split("?")[0].endswith(_SEEKING_CONTAINERS):
@@ -257,17 +258,24 @@ class VideoSource(FrameSource):
             return " (is the camera connected, and is this user in the `video` group?)"
         return ""
 
+    def _next_frame(self, frames: Iterator) -> tuple[float | None, np.ndarray] | None:
+        """(pts in seconds, RGB) of the next decoded frame, None at the end; holds the lock that
+        ``close`` takes, so the container is never closed under a running decode."""
+        with self._decoding_lock:
+            decoded = next(frames, None)
+            return None if decoded is None else (decoded.time, decoded.to_ndarray(format="rgb24"))
+
     def _frames(self) -> Iterator[Frame]:
         index = 0
         first_time: float | None = None
+        frames = self._container.decode(self._stream)
         try:
-            for decoded in self._container.decode(self._stream):
-                when = decoded.time
+            while (decoded := self._next_frame(frames)) is not None:
+                when, rgb = decoded
                 if when is None:
                     when = index / self.fps if self.fps else float(index)
                 if first_time is None:
                     first_time = when
-                rgb = decoded.to_ndarray(format="rgb24")
                 yield Frame(
                     index, max(0.0, when - first_time), rgb, index_name(index),
                     f"{self.name} frame {index}",
@@ -286,8 +294,17 @@ class VideoSource(FrameSource):
             )
 
     def close(self) -> None:
-        self._container.close()
-        self._decoding = None
+        # A decode blocked in FFmpeg (a stalled network read, up to NETWORK_TIMEOUT_S) holds the
+        # lock: closing the container under it would be undefined behaviour, so it is left to
+        # the process's end instead.
+        if not self._decoding_lock.acquire(timeout=1.0):
+            logger.warning("%s: still reading; left open", self.name)
+            return
+        try:
+            self._container.close()
+            self._decoding = None
+        finally:
+            self._decoding_lock.release()
 
 
 def _describe(error: BaseException) -> str:
@@ -314,11 +331,12 @@ def open_source(
     Args:
         spec: a folder of images, a video file, a URL, ``/dev/videoN`` / ``camera:N``, a
             sequence of uint8 [H, W, 3] arrays / image paths, or a source (returned as it is).
-        fps: frame rate of a folder or in-memory frames (default 24); ignored for video, whose
+        fps: frame rate of a folder or in-memory frames (default 24); refused for video, whose
             container says.
 
     Raises:
-        InputError: the source does not exist or cannot be opened (one line naming it).
+        InputError: the source does not exist or cannot be opened (one line naming it), or
+            ``fps`` was given for a video.
     """
     if isinstance(spec, FrameSource):
         return spec
@@ -326,6 +344,10 @@ def open_source(
         return MemorySource(spec, fps=fps)
     text = str(spec)
     if is_video_spec(text) or (Path(text).is_file() and not _URL.match(text)):
+        if fps is not None:
+            raise InputError(
+                f"--fps sets the frame rate of a folder of frames; {text} carries its own"
+            )
         return VideoSource(text)
     if not Path(text).exists():
         raise InputError(f"{text}: no such folder, video file, URL or camera")

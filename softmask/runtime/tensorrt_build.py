@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +26,7 @@ from typing import Any
 import onnx
 
 from softmask.errors import BackendUnavailable, ExportError
+from softmask.files import atomic_file
 from softmask.ops.onnx_op import strip_function_bodies
 from softmask.plugins import PLUGIN_NAME
 from softmask.runtime.engine_cache import EngineCache, engine_cache_key
@@ -64,15 +64,8 @@ class TimingCacheFile:
         if cache is None:
             return
         data = bytes(cache.serialize())
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(self.path) as stream:
+            stream.write(data)
 
 
 def make_progress_monitor(trt: Any, label: str, clock: Callable[[], float] = time.monotonic) -> Any:
