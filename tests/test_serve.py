@@ -926,6 +926,40 @@ def test_a_truncated_video_streams_every_mask_before_the_damage(
     assert (tmp_path / "out" / "overlay.mp4").is_file()
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def test_a_server_that_dies_while_serving_is_exit_code_4_and_leaves_no_stub(
+    serve_python, export, tmp_path
+):
+    running = _Server(serve_python, tmp_path, "--export", str(export.directory))
+    try:
+        children = Path(f"/proc/{running.process.pid}/task/{running.process.pid}/children")
+        triton = int(children.read_text().split()[0])
+        assert len(_group_members(triton)) > 1, "tritonserver and its python-backend stub"
+        os.kill(triton, signal.SIGKILL)
+        running.process.wait(timeout=60)
+        output = running.output()
+    finally:
+        code = running.stop()
+    assert code == 4, output
+    assert "softmask serve: error: tritonserver exited with code -9 while serving" in output
+    deadline = time.monotonic() + 10
+    while _group_members(triton):
+        assert time.monotonic() < deadline, "python-backend stubs outlived the server"
+        time.sleep(0.1)
+
+
 def test_serve_start_says_a_port_is_in_use_before_exporting(serve_python, tmp_path):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind(("127.0.0.1", 0))
