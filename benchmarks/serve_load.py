@@ -31,6 +31,7 @@ from results_io import write_results
 
 from softmask.data.synthetic import generate_video
 from softmask.runtime.latency import latency_summary
+from softmask.runtime.pipeline import machine_info
 from softmask.serve.client import ServerStream
 
 logger = logging.getLogger("serve_load")
@@ -78,12 +79,16 @@ def _run_stream(index: int, args: argparse.Namespace, barrier: threading.Barrier
 def run(args: argparse.Namespace) -> dict:
     barrier = threading.Barrier(args.streams)
     results = [{} for _ in range(args.streams)]
-    threads = [threading.Thread(target=_run_stream, args=(i, args, barrier, results[i]))
+    # Daemon threads: a stream stuck past the deadline is reported, and does not keep the
+    # process from exiting.
+    threads = [threading.Thread(target=_run_stream, args=(i, args, barrier, results[i]),
+                                name=f"stream-{i}", daemon=True)
                for i in range(args.streams)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + args.timeout * (args.frames + 2)
     for thread in threads:
-        thread.join(timeout=args.timeout * (args.frames + 2))
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
     errors = [r.get("error", "thread did not finish") for r in results if "finished" not in r]
     ok = not errors and all(
         r["answered"] == args.frames and r["extra_answers"] == 0 for r in results
@@ -107,8 +112,8 @@ def run(args: argparse.Namespace) -> dict:
         "wall_s": wall,
         "round_trip": latency,
         "per_stream_fps": [r["answered"] / (r["finished"] - r["started"]) for r in finished],
-        "machine": {"host": platform.node(), "cpus": os.cpu_count(), "python": sys.version.split()[0],
-                    "platform": platform.platform()},
+        "host": platform.node(),
+        "machine": machine_info(),
     }
 
 
@@ -124,7 +129,7 @@ def markdown(report: dict) -> str:
         (f"# serve_load: {report['streams']} streams x {report['frames_per_stream']} frames of "
          f"{report['frame_size']} (H, W)"),
         "",
-        (f"Server {report['url']}; client on {machine['host']} ({machine['cpus']} CPUs); "
+        (f"Server {report['url']}; client on {report['host']} ({machine['cores']} CPUs); "
          f"{report['in_flight']} frame(s) in flight per stream; round trips measured by the "
          "client."),
         "",

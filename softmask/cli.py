@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -639,13 +640,35 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_train)
 
 
+def _serve_limit_values(args: argparse.Namespace) -> dict:
+    """The repository settings of --max-streams/--idle-timeout/--instances/--scores, defaults
+    filled in."""
+    from softmask.serve.repository import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_STREAMS
+
+    return {
+        "max_streams": args.max_streams or DEFAULT_MAX_STREAMS,
+        "idle_timeout_s": args.idle_timeout or DEFAULT_IDLE_TIMEOUT_S,
+        "instances": args.instances or 1,
+        "scores": args.scores,
+    }
+
+
+def _refuse_given(args: argparse.Namespace, flags: dict[str, str], why: str) -> None:
+    """InputError naming the first of ``flags`` (dest -> flag) given on the command line."""
+    for dest, flag in flags.items():
+        if getattr(args, dest) not in (None, False):
+            raise InputError(f"{flag}: {why}; drop {flag}")
+
+
 def _cmd_serve_repo(args: argparse.Namespace) -> int:
     from softmask.serve.repository import read_repository_manifest, write_repository
 
+    if args.graphs != "tensorrt":
+        _refuse_given(args, {"plugin": "--plugin", "skip_plans": "--skip-plans"},
+                      f"applies to --graphs tensorrt, not {args.graphs}")
     repo = write_repository(
-        args.export, args.out, graphs=args.graphs, max_streams=args.max_streams,
-        idle_timeout_s=args.idle_timeout, instances=args.instances, device=args.device,
-        scores=args.scores, plugins=args.plugin, build_plans=not args.skip_plans,
+        args.export, args.out, graphs=args.graphs, device=args.device, plugins=args.plugin,
+        build_plans=not args.skip_plans, **_serve_limit_values(args),
     )
     summary = read_repository_manifest(repo)
     print(f"wrote Triton model repository {repo} ({summary['graphs']} graphs on "
@@ -658,69 +681,110 @@ def _cmd_serve_repo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port 0..65535 (0 picks a free one), got "
+                                         f"{value}")
+    return value
+
+
+def _finite_positive_float(text: str) -> float:
+    value = _positive_float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
+    return value
+
+
 def _serve_limits(p: argparse.ArgumentParser) -> None:
     from softmask.serve.repository import DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_STREAMS
 
     g = p.add_argument_group("streams")
-    g.add_argument("--max-streams", type=_positive_int, default=DEFAULT_MAX_STREAMS,
+    g.add_argument("--max-streams", type=_positive_int,
                    help=f"most concurrent streams per instance (default {DEFAULT_MAX_STREAMS})")
-    g.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT_S,
+    g.add_argument("--idle-timeout", type=_finite_positive_float,
                    help="seconds without a frame after which a stream is reaped (default "
                         f"{DEFAULT_IDLE_TIMEOUT_S:g})")
-    g.add_argument("--instances", type=_positive_int, default=1,
+    g.add_argument("--instances", type=_positive_int,
                    help="softmask_stream instances (a stream stays on one; default 1)")
     g.add_argument("--scores", action="store_true",
                    help="also answer float32 object scores (output SCORES)")
+
+
+# serve start's flags that write a repository: with --repo (written already) they are refused.
+_REPOSITORY_FLAGS = {
+    "export": "--export", "checkpoint": "--checkpoint", "height": "--height", "width": "--width",
+    "objects": "--objects", "window": "--window", "min_dim": "--min-dim", "max_dim": "--max-dim",
+    "graphs": "--graphs", "max_streams": "--max-streams", "idle_timeout": "--idle-timeout",
+    "instances": "--instances", "scores": "--scores",
+}
 
 
 def _cmd_serve_start(args: argparse.Namespace) -> int:
     import shutil
     import signal
 
+    from softmask.errors import BackendUnavailable
     from softmask.serve.repository import PYTHON_ONLY_VARIANTS, read_repository_manifest
-    from softmask.serve.server import EmbeddedServer, Endpoints, embedded_repository
+    from softmask.serve.server import (
+        REPOSITORY_DIR,
+        EmbeddedServer,
+        Endpoints,
+        check_embedded_model,
+        embedded_repository,
+    )
 
+    model = {
+        "export_dir": args.export, "checkpoint": args.checkpoint, "height": args.height,
+        "width": args.width, "num_objects": args.objects, "temporal_window": args.window,
+        "min_dim": args.min_dim, "max_dim": args.max_dim,
+    }
+    if args.repo:
+        _refuse_given(args, _REPOSITORY_FLAGS, f"--repo {args.repo} is written already, with "
+                      "its own model and limits (softmask serve repo sets them)")
+        graphs = read_repository_manifest(args.repo)["graphs"]
+        if graphs not in PYTHON_ONLY_VARIANTS:
+            raise InputError(
+                f"--repo {args.repo} runs its graphs on Triton's {graphs} backend, which the "
+                "embedded server lacks (python backend only); serve it with the Triton container "
+                "(docs/serving.md)"
+            )
+    else:
+        check_embedded_model(**model)
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="softmask-serve-"))
-    # SIGTERM stops the server as Ctrl-C does; SIGINT too when started from a script in the
-    # background (which ignores it).
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     server = None
     try:
-        if args.repo:
-            repo = Path(args.repo)
-            graphs = read_repository_manifest(repo)["graphs"]
-            if graphs not in PYTHON_ONLY_VARIANTS:
-                print(f"softmask serve: error: {repo} runs its graphs on Triton's {graphs} "
-                      "backend, which the embedded server lacks (python backend only); serve it "
-                      "with the Triton container (docs/serving.md)", file=sys.stderr)
-                return 2
-        else:
-            repo = embedded_repository(
-                work, export_dir=args.export, checkpoint=args.checkpoint, height=args.height,
-                width=args.width, num_objects=args.objects, temporal_window=args.window,
-                min_dim=args.min_dim, max_dim=args.max_dim, graphs=args.graphs,
-                max_streams=args.max_streams, idle_timeout_s=args.idle_timeout,
-                instances=args.instances, scores=args.scores,
-            )
         server = EmbeddedServer(
-            repo, Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port), work
+            Path(args.repo) if args.repo else work / REPOSITORY_DIR,
+            Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port), work,
         )
-        print(f"starting tritonserver on {repo} (log: {server.log_path}) ...", flush=True)
+        server.check_startable()  # a port in use or a missing server is said before any export
+        # SIGTERM stops the server as Ctrl-C does; SIGINT too when started from a script in the
+        # background (which ignores it).
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if not args.repo:
+            embedded_repository(work, **model, graphs=args.graphs or "in-process",
+                                **_serve_limit_values(args))
+        print(f"starting tritonserver on {server.repo} (log: {server.log_path}) ...", flush=True)
         server.start(timeout_s=args.start_timeout)
         e = server.endpoints
         print(f"ready: gRPC {e.grpc_url}  HTTP {e.http_url}  metrics {e.metrics_url}", flush=True)
         print("stream to it with: softmask stream SOURCE --annotations FIRST.png --out OUT "
               f"--url {e.grpc_url}; Ctrl-C stops the server", flush=True)
         code = server.wait()
-        print(f"softmask serve: error: tritonserver exited with code {code}; the end of "
-              f"{server.log_path}:\n{server.log_tail()}", file=sys.stderr)
-        return 1
+        raise BackendUnavailable(
+            f"tritonserver exited with code {code} while serving; the end of "
+            f"{server.log_path}:\n{server.log_tail()}"
+        )
     except KeyboardInterrupt:
         code = server.stop() if server is not None else None
         note = "" if not code else "; streams still open were dropped, see the log"
         print(f"stopped (tritonserver exit code {code}{note})", flush=True)
-        return 0
+        return 130
     finally:
         if server is not None:
             server.stop()
@@ -729,7 +793,9 @@ def _cmd_serve_start(args: argparse.Namespace) -> int:
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from softmask.runtime.settings import DEFAULT_WINDOW
     from softmask.serve.repository import GRAPH_VARIANTS, PYTHON_ONLY_VARIANTS
+    from softmask.serve.server import START_TIMEOUT_S
 
     p = sub.add_parser("serve", help="serve many video streams on Triton Inference Server")
     serve_sub = p.add_subparsers(dest="serve_command", metavar="SERVE_COMMAND")
@@ -760,22 +826,23 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     model.add_argument("--height", type=_positive_int, help="frame height to export for")
     model.add_argument("--width", type=_positive_int, help="frame width to export for")
     model.add_argument("--objects", type=_positive_int, help="object slots to export for")
-    model.add_argument("--window", type=_positive_int, default=7,
-                       help="temporal window (default 7)")
+    model.add_argument("--window", type=_positive_int,
+                       help=f"temporal window (default {DEFAULT_WINDOW})")
     model.add_argument("--min-dim", type=_positive_int, help="resize the short side to this")
     model.add_argument("--max-dim", type=_positive_int, help="cap the long side at this")
-    model.add_argument("--graphs", choices=PYTHON_ONLY_VARIANTS, default="in-process",
+    model.add_argument("--graphs", choices=PYTHON_ONLY_VARIANTS,
                        help="in-process (default) or python (per-graph models called by BLS)")
     net = s.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default 127.0.0.1: this machine only)")
-    net.add_argument("--http-port", type=int, default=8000, help="0 picks a free port")
-    net.add_argument("--grpc-port", type=int, default=8001, help="0 picks a free port")
-    net.add_argument("--metrics-port", type=int, default=8002, help="0 picks a free port")
+    net.add_argument("--http-port", type=_port, default=8000, help="0 picks a free port")
+    net.add_argument("--grpc-port", type=_port, default=8001, help="0 picks a free port")
+    net.add_argument("--metrics-port", type=_port, default=8002, help="0 picks a free port")
     s.add_argument("--work-dir", help="keep the repository and server log here (default: a "
                                       "temporary folder, removed at exit)")
-    s.add_argument("--start-timeout", type=float, default=120.0,
-                   help="seconds to wait for the server to be ready")
+    s.add_argument("--start-timeout", type=_finite_positive_float, default=START_TIMEOUT_S,
+                   help=f"seconds to wait for the server to be ready (default "
+                        f"{START_TIMEOUT_S:g})")
     _serve_limits(s)
     s.set_defaults(handler=_cmd_serve_start)
 
@@ -824,7 +891,7 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--in-flight", type=_positive_int, default=DEFAULT_IN_FLIGHT,
                    help=f"frames sent ahead of their answers (default {DEFAULT_IN_FLIGHT})")
     p.add_argument("--realtime", action="store_true", help="send at the source's frame rate")
-    p.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S,
+    p.add_argument("--timeout", type=_finite_positive_float, default=DEFAULT_TIMEOUT_S,
                    help=f"seconds to wait for the server (default {DEFAULT_TIMEOUT_S:g})")
     _output_arguments(p, resume=False)
     p.set_defaults(handler=_cmd_stream)

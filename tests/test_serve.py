@@ -12,25 +12,40 @@ import json
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
+import onnx
 import pytest
 from PIL import Image
 
+import softmask.serve.client as client_module
+import softmask.serve.server as server_module
+from softmask.cli import main
 from softmask.data.io import davis_palette
-from softmask.errors import InputError
+from softmask.errors import BackendUnavailable, InputError, StreamLost
 from softmask.export.streaming import export_streaming
 from softmask.runtime import OnnxRuntimeBackend, VideoStream, run_video
+from softmask.serve.client import ServerStream, stream_source
 from softmask.serve.protocol import STREAM_MODEL, stream_id_number
-from softmask.serve.repository import GRAPH_VARIANTS, write_repository
-from softmask.serve.server import free_port
+from softmask.serve.repository import (
+    GRAPH_VARIANTS,
+    SPARE_SEQUENCE_SLOTS,
+    read_repository_manifest,
+    write_repository,
+)
+from softmask.serve.server import EmbeddedServer, Endpoints, free_port
 from softmask.serve.streams import StreamTable
+from softmask.serve.triton_model import StreamModel
+from tests.videos import first_annotation, moving_objects, write_label_png, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W, N, WINDOW = 64, 96, 3, 3
@@ -142,6 +157,319 @@ def test_stream_ids_map_to_stable_correlation_ids():
     assert stream_id_number("camera-7") != stream_id_number("camera-8")
 
 
+def test_a_refused_start_holds_no_stream_and_its_end_frees_the_sequence(export):
+    base = OnnxRuntimeBackend(export)
+    table = StreamTable(base.new_stream, max_streams=1, idle_timeout_s=5)
+    video, ann = _video(4, 3)
+    table.process(1, video[0], ann, start=True)
+    with pytest.raises(InputError, match="stream 2: too many streams"):
+        table.process(2, video[0], ann, start=True)
+    # Triton still routes stream 2's sequence to the model until END: refused without work.
+    with pytest.raises(InputError, match=r"stream 2: its START was refused.*send END"):
+        table.process(2, video[1])
+    with pytest.raises(InputError, match=r"stream 2: its START was refused.*this END frees"):
+        table.process(2, video[1], end=True)
+    with pytest.raises(InputError, match="stream 2: unknown stream"):
+        table.process(2, video[2])
+    bad = ann.copy()
+    bad[0, 0] = 9
+    with pytest.raises(InputError, match=r"stream 1 frame 0: object id\(s\) \[9\]"):
+        table.process(1, video[0], bad, start=True)  # a refused restart of an open stream
+    with pytest.raises(InputError, match="stream 1: its START was refused"):
+        table.process(1, video[1])
+    assert table.open_count == 1  # the stream it failed to restart is reaped in time
+    _, index = table.process(1, video[0], ann, start=True)
+    assert index == 0 and table.open_count == 1
+
+
+# --- the stream model's answers and the client's reading of them, without Triton ---------------
+
+
+class _Tensor:
+    def __init__(self, value: np.ndarray) -> None:
+        self.value = value
+
+    def as_numpy(self) -> np.ndarray:
+        return self.value
+
+
+class _Pb:
+    """The parts of triton_python_backend_utils that StreamModel.execute uses."""
+
+    class TritonError:
+        INVALID_ARG, UNAVAILABLE, INTERNAL = "INVALID_ARG", "UNAVAILABLE", "INTERNAL"
+
+        def __init__(self, message: str, code: str | None = None) -> None:
+            self.message, self.code = message, code
+
+    class InferenceResponse:
+        def __init__(self, output_tensors=None, error=None) -> None:
+            self.output_tensors, self.error = output_tensors, error
+
+    @staticmethod
+    def get_input_tensor_by_name(request, name):
+        return request.inputs.get(name)
+
+
+class _Request:
+    def __init__(self, stream: int) -> None:
+        self.stream = stream
+        self.inputs = {"FRAME": _Tensor(np.zeros((H, W, 3), np.uint8)),
+                       "START": _Tensor(np.array([0], np.int32))}
+
+    def correlation_id(self) -> int:
+        return self.stream
+
+
+def test_the_stream_model_answers_server_faults_as_internal_errors_not_refusals():
+    failures = {
+        1: InputError("stream 1: unknown stream: no stream with this id is open"),
+        2: InputError("stream 2: too many streams: this server serves at most 1"),
+        3: BackendUnavailable("graph model softmask_step failed: onnxruntime error"),
+        4: RuntimeError("a bug"),
+    }
+
+    def process(stream, *args, **kwargs):
+        raise failures[stream]
+
+    model = StreamModel.__new__(StreamModel)
+    model.pb, model.scores = _Pb, False
+    model.table = SimpleNamespace(process=process)
+    model.metrics = SimpleNamespace(update=lambda *args, **kwargs: None)
+    errors = [r.error for r in model.execute([_Request(s) for s in failures])]
+    assert [e.code for e in errors] == ["INVALID_ARG", "UNAVAILABLE", "INTERNAL", "INTERNAL"]
+    assert errors[2].message == ("stream 3: server fault: BackendUnavailable: graph model "
+                                 "softmask_step failed: onnxruntime error")
+    assert errors[3].message == "stream 4: server fault: RuntimeError: a bug"
+    # The client reads the message (a gRPC stream carries no status code): a fault of the
+    # server is BackendUnavailable (exit 4), not a refused frame (exit 2).
+    stream = ServerStream.__new__(ServerStream)
+    stream.url, stream.stream_id = "grpc://127.0.0.1:1", "s"
+    for error, kind in ((errors[2], BackendUnavailable), (errors[3], BackendUnavailable),
+                        (errors[0], StreamLost), (errors[1], BackendUnavailable)):
+        classified = stream._classify(SimpleNamespace(message=lambda e=error: e.message), 3)
+        assert type(classified) is kind, classified
+    refused = stream._classify(SimpleNamespace(message=lambda: "stream s frame 3: object id(s) "
+                                                               "[9] exceed"), 3)
+    assert type(refused) is InputError and "frame 3 refused" in str(refused)
+
+
+class _FakeServerStream:
+    """``ServerStream`` without a server: answers frame t with labels all t (mod 256), or fails
+    as told; records what was sent and whether it was closed."""
+
+    made: ClassVar[list[_FakeServerStream]] = []
+    refuse_start = False
+
+    def __init__(self, url, stream_id=None, timeout_s=None) -> None:
+        self.url, self.stream_id, self.correlation_id = url, "fake", 1
+        self.frame_shape, self.num_objects = (H, W), N
+        self.sent, self.ends, self.closed = 0, [], False
+        _FakeServerStream.made.append(self)
+
+    def open(self) -> None:
+        pass
+
+    def send(self, frame, annotation, first, last) -> None:
+        self.sent += 1
+        self.ends.append(last)
+
+    def receive(self, index):
+        if self.refuse_start:
+            raise BackendUnavailable("grpc://fake: stream fake: too many streams")
+        return time.perf_counter(), np.full((H, W), index % 256, np.uint8)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_server(monkeypatch):
+    _FakeServerStream.made = []
+    monkeypatch.setattr(_FakeServerStream, "refuse_start", False)
+    monkeypatch.setattr(client_module, "ServerStream", _FakeServerStream)
+    return _FakeServerStream
+
+
+def _earlier_run(out: Path) -> dict[str, bytes]:
+    (out / "masks").mkdir(parents=True)
+    write_label_png(out / "masks" / "00000.png", np.ones((H, W), np.uint8))
+    (out / "report.json").write_text("{}")
+    return {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def test_the_client_closes_its_stream_and_keeps_earlier_outputs_when_it_fails_before_a_mask(
+    fake_server, tmp_path
+):
+    video = [f for f in moving_objects(4)]
+    out = tmp_path / "out"
+    before = _earlier_run(out)
+    bad = write_label_png(tmp_path / "bad.png", np.full((H, W), N + 1, np.uint8))
+    with pytest.raises(InputError, match=r"bad.png: object id\(s\) \[4\] exceed the 3"):
+        stream_source(video, [bad], out, "grpc://fake:1", overwrite=True)
+    assert fake_server.made[-1].closed and fake_server.made[-1].sent == 0
+    fake_server.refuse_start = True
+    good = write_label_png(tmp_path / "good.png", first_annotation())
+    with pytest.raises(BackendUnavailable, match="too many streams"):
+        stream_source(video, [good], out, "grpc://fake:1", overwrite=True)
+    assert fake_server.made[-1].closed
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_frame_of_another_size_ends_the_stream_after_every_earlier_mask(fake_server, tmp_path):
+    video = [f for f in moving_objects(9)]
+    video[6] = video[6][:, :80]
+    good = write_label_png(tmp_path / "first.png", first_annotation())
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"frame 6: frame must be uint8 \[64, 96, 3\]"):
+        stream_source(video, [good], out, "grpc://fake:1", in_flight=3)
+    stream = fake_server.made[-1]
+    assert stream.ends == [False] * 5 + [True], "frame 5 goes out with END"
+    assert stream.closed
+    masks = sorted((out / "masks").glob("*.png"))
+    assert [p.stem for p in masks] == [f"{t:05d}" for t in range(6)]
+    assert [int(np.asarray(Image.open(p)).max()) for p in masks] == list(range(6))
+    report = json.loads((out / "report.json").read_text())
+    assert not report["completed"] and "frame 6" in report["error"]
+    assert report["frames"] == report["masks_written"] == 6
+
+
+# --- the command line: refusals before any work ----------------------------------------------
+
+
+def _cli(capsys, *args: object) -> tuple[int, str]:
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exit_:  # argparse errors
+        code = exit_.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["start", "--repo", "R", "--max-streams", "3"], "--max-streams: --repo R is written already"),
+    (["start", "--repo", "R", "--idle-timeout", "5"], "--idle-timeout: --repo R is written"),
+    (["start", "--repo", "R", "--instances", "2"], "--instances: --repo R is written already"),
+    (["start", "--repo", "R", "--scores"], "--scores: --repo R is written already"),
+    (["start", "--repo", "R", "--graphs", "python"], "--graphs: --repo R is written already"),
+    (["start", "--repo", "R", "--window", "3"], "--window: --repo R is written already"),
+    (["start", "--repo", "R", "--export", "E"], "--export: --repo R is written already"),
+    (["start", "--export", "{export}", "--checkpoint", "tiny"],
+     "--checkpoint: the export given with --export fixes the model"),
+    (["start", "--export", "{export}", "--height", "99"], "--height 99: the export in"),
+    (["start", "--export", "{export}", "--width", "99"], "--width 99: the export in"),
+    (["start", "--export", "{export}", "--objects", "5"], "--objects 5: the export in"),
+    (["start", "--export", "{export}", "--window", "5"], "--window 5: the export in"),
+    (["start", "--export", "{export}", "--min-dim", "32"], "--min-dim 32: the export in"),
+    (["start", "--export", "{export}", "--max-dim", "500"], "--max-dim 500: the export in"),
+    (["start", "--checkpoint", "tiny"], "give --export DIR, or --height, --width and --objects"),
+    (["repo", "--export", "{export}", "--out", "O", "--plugin", "p.so"],
+     "--plugin: applies to --graphs tensorrt, not in-process"),
+    (["repo", "--export", "{export}", "--out", "O", "--graphs", "python", "--skip-plans"],
+     "--skip-plans: applies to --graphs tensorrt, not python"),
+    (["start", "--export", "{export}", "--http-port", "70000"],
+     "argument --http-port: must be a port 0..65535"),
+    (["start", "--export", "{export}", "--grpc-port", "-1"], "argument --grpc-port: must be a port"),
+    (["start", "--export", "{export}", "--idle-timeout", "nan"],
+     "argument --idle-timeout: must be a positive number, got nan"),
+    (["start", "--export", "{export}", "--idle-timeout", "inf"],
+     "argument --idle-timeout: must be a finite positive number, got inf"),
+    (["repo", "--export", "{export}", "--out", "O", "--idle-timeout", "0"],
+     "argument --idle-timeout: must be a positive number, got 0"),
+    (["start", "--export", "{export}", "--start-timeout", "0"],
+     "argument --start-timeout: must be a positive number"),
+    (["start", "--export", "{export}", "--start-timeout", "-3"],
+     "argument --start-timeout: must be a positive number"),
+    (["start", "--export", "{export}", "--host", "no-such-host.invalid", "--http-port", "0"],
+     "--host no-such-host.invalid: cannot be resolved"),
+    (["start", "--export", "{export}", "--host", "192.0.2.1", "--http-port", "0"],
+     "--host 192.0.2.1: not an address of this machine"),
+])
+def test_serve_refuses_flags_it_would_ignore_and_bad_numbers_in_one_line(
+    export, tmp_path, capsys, args, fragment
+):
+    args = [a.replace("{export}", str(export.directory)) for a in args]
+    code, err = _cli(capsys, "serve", *args, *(["--work-dir", tmp_path / "w"]
+                                              if args[0] == "start" else []))
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], err
+    assert not (tmp_path / "w" / "repository").exists() and not Path("O").exists()
+
+
+def test_serve_start_says_the_server_is_missing_before_exporting(tmp_path, capsys, monkeypatch):
+    def missing():
+        raise BackendUnavailable("the embedded server needs nvidia-pytriton (test)")
+
+    def export(*args, **kwargs):
+        raise AssertionError("exported before checking the server")
+
+    monkeypatch.setattr(server_module, "bundled_server", missing)
+    monkeypatch.setattr("softmask.runtime.settings.resolve_export", export)
+    code, err = _cli(capsys, "serve", "start", "--height", "64", "--width", "96", "--objects", "3",
+                     "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
+                     "--work-dir", tmp_path / "w")
+    assert code == 4 and err.strip() == (
+        "softmask serve: error: the embedded server needs nvidia-pytriton (test)"
+    ), err
+    assert not (tmp_path / "w" / "repository").exists()
+
+
+def test_repositories_are_written_whole_or_not_at_all(export, tmp_path, monkeypatch):
+    repo = write_repository(export.directory, tmp_path / "repo", max_streams=2)
+    before = {str(p.relative_to(repo)): p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("softmask.serve.repository.shutil.copyfile", fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_repository(export.directory, repo, graphs="python", max_streams=5)
+    after = {str(p.relative_to(repo)): p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+    assert after == before, "the earlier repository is untouched"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"], "no partial folder left"
+    with pytest.raises(OSError):
+        write_repository(export.directory, tmp_path / "new", graphs="python")
+    assert not (tmp_path / "new").exists()
+    monkeypatch.undo()
+    write_repository(export.directory, repo, graphs="python", max_streams=5)
+    assert read_repository_manifest(repo)["max_streams"] == 5
+    assert not (repo / "softmask_stream" / "export").exists(), "the earlier variant's files go"
+
+
+def test_stop_kills_the_whole_process_group_when_the_server_ignores_ctrl_c(tmp_path):
+    """A server that ignores SIGINT, with a child (as tritonserver has python-backend stubs):
+    after the timeout both are gone."""
+    server = EmbeddedServer(tmp_path, Endpoints("127.0.0.1", 1, 2, 3), tmp_path)
+    server.process = subprocess.Popen(
+        ["bash", "-c", "trap '' INT; sleep 300 & echo $!; wait"], stdout=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )
+    child = int(server.process.stdout.readline())
+    try:
+        server.stop(timeout_s=1)
+        assert server.process.poll() is not None
+        deadline = time.monotonic() + 10
+        while _alive(child):
+            assert time.monotonic() < deadline, "the server's child outlived stop()"
+            time.sleep(0.05)
+    finally:
+        try:
+            os.killpg(server.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        server.process.stdout.close()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by init, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
 # --- the serve environment --------------------------------------------------------------------
 
 
@@ -206,7 +534,7 @@ def test_generated_repositories_parse_with_tritons_model_config_schema(
         assert [i["dims"] for i in stream["input"]] == [[str(H), str(W), "3"], [str(H), str(W)]]
         assert stream["input"][1]["optional"] is True
         batching = stream["sequenceBatching"]
-        assert batching["oldest"]["maxCandidateSequences"] == 8
+        assert batching["oldest"]["maxCandidateSequences"] == 2 * 4 + SPARE_SEQUENCE_SLOTS
         assert batching["maxSequenceIdleMicroseconds"] == str(60_000_000)
         kinds = {c["name"]: c["control"][0]["kind"] for c in batching["controlInput"]}
         assert kinds == {"START": "CONTROL_SEQUENCE_START", "END": "CONTROL_SEQUENCE_END",
@@ -237,16 +565,15 @@ def test_generated_repositories_parse_with_tritons_model_config_schema(
 
 
 class _Server:
-    """``softmask serve start`` as a process on free 127.0.0.1 ports."""
+    """``softmask serve start MODEL...`` as a process on free 127.0.0.1 ports."""
 
-    def __init__(self, python: Path, export_dir: Path, work: Path, graphs: str) -> None:
+    def __init__(self, python: Path, work: Path, *model: str) -> None:
         self.http, self.grpc, self.metrics = free_port(), free_port(), free_port()
         self.log = (work / "serve.out").open("w+")
         self.process = subprocess.Popen(
-            _softmask(python, "serve", "start", "--export", str(export_dir), "--graphs", graphs,
-                      "--http-port", str(self.http), "--grpc-port", str(self.grpc),
-                      "--metrics-port", str(self.metrics), "--max-streams", str(MAX_STREAMS),
-                      "--idle-timeout", str(IDLE_S), "--work-dir", str(work / "server")),
+            _softmask(python, "serve", "start", *model, "--http-port", str(self.http),
+                      "--grpc-port", str(self.grpc), "--metrics-port", str(self.metrics),
+                      "--work-dir", str(work / "server")),
             stdout=self.log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -281,8 +608,9 @@ class _Server:
                    if line.startswith(name + "{"))
 
     def infer(self, stream: int, frame: np.ndarray, annotation: np.ndarray | None = None,
-              start: bool = False, end: bool = False) -> tuple[int, dict]:
-        """One request over HTTP/JSON: (status, outputs by name or the error body)."""
+              start: bool = False, end: bool = False, timeout_s: float = 60) -> tuple[int, dict]:
+        """One request over HTTP/JSON: (status, outputs by name or the error body); status 0
+        when no answer came within ``timeout_s``."""
         datatype = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}[frame.dtype]
         inputs = [{"name": "FRAME", "shape": list(frame.shape), "datatype": datatype,
                    "data": frame.reshape(-1).tolist()}]
@@ -296,22 +624,29 @@ class _Server:
             data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
                 outputs = json.loads(response.read())["outputs"]
                 return response.status, {o["name"]: o for o in outputs}
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
+        except TimeoutError:
+            return 0, {"error": f"no answer within {timeout_s:g} s"}
+        except urllib.error.URLError as error:
+            if isinstance(error.reason, TimeoutError):
+                return 0, {"error": f"no answer within {timeout_s:g} s"}
+            raise
 
 
 @pytest.fixture(scope="module")
 def server(serve_python, export, tmp_path_factory):
-    running = _Server(serve_python, export.directory, tmp_path_factory.mktemp("serve"),
-                      "in-process")
+    running = _Server(serve_python, tmp_path_factory.mktemp("serve"), "--export",
+                      str(export.directory), "--max-streams", str(MAX_STREAMS), "--idle-timeout",
+                      str(IDLE_S))
     try:
         yield running
     finally:
         code = running.stop()
-    assert code == 0, "Ctrl-C stops softmask serve start cleanly"
+    assert code == 130, "Ctrl-C stops softmask serve start: exit code 130, interrupted"
 
 
 def _labels(outputs: dict) -> np.ndarray:
@@ -438,22 +773,207 @@ def test_stream_client_says_in_one_line_that_no_server_answers(serve_python, tmp
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_bls_graphs_on_the_embedded_server_match_softmask_run(
-    serve_python, export, tmp_path
-):
+BLS_MAX_STREAMS = 2
+BLS_IDLE_S = 30.0
+
+
+def _failing_graph(path: Path) -> None:
+    """A valid ONNX model whose inputs are not the graph's: ONNX Runtime loads it, and fails
+    every run with the graph's inputs (a graph model failing inside the server)."""
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "fails",
+                                   [x], [y])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]),
+              str(path))
+
+
+@pytest.fixture(scope="module")
+def bls_server(serve_python, export, tmp_path_factory):
     """The BLS path (softmask_stream calling softmask_init/step/annotate, state passed between
-    models) with python-backend graph models, the variant the embedded server can run."""
-    server = _Server(serve_python, export.directory, tmp_path, "python")
+    models) with python-backend graph models, the variant the embedded server can run, from a
+    repository written by ``softmask serve repo`` (``serve start --repo``): at most
+    ``BLS_MAX_STREAMS`` streams, idle timeout ``BLS_IDLE_S`` (longer than any test here, so Triton
+    holds a sequence for a minute), and a broken ``softmask_annotate`` model (a frame annotated
+    after the first fails inside the server)."""
+    work = tmp_path_factory.mktemp("bls")
+    repo = work / "repo"
+    done = subprocess.run(
+        _softmask(serve_python, "serve", "repo", "--export", str(export.directory), "--out",
+                  str(repo), "--graphs", "python", "--max-streams", str(BLS_MAX_STREAMS),
+                  "--idle-timeout", str(BLS_IDLE_S)),
+        check=False, capture_output=True, text=True, env=_env(), timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    _failing_graph(repo / "softmask_annotate" / "1" / "model.onnx")
+    running = _Server(serve_python, work, "--repo", str(repo))
     try:
-        video, ann = _video(51, 8)
-        frames, labels = _write_video(tmp_path / "v", video, ann)
-        client = _client(serve_python, server, frames, labels, tmp_path / "out")
-        _, err = client.communicate(timeout=CLIENT_TIMEOUT_S)
-        assert client.returncode == 0, err
+        yield running
     finally:
-        assert server.stop() == 0
+        code = running.stop()
+    assert code == 130
+
+
+def test_bls_graphs_on_the_embedded_server_match_softmask_run(
+    serve_python, bls_server, export, tmp_path
+):
+    video, ann = _video(51, 8)
+    frames, labels = _write_video(tmp_path / "v", video, ann)
+    client = _client(serve_python, bls_server, frames, labels, tmp_path / "out")
+    _, err = client.communicate(timeout=CLIENT_TIMEOUT_S)
+    assert client.returncode == 0, err
     expected = _reference(export, video, ann)
     got = _masks(tmp_path / "out")
     assert len(got) == len(expected)
     for want, have in zip(expected, got):
         np.testing.assert_array_equal(have, want)
+
+
+def test_a_graph_model_failure_is_a_server_fault_not_a_refused_frame(
+    serve_python, bls_server, tmp_path
+):
+    video, ann = _video(52, 6)
+    frames, labels = _write_video(tmp_path / "v", video, ann)
+    later = write_label_png(tmp_path / "later.png", ann)
+    stream = stream_id_number("fault-1")
+    client = _client(serve_python, bls_server, frames, labels, tmp_path / "out", "--annotations",
+                     f"3:{later}", "--stream-id", "fault-1")
+    try:
+        _, err = client.communicate(timeout=CLIENT_TIMEOUT_S)
+        lines = err.strip().splitlines()
+        assert client.returncode == 4 and len(lines) == 1, err
+        assert "failed on frame 3 (a fault of the server, not of the frame" in lines[0]
+        assert "server fault" in lines[0] and "softmask_annotate" in lines[0]
+        assert [p.stem for p in sorted((tmp_path / "out" / "masks").glob("*.png"))] == [
+            "00000", "00001", "00002"]
+        # Over HTTP: status 500 (internal), not 400, and the stream goes on.
+        status, body = bls_server.infer(stream, video[3], ann)
+        assert status == 500 and "server fault" in body["error"], (status, body)
+    finally:
+        status, _ = bls_server.infer(stream, video[3], end=True)  # ends it: frees its slot
+    assert status == 200
+
+
+def test_a_full_server_refuses_starts_at_once_and_refused_starts_free_their_sequence(
+    serve_python, bls_server, tmp_path
+):
+    video, ann = _video(53, 3)
+    opened = [601, 602]
+    for stream in opened:
+        assert bls_server.infer(stream, video[0], ann, start=True)[0] == 200
+    try:
+        # Triton holds a sequence slot for each refused START (no END sent) for 2 x the idle
+        # timeout; with only 2 x --max-streams slots, the third such START would wait a minute.
+        for stream in range(701, 701 + BLS_MAX_STREAMS + 2):
+            tick = time.monotonic()
+            status, body = bls_server.infer(stream, video[0], ann, start=True, timeout_s=15)
+            assert status == 503 and "too many streams" in body["error"], (stream, status, body)
+            assert time.monotonic() - tick < 15
+        # A refused sequence reaches the model until its END, which frees it in Triton.
+        status, body = bls_server.infer(701, video[1])
+        assert status == 400 and "its START was refused" in body["error"], body
+        status, body = bls_server.infer(701, video[1], end=True)
+        assert status == 400 and "this END frees the sequence" in body["error"], body
+        status, body = bls_server.infer(701, video[1])
+        assert status == 400 and "must specify the START flag" in body["error"], body
+        # softmask stream, refused, ends its refused sequence itself.
+        frames, labels = _write_video(tmp_path / "v", video, ann)
+        client = _client(serve_python, bls_server, frames, labels, tmp_path / "out",
+                         "--stream-id", "refused-1")
+        _, err = client.communicate(timeout=CLIENT_TIMEOUT_S)
+        lines = err.strip().splitlines()
+        assert client.returncode == 4 and len(lines) == 1 and "too many streams" in lines[0], err
+        status, body = bls_server.infer(stream_id_number("refused-1"), video[1])
+        assert status == 400 and "must specify the START flag" in body["error"], body
+    finally:
+        for stream in opened:
+            bls_server.infer(stream, video[1], end=True)
+    assert bls_server.metric("softmask_open_streams") == 0
+
+
+def test_the_repository_leaves_room_for_sequences_the_model_does_not_serve(export, tmp_path):
+    repo = write_repository(export.directory, tmp_path / "r", max_streams=3)
+    config = (repo / STREAM_MODEL / "config.pbtxt").read_text()
+    assert f"max_candidate_sequences: {2 * 3 + SPARE_SEQUENCE_SLOTS}" in config
+
+
+def test_a_truncated_video_streams_every_mask_before_the_damage(
+    serve_python, server, export, tmp_path
+):
+    path = write_video(tmp_path / "clip.mp4", moving_objects(30), fps=25)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    annotation = write_label_png(tmp_path / "first.png", first_annotation())
+    with pytest.raises(InputError, match=r"clip.mp4: cannot decode frame \d+"):
+        run_video(path, annotation, tmp_path / "run", backend="onnxruntime",
+                  export_dir=export.directory)
+    expected = _masks(tmp_path / "run")
+    assert 0 < len(expected) < 30
+    done = subprocess.run(
+        _softmask(serve_python, "stream", str(path), "--annotations", str(annotation), "--out",
+                  str(tmp_path / "out"), "--url", server.url, "--in-flight", "3", "--overlay"),
+        check=False, capture_output=True, text=True, env=_env(), timeout=CLIENT_TIMEOUT_S,
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert f"clip.mp4: cannot decode frame {len(expected)}" in lines[0]
+    got = _masks(tmp_path / "out")
+    assert len(got) == len(expected)
+    for want, have in zip(expected, got):
+        np.testing.assert_array_equal(have, want)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert not report["completed"] and report["masks_written"] == len(expected)
+    assert (tmp_path / "out" / "overlay.mp4").is_file()
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def test_a_server_that_dies_while_serving_is_exit_code_4_and_leaves_no_stub(
+    serve_python, export, tmp_path
+):
+    running = _Server(serve_python, tmp_path, "--export", str(export.directory))
+    try:
+        children = Path(f"/proc/{running.process.pid}/task/{running.process.pid}/children")
+        triton = int(children.read_text().split()[0])
+        assert len(_group_members(triton)) > 1, "tritonserver and its python-backend stub"
+        os.kill(triton, signal.SIGKILL)
+        running.process.wait(timeout=60)
+        output = running.output()
+    finally:
+        code = running.stop()
+    assert code == 4, output
+    assert "softmask serve: error: tritonserver exited with code -9 while serving" in output
+    deadline = time.monotonic() + 10
+    while _group_members(triton):
+        assert time.monotonic() < deadline, "python-backend stubs outlived the server"
+        time.sleep(0.1)
+
+
+def test_serve_start_says_a_port_is_in_use_before_exporting(serve_python, tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        tick = time.monotonic()
+        done = subprocess.run(
+            _softmask(serve_python, "serve", "start", "--height", "64", "--width", "96",
+                      "--objects", "3", "--http-port", "0", "--grpc-port", str(port),
+                      "--metrics-port", "0", "--work-dir", str(tmp_path / "w")),
+            check=False, capture_output=True, text=True, env=_env(), timeout=120,
+        )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 4 and len(lines) == 1, done.stderr
+    assert f"port {port} on 127.0.0.1 is in use" in lines[0]
+    assert not (tmp_path / "w" / "repository").exists(), "nothing was exported"
+    assert time.monotonic() - tick < 60

@@ -9,9 +9,13 @@ Up to ``in_flight`` frames are on the wire at once (the next frame is sent while
 on the previous one); the server answers a stream's frames in order, one answer per frame, which
 the client checks. The round trip of every frame (send to answer) is the latency reported.
 
-Failures end the stream with one line: no server at the URL (``BackendUnavailable``), a frame
-the server refuses (``InputError``, the server's reason), a stream the server no longer holds or
-a lost connection (``StreamLost``; masks of answered frames are on disk).
+Failures end the stream with one line: no server at the URL, a full server or a fault of the
+server (``BackendUnavailable``), a frame the server refuses (``InputError``, the server's
+reason), a stream the server no longer holds, a lost connection or answers out of order
+(``StreamLost``). A source that fails mid-stream (a truncated file, a frame of another size) ends
+the stream at the frame before it: that frame goes out with END and every answer due is
+collected, so, as with ``softmask run``, every frame before the failure has its mask. Outputs of
+answered frames are complete on disk (videos finalised) in every case.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import queue
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +44,12 @@ from softmask.serve.protocol import (
     FRAME_INDEX,
     LABELS,
     REAPED_STREAM,
+    SERVER_FAULT,
     STREAM_HEADER,
     STREAM_MODEL,
     TOO_MANY_STREAMS,
     TRITON_NEEDS_START,
+    TRITON_STUB_FAILED,
     UNKNOWN_STREAM,
     stream_id_number,
 )
@@ -53,6 +59,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_IN_FLIGHT = 2
 # Longest wait for one answer, or for the server to say it is live (seconds).
 DEFAULT_TIMEOUT_S = 60.0
+# Longest wait for the answers still due after a refused START (seconds).
+END_REFUSED_WAIT_S = 10.0
 _CONNECTION_LOST = ("UNAVAILABLE", "Socket closed", "Connection reset", "failed to connect",
                     "CANCELLED", "Broken pipe")
 
@@ -112,7 +120,9 @@ class ServerStream:
         self._grpc = _import_grpc_client()
         self._client: Any = None
         self._answers: queue.Queue = queue.Queue()
+        self._first_frame: np.ndarray | None = None
         self.sent = 0
+        self.received = 0
         self.frame_shape: tuple[int, int] = (0, 0)
         self.num_objects = 0
 
@@ -127,6 +137,7 @@ class ServerStream:
             )["config"]
         except Exception as error:  # tritonclient raises its own errors and grpc's
             self._client.close()
+            self._client = None
             if _is_connection_error(error) or "Deadline" in _describe(error):
                 raise BackendUnavailable(
                     f"no Triton server answers at {self.url} ({_describe(error).splitlines()[0]});"
@@ -146,6 +157,13 @@ class ServerStream:
     def send(self, frame: np.ndarray, annotation: np.ndarray | None, first: bool,
              last: bool) -> None:
         """Send the stream's next frame (uint8 [H, W, 3]; annotation uint8 [H, W] or None)."""
+        self._request(frame, annotation, first, last, request_id=str(self.sent))
+        if first:
+            self._first_frame = frame
+        self.sent += 1
+
+    def _request(self, frame: np.ndarray, annotation: np.ndarray | None, first: bool, last: bool,
+                 request_id: str) -> None:
         grpc = self._grpc
         inputs = [grpc.InferInput(FRAME, list(frame.shape), "UINT8")]
         inputs[0].set_data_from_numpy(np.ascontiguousarray(frame))
@@ -155,7 +173,7 @@ class ServerStream:
         outputs = [grpc.InferRequestedOutput(LABELS), grpc.InferRequestedOutput(FRAME_INDEX)]
         try:
             self._client.async_stream_infer(
-                STREAM_MODEL, inputs, outputs=outputs, request_id=str(self.sent),
+                STREAM_MODEL, inputs, outputs=outputs, request_id=request_id,
                 sequence_id=self.correlation_id, sequence_start=first, sequence_end=last,
             )
         except Exception as error:  # the stream broke under us (its cause went to the callback)
@@ -163,7 +181,6 @@ class ServerStream:
                 f"lost the connection before frame {self.sent} could be sent (the server stopped "
                 "or the network failed); start the stream again with an annotated frame"
             ) from error
-        self.sent += 1
 
     def _lost(self, why: str) -> StreamLost:
         return StreamLost(f"stream {self.stream_id} at {self.url}: {why}")
@@ -172,10 +189,10 @@ class ServerStream:
         """The answer to the stream's frame ``expected_index``: (arrival time, labels [H, W]).
 
         Raises:
-            StreamLost: no answer within the timeout, the connection was lost, or the server no
-                longer holds the stream.
+            StreamLost: no answer within the timeout, the connection was lost, the server no
+                longer holds the stream, or the answers came out of order.
             InputError: the server refused the frame (the message is its reason).
-            BackendUnavailable: the server serves its maximum number of streams.
+            BackendUnavailable: the server serves its maximum number of streams, or failed.
         """
         try:
             arrived, result, error = self._answers.get(timeout=self.timeout_s)
@@ -183,14 +200,19 @@ class ServerStream:
             raise self._lost(
                 f"no answer to frame {expected_index} within {self.timeout_s:g} s"
             ) from None
+        self.received += 1
         if error is not None:
-            raise self._classify(error, expected_index)
+            failure = self._classify(error, expected_index)
+            if expected_index == 0 and not isinstance(failure, StreamLost):
+                self._end_refused_start()
+            raise failure
         index = int(result.as_numpy(FRAME_INDEX)[0])
         request_id = result.get_response().id
         if index != expected_index or request_id != str(expected_index):
-            raise SoftmaskError(
-                f"stream {self.stream_id}: expected the answer to frame {expected_index}, got "
-                f"frame {index} (request {request_id}); answers out of order"
+            raise self._lost(
+                f"expected the answer to frame {expected_index}, got frame {index} (request "
+                f"{request_id}): answers out of order, a fault of the server; start the stream "
+                "again with an annotated frame"
             )
         return arrived, result.as_numpy(LABELS)
 
@@ -204,9 +226,31 @@ class ServerStream:
             )
         if TOO_MANY_STREAMS in message:
             return BackendUnavailable(f"{self.url}: {message}")
+        if SERVER_FAULT in message or TRITON_STUB_FAILED in message:
+            return BackendUnavailable(
+                f"the server at {self.url} failed on frame {index} (a fault of the server, not "
+                f"of the frame; see its log): {message}"
+            )
         if _is_connection_error(error):
             return self._lost(f"lost the connection at frame {index} ({message.splitlines()[0]})")
         return InputError(f"frame {index} refused by {self.url}: {message}")
+
+    def _end_refused_start(self) -> None:
+        """End the sequence whose START the server refused: Triton keeps a sequence slot for it
+        until END (or twice the idle timeout), and STARTs beyond its slots wait in its backlog
+        instead of being answered. Sends END (the first frame again; the server answers it with
+        a refusal, without work) and waits, bounded, for the answers still due, so that closing
+        the stream cancels none of them. Best effort: a failure here is only logged."""
+        if self._client is None or self._first_frame is None:
+            return
+        try:
+            self._request(self._first_frame, None, first=False, last=True, request_id="end")
+            deadline = time.monotonic() + min(self.timeout_s, END_REFUSED_WAIT_S)
+            for _ in range(self.sent + 1 - self.received):
+                self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
+        except (SoftmaskError, queue.Empty) as error:
+            logger.warning("stream %s: could not end the refused sequence: %s", self.stream_id,
+                           error)
 
     def unanswered(self) -> int:
         """Answers received but not yet taken by ``receive`` (0 once every frame's answer was
@@ -222,17 +266,39 @@ class ServerStream:
             self._client = None
 
 
-def _frames_with_last(frames: Any) -> Any:
-    """(frame, is_last) for each frame, looking one frame ahead."""
-    iterator = iter(frames)
-    try:
-        current = next(iterator)
-    except StopIteration:
-        return
-    for following in iterator:
-        yield current, False
-        current = following
-    yield current, True
+class _LookAhead:
+    """The frames of a source with a one-frame look-ahead, as (frame, is_last).
+
+    A failure fetching or checking the next frame (a truncated file, a frame of another size)
+    ends the iteration early: the frame before it comes out as the last one (so it is sent with
+    END) and the failure waits in ``error`` until the caller has the answers due. A failure on
+    the first frame is raised at once (nothing was sent).
+    """
+
+    def __init__(self, frames: Any, check: Callable[[Frame], None]) -> None:
+        self.frames = frames
+        self.check = check
+        self.error: Exception | None = None
+
+    def __iter__(self) -> Iterator[tuple[Frame, bool]]:
+        iterator = iter(self.frames)
+        try:
+            current = next(iterator)
+        except StopIteration:
+            return
+        self.check(current)
+        while True:
+            try:
+                following = next(iterator)
+                self.check(following)
+            except StopIteration:
+                break
+            except Exception as error:  # noqa: BLE001 - raised by the caller, after the answers
+                self.error = error
+                break
+            yield current, False
+            current = following
+        yield current, True
 
 
 def stream_source(
@@ -255,7 +321,9 @@ def stream_source(
     Args:
         source: what ``softmask run`` takes (folder, video file, URL, camera) or arrays.
         annotations: ``--annotations`` specs (``first.png``, ``17:obj.png``, a folder).
-        out_dir: output folder (``softmask.runtime.outputs``: masks, overlays, report).
+        out_dir: output folder (``softmask.runtime.outputs``: masks, overlays, report); with
+            ``overwrite``, an earlier run's outputs there are deleted when the server's first
+            answer arrives, so a stream that fails before that loses nothing.
         url: grpc://HOST:PORT of a ``softmask serve`` server.
         stream_id: the stream's id (default: random); a router may pin streams by it.
         in_flight: frames sent ahead of their answers (>= 1).
@@ -264,12 +332,13 @@ def stream_source(
         overlay, mask_video, overwrite, fps: as for ``softmask.runtime.run_video``.
 
     Returns:
-        The report: ``frames``, ``masks_written``, ``stream_id``, ``url``, ``latency`` (round
-        trip per frame, ``latency_summary``), ``end_to_end_fps``.
+        The report: ``completed``, ``error``, ``frames``, ``masks_written``, ``stream_id``,
+        ``url``, ``latency`` (round trip per frame, ``latency_summary``), ``end_to_end_fps``.
 
     Raises:
-        InputError, BackendUnavailable, StreamLost: see the module docstring; outputs of answered
-            frames are complete on disk (videos finalised) and no report is written.
+        InputError, BackendUnavailable, StreamLost: see the module docstring. Outputs of
+            answered frames are complete on disk (videos finalised); once an answer arrived, the
+            report is written too, with ``completed`` false and the error.
     """
     if in_flight < 1:
         raise InputError(f"in_flight must be at least 1, got {in_flight}")
@@ -280,28 +349,36 @@ def stream_source(
         if not found.labels:
             raise InputError("no annotation given: a stream tracks the objects annotated on it")
         stream = ServerStream(url, stream_id, timeout_s)
-        stream.open()
-        folder.clear()  # --overwrite: the earlier outputs go once the server answers
-        height, width = stream.frame_shape
-        for index, labels in found.labels.items():
-            check_annotation(labels, height, width, stream.num_objects, found.source(index))
-        writer = OutputWriter(out, overlay, mask_video,
-                              frames_source.kind in ("video", "url", "camera"), frames_source.fps)
-        pacer = Pacer(frames_source.fps) if realtime and frames_source.fps else None
-        pending: deque[tuple[float, Frame]] = deque()
+        writer: OutputWriter | None = None
+        report: dict[str, Any] = {}
         round_trips: list[float] = []
+        failure: BaseException | None = None
         started = time.perf_counter()
-
-        def collect(block_until: int) -> None:
-            while len(pending) > block_until:
-                arrived, labels = stream.receive(len(round_trips))
-                sent_at, frame = pending.popleft()
-                round_trips.append(arrived - sent_at)
-                writer.write(frame.name, frame.timestamp, frame.rgb, labels)
-
         try:
-            for frame, last in _frames_with_last(frames_source):
-                check_frame(frame.rgb, height, width, frame.origin)
+            stream.open()
+            height, width = stream.frame_shape
+            for index, labels in found.labels.items():
+                check_annotation(labels, height, width, stream.num_objects, found.source(index))
+            writer = OutputWriter(
+                out, overlay, mask_video, frames_source.kind in ("video", "url", "camera"),
+                frames_source.fps,
+            )
+            frames = _LookAhead(
+                frames_source, lambda f: check_frame(f.rgb, height, width, f.origin)
+            )
+            pacer = Pacer(frames_source.fps) if realtime and frames_source.fps else None
+            pending: deque[tuple[float, Frame]] = deque()
+            started = time.perf_counter()
+
+            def collect(block_until: int) -> None:
+                while len(pending) > block_until:
+                    arrived, labels = stream.receive(len(round_trips))
+                    sent_at, frame = pending.popleft()
+                    folder.clear()  # --overwrite: the earlier outputs go once the server answers
+                    round_trips.append(arrived - sent_at)
+                    writer.write(frame.name, frame.timestamp, frame.rgb, labels)
+
+            for frame, last in frames:
                 collect(in_flight - 1)
                 if pacer is not None:
                     pacer.wait(frame.index)
@@ -309,17 +386,36 @@ def stream_source(
                 stream.send(frame.rgb, found.labels.get(frame.index), first=stream.sent == 0,
                             last=last)
             collect(0)
+            if frames.error is not None:
+                raise frames.error
+        except BaseException as error:
+            failure = error
+            raise
         finally:
+            wall = time.perf_counter() - started
             try:
                 stream.close()
             finally:
-                writer.close()
-        wall = time.perf_counter() - started
-    report = {
-        "url": url,
+                if writer is not None:
+                    writer.close()
+                    if round_trips or failure is None:
+                        folder.clear()
+                        report = _report(stream, frames_source.name, writer, in_flight,
+                                         round_trips, wall, failure, out)
+                        write_report(out / REPORT_NAME, report)
+    return report
+
+
+def _report(stream: ServerStream, source: str, writer: OutputWriter, in_flight: int,
+            round_trips: list[float], wall: float, failure: BaseException | None,
+            out: Path) -> dict[str, Any]:
+    return {
+        "url": stream.url,
         "stream_id": stream.stream_id,
         "correlation_id": stream.correlation_id,
-        "source": frames_source.name,
+        "source": source,
+        "completed": failure is None,
+        "error": None if failure is None else (str(failure) or type(failure).__name__),
         "frames": len(round_trips),
         "masks_written": writer.written,
         "in_flight": in_flight,
@@ -327,5 +423,3 @@ def stream_source(
         "end_to_end_fps": len(round_trips) / wall if wall > 0 else None,
         "out_dir": str(out),
     }
-    write_report(out / REPORT_NAME, report)
-    return report

@@ -22,8 +22,14 @@ CORRID, START, END, READY = "CORRID", "START", "END", "READY"
 UNKNOWN_STREAM = "unknown stream"
 REAPED_STREAM = "stream was reaped"
 TOO_MANY_STREAMS = "too many streams"
+REFUSED_START = "its START was refused"
+# A failure of the server, not of the request (a graph model failed, a bug): the client reports
+# a server fault, not a refused frame.
+SERVER_FAULT = "server fault"
 # Triton's own refusal of a sequence it does not hold (never started, or idled out there).
 TRITON_NEEDS_START = "must specify the START flag"
+# Triton's python backend when a model's stub process died or hangs: a server fault too.
+TRITON_STUB_FAILED = "Stub process"
 
 # HTTP/gRPC header carrying the stream id, for routers that pin a stream to one server.
 STREAM_HEADER = "softmask-stream-id"

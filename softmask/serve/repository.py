@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +59,17 @@ GRAPH_VARIANTS = ("in-process", "onnxruntime", "tensorrt", "python")
 # Variants the python backend alone can serve (the tritonserver bundled with nvidia-pytriton).
 PYTHON_ONLY_VARIANTS = ("in-process", "python")
 REPOSITORY_MANIFEST = "softmask_serve.json"
+BUILD_PLANS_SCRIPT = "build_plans.sh"
 REPOSITORY_FORMAT = "softmask-serve-repository"
 DEFAULT_MAX_STREAMS = 8
 DEFAULT_IDLE_TIMEOUT_S = 60.0
+# Triton's sequence batcher holds a slot per sequence from START until END, or until the sequence
+# idles past max_sequence_idle_microseconds: also for a sequence the model does not serve (its
+# START was refused and the client sent no END; the client died). A START finding no free slot
+# waits in Triton's backlog instead of reaching the model, which would refuse it at once. The
+# pool therefore has room for the open streams, as many dead ones (reaped by the model, still
+# held by Triton) and this many unended refused STARTs.
+SPARE_SEQUENCE_SLOTS = 256
 
 _TRITON_DTYPES = {
     "uint8": "TYPE_UINT8",
@@ -121,10 +132,11 @@ def stream_model_config(
 ) -> dict[str, Any]:
     """softmask_stream's model configuration (a dict for ``to_pbtxt``).
 
-    Triton keeps a sequence's slot for twice ``idle_timeout_s`` and up to twice ``max_streams``
-    candidate sequences, so the model's own (clearer) refusals answer first: a frame of a stream
-    reaped after ``idle_timeout_s`` still reaches the model, and a START beyond ``max_streams``
-    reaches it instead of waiting in Triton's backlog.
+    Triton keeps a sequence's slot for twice ``idle_timeout_s``, so a frame of a stream reaped
+    after ``idle_timeout_s`` still reaches the model and hears its (clearer) refusal. It keeps
+    ``2 * max_streams + SPARE_SEQUENCE_SLOTS`` candidate sequences, so a START beyond
+    ``max_streams`` reaches the model, which refuses it at once, instead of waiting in Triton's
+    backlog (see ``SPARE_SEQUENCE_SLOTS``).
     """
     spec = export.spec
     outputs = [
@@ -166,7 +178,7 @@ def stream_model_config(
                 },
             ],
             "oldest": {
-                "max_candidate_sequences": 2 * max_streams,
+                "max_candidate_sequences": 2 * max_streams + SPARE_SEQUENCE_SLOTS,
                 "max_queue_delay_microseconds": 0,
             },
         },
@@ -286,44 +298,110 @@ def write_repository(
         build_plans: tensorrt only: build each graph's plan here (needs TensorRT and the GPU the
             server will use); False writes ``build_plans.sh`` (trtexec) to run there instead.
 
+    The repository is written into a temporary folder beside ``out`` and renamed into place, so
+    a failure partway (a plan that does not build, a full disk) leaves no partial repository, and
+    an earlier repository in ``out`` stays as it was until the new one is complete.
+
     Returns:
         The repository folder.
 
     Raises:
         InputError: unknown variant or device, bad limits, a non-static export, or ``out`` holds
-            files of another repository.
+            files of another repository (the messages name the CLI flags).
         BackendUnavailable: tensorrt: TensorRT or the plugin library is missing.
     """
-    if graphs not in GRAPH_VARIANTS:
-        raise InputError(f"unknown graphs variant {graphs!r}; choose one of {list(GRAPH_VARIANTS)}")
+    check_repository_settings(graphs, device, max_streams, idle_timeout_s, instances)
     device = device or ("gpu" if graphs in ("onnxruntime", "tensorrt") else "cpu")
-    if device not in ("cpu", "gpu"):
-        raise InputError(f"device must be 'cpu' or 'gpu', got {device!r}")
-    if graphs == "tensorrt" and device != "gpu":
-        raise InputError("TensorRT graphs run on a GPU only (device 'gpu')")
-    if max_streams < 1 or instances < 1 or idle_timeout_s <= 0:
-        raise InputError(
-            f"max_streams and instances must be >= 1 and idle_timeout_s > 0, got {max_streams}, "
-            f"{instances}, {idle_timeout_s}"
-        )
     export = export_dir if isinstance(export_dir, StreamingExport) else load_streaming_export(
         export_dir
     )
     repo = Path(out)
-    names = {STREAM_MODEL, *GRAPH_MODELS.values()}
     if repo.exists():
-        strangers = [p.name for p in repo.iterdir() if p.name not in names | {REPOSITORY_MANIFEST}]
+        if not repo.is_dir():
+            raise InputError(f"{repo}: is a file; write the repository to a folder")
+        ours = {STREAM_MODEL, *GRAPH_MODELS.values(), REPOSITORY_MANIFEST, BUILD_PLANS_SCRIPT}
+        strangers = sorted(p.name for p in repo.iterdir() if p.name not in ours)
         if strangers:
             raise InputError(f"{repo}: holds {strangers[:5]}; write the repository to a new folder")
-        for name in names:
-            shutil.rmtree(repo / name, ignore_errors=True)
-    repo.mkdir(parents=True, exist_ok=True)
     plugin_paths = _plugin_paths(plugins) if graphs == "tensorrt" else []
     if graphs == "tensorrt" and build_plans:
         from softmask.runtime.tensorrt_backend import import_tensorrt
 
         import_tensorrt()  # fail before writing anything
+    try:
+        repo.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.partial-", dir=repo.parent))
+    except OSError as error:
+        raise InputError(f"{repo}: cannot write the repository: {error.strerror or error}") from error
+    try:
+        summary = _write_models(export, staging, graphs, max_streams, idle_timeout_s, instances,
+                                device, scores, plugin_paths, build_plans)
+        _move_into_place(staging, repo)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("wrote Triton model repository %s (%s graphs)", repo, summary["graphs"])
+    return repo
 
+
+def check_repository_settings(
+    graphs: str, device: str | None, max_streams: int, idle_timeout_s: float, instances: int
+) -> None:
+    """Refuse repository settings that cannot work, naming the flags (before any work).
+
+    Raises:
+        InputError: unknown --graphs or --device, tensorrt off the GPU, or limits that are not
+            positive (--max-streams, --instances) or not a positive finite number of seconds
+            (--idle-timeout).
+    """
+    if graphs not in GRAPH_VARIANTS:
+        raise InputError(f"--graphs {graphs}: choose one of {', '.join(GRAPH_VARIANTS)}")
+    if device not in (None, "cpu", "gpu"):
+        raise InputError(f"--device {device}: choose cpu or gpu")
+    if graphs == "tensorrt" and device == "cpu":
+        raise InputError("--device cpu: TensorRT graphs (--graphs tensorrt) run on a GPU only")
+    for flag, value in (("--max-streams", max_streams), ("--instances", instances)):
+        if not isinstance(value, int) or value < 1:
+            raise InputError(f"{flag} {value}: must be a positive integer")
+    if not (isinstance(idle_timeout_s, (int, float)) and math.isfinite(idle_timeout_s)
+            and idle_timeout_s > 0):
+        raise InputError(
+            f"--idle-timeout {idle_timeout_s}: must be a positive, finite number of seconds"
+        )
+
+
+def _move_into_place(staging: Path, repo: Path) -> None:
+    """Rename the finished repository ``staging`` to ``repo``, replacing an earlier one."""
+    earlier = None
+    try:
+        if repo.exists():
+            earlier = Path(tempfile.mkdtemp(prefix=f".{repo.name}.earlier-", dir=repo.parent))
+            os.rename(repo, earlier / repo.name)
+        os.rename(staging, repo)
+    except OSError as error:
+        if earlier is not None and not repo.exists() and (earlier / repo.name).exists():
+            os.rename(earlier / repo.name, repo)  # the earlier repository back in place
+        raise InputError(
+            f"{repo}: cannot move the finished repository into place: {error.strerror or error}"
+        ) from error
+    finally:
+        if earlier is not None:
+            shutil.rmtree(earlier, ignore_errors=True)
+
+
+def _write_models(
+    export: StreamingExport,
+    repo: Path,
+    graphs: str,
+    max_streams: int,
+    idle_timeout_s: float,
+    instances: int,
+    device: str,
+    scores: bool,
+    plugin_paths: list[str],
+    build_plans: bool,
+) -> dict[str, Any]:
+    """Write the repository's models and ``softmask_serve.json`` into the empty folder ``repo``;
+    return the summary written there."""
     stream_dir = repo / STREAM_MODEL
     _write_config(stream_dir, stream_model_config(
         export, graphs, max_streams, idle_timeout_s, instances, device, scores
@@ -348,12 +426,12 @@ def write_repository(
             if graphs == "python":
                 (model_dir / "1" / "model.py").write_text(_GRAPH_MODEL_PY)
     if trtexec:
-        script = repo / "build_plans.sh"
+        script = repo / BUILD_PLANS_SCRIPT
         script.write_text(
             "#!/usr/bin/env bash\n"
             "# Builds each graph's TensorRT plan; run it where the server runs (inside the Triton\n"
             "# container, on its GPU): plans are specific to a TensorRT release and a GPU.\n"
-            "#   bash build_plans.sh /path/to/libsoftmask_trt_plugin_autoregister.so\n"
+            f"#   bash {BUILD_PLANS_SCRIPT} /path/to/libsoftmask_trt_plugin_autoregister.so\n"
             "set -euo pipefail\n"
             'REPO="$(cd "$(dirname "$0")" && pwd)"\n'
             f'PLUGIN="${{1:-{plugin_paths[0]}}}"\n' + "\n".join(trtexec) + "\n"
@@ -379,8 +457,7 @@ def write_repository(
         "tritonserver_args": server_args,
     }
     (repo / REPOSITORY_MANIFEST).write_text(json.dumps(summary, indent=2) + "\n")
-    logger.info("wrote Triton model repository %s (%s graphs)", repo, graphs)
-    return repo
+    return summary
 
 
 def read_repository_manifest(repo: str | Path) -> dict[str, Any]:

@@ -9,13 +9,15 @@ interpreter's folder so the embedded interpreter finds this environment's packag
 softmask and numpy < 2, which PyTriton's python backend needs).
 
 The server listens on ``host`` only (127.0.0.1 by default), with model control off (no loading
-or unloading over the API). It runs in its own session, so a Ctrl-C reaches softmask, which stops
-it; it also gets SIGTERM if softmask dies (Linux parent-death signal).
+or unloading over the API). It runs in its own session (a process group with its python-backend
+stubs), so a Ctrl-C reaches softmask, which stops it, killing the whole group if it does not stop
+in time; it also gets SIGTERM if softmask dies (Linux parent-death signal).
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 import signal
@@ -37,6 +39,10 @@ logger = logging.getLogger(__name__)
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 LOG_NAME = "tritonserver.log"
+# The repository ``embedded_repository`` writes, inside the work folder.
+REPOSITORY_DIR = "repository"
+PORT_FLAGS = {"http_port": "--http-port", "grpc_port": "--grpc-port",
+              "metrics_port": "--metrics-port"}
 _PR_SET_PDEATHSIG = 1
 
 
@@ -90,16 +96,33 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _check_free(host: str, port: int) -> None:
-    """Raise BackendUnavailable if something already listens on ``host:port``: the server
-    would fail to bind, and a readiness probe could be answered by that other server."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """Check that the server can listen on ``host:port``: something listening there already
+    would make it fail to bind, and a readiness probe could be answered by that other server.
+
+    Raises:
+        InputError: ``host`` does not resolve, or is not an address of this machine (--host).
+        BackendUnavailable: the port is in use, or may not be used (e.g. below 1024).
+    """
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as error:
+        raise InputError(f"--host {host}: cannot be resolved ({error.strerror})") from error
+    with socket.socket(family, kind) as sock:
         # As servers do: closed connections lingering in TIME_WAIT do not block the port.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((host, port))
+            sock.bind(address)
         except OSError as error:
+            if error.errno == errno.EADDRNOTAVAIL:
+                raise InputError(
+                    f"--host {host}: not an address of this machine ({error.strerror}); use "
+                    "127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+                ) from error
+            why = "is in use" if error.errno == errno.EADDRINUSE else "cannot be used"
             raise BackendUnavailable(
-                f"port {port} on {host} is in use ({error.strerror}); stop what listens there or "
+                f"port {port} on {host} {why} ({error.strerror}); stop what listens there or "
                 "choose other ports (--http-port/--grpc-port/--metrics-port, 0 picks a free one)"
             ) from error
 
@@ -184,6 +207,10 @@ class EmbeddedServer:
         work_dir: str | Path,
         extra_args: tuple[str, ...] = (),
     ) -> None:
+        for name, flag in PORT_FLAGS.items():
+            port = getattr(endpoints, name)
+            if not 0 <= port <= 65535:
+                raise InputError(f"{flag} {port}: a port is 0..65535 (0 picks a free one)")
         self.repo = Path(repo).resolve()
         pick = {p: getattr(endpoints, p) or free_port() for p in
                 ("http_port", "grpc_port", "metrics_port")}
@@ -224,20 +251,33 @@ class EmbeddedServer:
         except (urllib.error.URLError, OSError):
             return False
 
+    def check_startable(self) -> BundledServer:
+        """What ``start`` needs from the machine, checked before any other work (an export
+        takes long): the bundled server, a resolvable ``host`` and free ports.
+
+        Raises:
+            InputError: ``host`` is not an address of this machine.
+            BackendUnavailable: a port is in use, or nvidia-pytriton is missing.
+        """
+        e = self.endpoints
+        for port in (e.http_port, e.grpc_port, e.metrics_port):
+            _check_free(e.host, port)
+        return bundled_server()
+
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Start the server and wait until softmask_stream is ready.
 
         Raises:
-            BackendUnavailable: nvidia-pytriton is missing, or the server exited or was not
-                ready within ``timeout_s`` (the message has the end of its log).
+            BackendUnavailable: nvidia-pytriton is missing, a port is in use, or the server
+                exited or was not ready within ``timeout_s`` (the message has the end of its
+                log).
+            InputError: no repository at ``repo``, or ``host`` is not an address of this
+                machine.
         """
         if not (self.repo / STREAM_MODEL / "config.pbtxt").is_file():
             raise InputError(f"{self.repo}: no {STREAM_MODEL} model (write one with softmask "
                              "serve repo)")
-        server = bundled_server()
-        e = self.endpoints
-        for port in (e.http_port, e.grpc_port, e.metrics_port):
-            _check_free(e.host, port)
+        server = self.check_startable()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         command = self.command(server)
         logger.info("starting %s", " ".join(command))
@@ -256,6 +296,7 @@ class EmbeddedServer:
             if code is None and self._ready():
                 break
             if code is not None:
+                self._kill_group()  # stubs it started may outlive it
                 raise BackendUnavailable(
                     f"tritonserver exited with code {code} before it was ready; the end of "
                     f"{self.log_path}:\n{self.log_tail()}"
@@ -275,17 +316,31 @@ class EmbeddedServer:
         return self.process.wait()
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
-        """Stop the server (SIGINT, as Ctrl-C; SIGKILL after ``timeout_s``); its exit code."""
+        """Stop the server (SIGINT, as Ctrl-C; after ``timeout_s``, SIGKILL to its process
+        group: the server and the python-backend stubs it started); its exit code."""
         process = self.process
-        if process is None or process.poll() is not None:
-            return None if process is None else process.returncode
-        process.send_signal(signal.SIGINT)
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                logger.warning("tritonserver did not stop within %g s; killing it and its "
+                               "stubs", timeout_s)
+                self._kill_group()
+                process.wait(timeout=timeout_s)
+        self._kill_group()  # stubs that outlived the server
+        return process.returncode
+
+    def _kill_group(self) -> None:
+        """SIGKILL to the server's process group (its session: the server and its stubs)."""
+        if self.process is None:
+            return
         try:
-            return process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            logger.warning("tritonserver did not stop within %g s; killing it", timeout_s)
-            process.kill()
-            return process.wait(timeout=timeout_s)
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is gone already
 
     def __enter__(self) -> EmbeddedServer:  # noqa: PYI034 - Self needs Python 3.11
         self.start()
@@ -295,6 +350,55 @@ class EmbeddedServer:
         self.stop()
 
 
+def check_embedded_model(
+    export_dir: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    num_objects: int | None = None,
+    temporal_window: int | None = None,
+    min_dim: int | None = None,
+    max_dim: int | None = None,
+) -> None:
+    """Refuse model settings ``embedded_repository`` would ignore or cannot use, before any work.
+
+    With ``export_dir`` the export fixes the model: --checkpoint is refused, and the other settings
+    must equal the export's (as ``softmask run --export-dir`` checks). Without it, --height,
+    --width and --objects are needed to export the model.
+
+    Raises:
+        InputError: one line naming the flag.
+    """
+    from softmask.runtime.settings import RunSettings
+
+    settings = RunSettings(
+        checkpoint=checkpoint, num_objects=num_objects, temporal_window=temporal_window,
+        min_dim=min_dim, max_dim=max_dim,
+    )
+    if export_dir is None:
+        if None in (height, width, num_objects):
+            raise InputError(
+                "give --export DIR, or --height, --width and --objects to export the model "
+                "(--checkpoint, default the bundled one) for that frame size"
+            )
+        settings.check()
+        return
+    if checkpoint is not None:
+        raise InputError("--checkpoint: the export given with --export fixes the model; give "
+                         "--checkpoint or --export, not both")
+    from softmask.export.streaming import load_streaming_export
+
+    export = load_streaming_export(export_dir)
+    settings.check_export(export)
+    for flag, given, made in (("--height", height, export.spec.height),
+                              ("--width", width, export.spec.width)):
+        if given is not None and given != made:
+            raise InputError(
+                f"{flag} {given}: the export in {export.directory} was made for {made}; drop "
+                f"{flag} or export again"
+            )
+
+
 def embedded_repository(
     work_dir: str | Path,
     export_dir: str | Path | None = None,
@@ -302,35 +406,33 @@ def embedded_repository(
     height: int | None = None,
     width: int | None = None,
     num_objects: int | None = None,
-    temporal_window: int = 7,
+    temporal_window: int | None = None,
     min_dim: int | None = None,
     max_dim: int | None = None,
     **repository: object,
 ) -> Path:
     """A repository for the embedded server in ``work_dir/repository``: from ``export_dir``, or
     from ``checkpoint`` (None: the bundled model) at ``height`` x ``width`` with ``num_objects``
-    slots, taken from the export cache (exported there first if missing). ``repository`` goes to ``write_repository`` (default graphs
-    "in-process").
+    slots and ``temporal_window`` (None: ``softmask.runtime.settings.DEFAULT_WINDOW``), taken from the export cache
+    (exported there first if missing). ``repository`` goes to ``write_repository`` (default
+    graphs "in-process").
 
     Raises:
-        InputError: neither an export nor the sizes to make one.
+        InputError: settings ``check_embedded_model`` refuses.
+        ExportError: the export failed.
     """
     from softmask.serve.repository import write_repository
 
+    check_embedded_model(export_dir, checkpoint, height, width, num_objects, temporal_window,
+                         min_dim, max_dim)
     work = Path(work_dir)
     if export_dir is None:
-        if None in (height, width, num_objects):
-            raise InputError(
-                "give --export DIR, or --height, --width and --objects to export the model "
-                "(--checkpoint, default the bundled one) for that frame size"
-            )
         from softmask.runtime.settings import RunSettings, resolve_export
 
         settings = RunSettings(
             checkpoint=checkpoint, num_objects=num_objects, temporal_window=temporal_window,
             min_dim=min_dim, max_dim=max_dim,
         )
-        settings.check()
         export_dir = resolve_export(settings, height, width, num_objects)[0].directory
     repository.setdefault("graphs", "in-process")
-    return write_repository(export_dir, work / "repository", **repository)
+    return write_repository(export_dir, work / REPOSITORY_DIR, **repository)

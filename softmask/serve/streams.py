@@ -7,6 +7,9 @@ stream's correlation id and START/END flags; this table (one per instance) does 
   is not open is refused, naming why (never started, or reaped);
 - at most ``max_streams`` streams are open at once: a START beyond that is refused, and the open
   streams go on;
+- after a refused START (table full, malformed first frame) the id's later requests are refused
+  without work until END or a new START: Triton keeps a sequence slot for the refused sequence
+  until its END, so a client sends END to free it (``softmask stream`` does);
 - END answers the frame, then closes the stream and frees its state;
 - a stream that sent nothing for ``idle_timeout_s`` is reaped (``reap_idle``), its state freed: a
   client that died without END holds no memory for long.
@@ -29,12 +32,18 @@ import numpy as np
 from softmask.errors import InputError
 from softmask.runtime.backend import Backend, FrameOutput
 from softmask.runtime.stream import VideoStream
-from softmask.serve.protocol import REAPED_STREAM, TOO_MANY_STREAMS, UNKNOWN_STREAM
+from softmask.serve.protocol import (
+    REAPED_STREAM,
+    REFUSED_START,
+    TOO_MANY_STREAMS,
+    UNKNOWN_STREAM,
+)
 
 logger = logging.getLogger(__name__)
 
-# How many reaped stream ids are remembered, so a late frame hears "reaped", not "unknown".
-REAPED_MEMORY = 4096
+# How many reaped stream ids (and ids whose START was refused) are remembered, so a late frame
+# hears why, not "unknown".
+REMEMBERED_IDS = 4096
 
 
 @dataclass
@@ -76,6 +85,7 @@ class StreamTable:
         self.reaped_total = 0
         self._open: dict[int | str, OpenStream] = {}
         self._reaped: OrderedDict[int | str, float] = OrderedDict()
+        self._refused: OrderedDict[int | str, None] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -96,15 +106,17 @@ class StreamTable:
             (the frame's output, its index in the stream counted from 0 at START).
 
         Raises:
-            InputError: the stream is not open (and ``start`` is false), the table is full, or the
-                frame / annotation is malformed (``VideoStream.process``'s checks); the message
-                starts with ``stream <id>:``. The stream's state is unchanged.
+            InputError: the stream is not open (and ``start`` is false), its START was refused
+                (until END or a new START), the table is full, or the frame / annotation is
+                malformed (``VideoStream.process``'s checks); the message starts with
+                ``stream <id>:``. The stream's state is unchanged.
         """
         with self._lock:
             now = self.clock()
             entry = self._open.get(stream_id)
             if start:
                 if entry is None and len(self._open) >= self.max_streams:
+                    self._remember(self._refused, stream_id, None)
                     raise InputError(
                         f"stream {stream_id}: {TOO_MANY_STREAMS}: this server serves at most "
                         f"{self.max_streams} concurrent stream(s) (--max-streams) and all are "
@@ -112,18 +124,32 @@ class StreamTable:
                     )
                 entry = OpenStream(VideoStream(self.new_backend()), 0, now)
                 fresh = True
+            elif stream_id in self._refused:
+                if end:  # the sequence ends in Triton, which frees its slot
+                    del self._refused[stream_id]
+                raise InputError(
+                    f"stream {stream_id}: {REFUSED_START}, so no stream holds this id; "
+                    + ("this END frees the sequence" if end else
+                       "send END to end the sequence, then START again")
+                )
             elif entry is None:
                 raise InputError(self._not_open_message(stream_id))
             else:
                 fresh = False
             source = f"stream {stream_id} frame {entry.frames}"
-            output = entry.video.process(frame, annotation, source=source)
-            # Registered only once its first frame ran: a refused START leaves nothing behind.
+            try:
+                output = entry.video.process(frame, annotation, source=source)
+            except Exception:
+                if fresh:
+                    self._remember(self._refused, stream_id, None)
+                raise
+            # Registered only once its first frame ran: a refused START leaves no stream behind.
             if fresh:
                 if stream_id in self._open:
                     logger.info("stream %s restarted by START", stream_id)
                 self._open[stream_id] = entry
                 self._reaped.pop(stream_id, None)
+                self._refused.pop(stream_id, None)
             index = entry.frames
             entry.frames += 1
             entry.last_seen = now
@@ -155,14 +181,20 @@ class StreamTable:
             ]
             for sid in idle:
                 del self._open[sid]
-                self._reaped[sid] = now
-                self._reaped.move_to_end(sid)
-            while len(self._reaped) > REAPED_MEMORY:
-                self._reaped.popitem(last=False)
+                self._remember(self._reaped, sid, now)
             self.reaped_total += len(idle)
         for sid in idle:
             logger.info("stream %s reaped after %g s idle", sid, self.idle_timeout_s)
         return idle
+
+    @staticmethod
+    def _remember(memory: OrderedDict, stream_id: int | str, value: float | None) -> None:
+        """Record ``stream_id`` as the newest entry of ``memory``, forgetting the oldest beyond
+        ``REMEMBERED_IDS``."""
+        memory[stream_id] = value
+        memory.move_to_end(stream_id)
+        while len(memory) > REMEMBERED_IDS:
+            memory.popitem(last=False)
 
     def close_all(self) -> None:
         """Drop every stream (model unload)."""

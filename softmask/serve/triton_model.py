@@ -5,7 +5,10 @@ and the sequence batcher's CORRID/START/END controls, and answers LABELS (+ FRAM
 SCORES when configured) from the stream's ``VideoStream`` in a ``StreamTable``. The graphs run
 in-process (softmask's ONNX Runtime backend; sessions shared by all streams) or in other models
 of the server (``TritonGraphBackend``, BLS). A request that fails gets an error response naming
-the problem; the other requests, and other streams, go on. A thread reaps idle streams.
+the problem; the other requests, and other streams, go on. A refused request (``InputError``) is
+answered INVALID_ARG (HTTP 400), or UNAVAILABLE (503) for a full server; a failure of the server
+itself (a graph model failed, a bug) is answered INTERNAL (500) with ``protocol.SERVER_FAULT`` in
+its message, so clients do not blame the frame. A thread reaps idle streams.
 
 Metrics (Triton's metrics endpoint): ``softmask_open_streams`` (gauge),
 ``softmask_streams_reaped_total`` and ``softmask_stream_frames_total`` (counters), labelled by
@@ -22,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from softmask.errors import SoftmaskError
+from softmask.errors import InputError
 from softmask.export.streaming import MANIFEST_NAME, StreamingExport, load_streaming_export
 from softmask.serve.protocol import (
     ANNOTATION,
@@ -31,6 +34,7 @@ from softmask.serve.protocol import (
     FRAME_INDEX,
     LABELS,
     SCORES,
+    SERVER_FAULT,
     START,
     TOO_MANY_STREAMS,
 )
@@ -163,15 +167,13 @@ class StreamModel:
             tensors.append(pb.Tensor(SCORES, np.ascontiguousarray(output.scores, np.float32)))
         return pb.InferenceResponse(output_tensors=tensors)
 
-    def _error(self, error: SoftmaskError) -> Any:
-        """The error response's error: "invalid argument" (HTTP 400) for a refused request,
-        "unavailable" (503) for a full server, where the python backend has status codes."""
-        pb = self.pb
-        kind = "UNAVAILABLE" if TOO_MANY_STREAMS in str(error) else "INVALID_ARG"
-        code = getattr(pb.TritonError, kind, None)
+    def _error(self, message: str, kind: str) -> Any:
+        """A TritonError with status ``kind`` (INVALID_ARG, UNAVAILABLE, INTERNAL) where the
+        python backend has status codes."""
+        code = getattr(self.pb.TritonError, kind, None)
         if code is None:
-            return pb.TritonError(str(error))
-        return pb.TritonError(str(error), code)
+            return self.pb.TritonError(message)
+        return self.pb.TritonError(message, code)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         pb = self.pb
@@ -180,15 +182,15 @@ class StreamModel:
             try:
                 responses.append(self._answer(request))
                 answered += 1
-            except SoftmaskError as error:
+            except InputError as error:
                 logger.info("refused: %s", error)
-                responses.append(pb.InferenceResponse(error=self._error(error)))
-            except Exception as error:  # one bad request must not stop the others
-                logger.exception("stream %s: internal error", request.correlation_id())
-                responses.append(pb.InferenceResponse(
-                    error=pb.TritonError(f"stream {request.correlation_id()}: internal error: "
-                                         f"{type(error).__name__}: {error}")
-                ))
+                kind = "UNAVAILABLE" if TOO_MANY_STREAMS in str(error) else "INVALID_ARG"
+                responses.append(pb.InferenceResponse(error=self._error(str(error), kind)))
+            except Exception as error:  # one failed request must not stop the others
+                logger.exception("stream %s: %s", request.correlation_id(), SERVER_FAULT)
+                message = (f"stream {request.correlation_id()}: {SERVER_FAULT}: "
+                           f"{type(error).__name__}: {error}")
+                responses.append(pb.InferenceResponse(error=self._error(message, "INTERNAL")))
         self.metrics.update(self.table, frames=answered)
         return responses
 
