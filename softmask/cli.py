@@ -341,6 +341,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
           f"{results['model_only']['fps']:.1f} frames/s, full pipeline "
           f"{results['pipeline']['fps']:.1f} frames/s: ratio {ratio:.3f} "
           f"(first {results['warmup_frames']} frames excluded, medians of {args.repeats})")
+    if results["model_only_spin_wait"] is not None:
+        print(f"model only with ONNX Runtime's threads spin-waiting (its default) "
+              f"{results['model_only_spin_wait']['fps']:.1f} frames/s: ratio "
+              f"{results['pipeline_to_model_only_spin_wait']:.3f}")
     print(f"wrote {Path(args.out) / 'bench.json'}, bench.md, bench.png")
     return 0
 

@@ -370,3 +370,13 @@ def test_run_video_takes_arrays_and_equals_the_models_loop(model, video, tmp_pat
     with pytest.raises(InputError, match=r"annotates frame 9, but frames has 6 frames"):
         run_video(list(frames), {9: annotations[1]}, tmp_path / "again", backend="torch",
                   checkpoint=model)
+
+
+def test_onnxruntime_threads_sleep_in_the_pipeline_and_bench_has_a_spinning_twin(model, export):
+    from softmask.runtime.bench import _spin_waiting_twin
+
+    backend = OnnxRuntimeBackend(export, threads=1)
+    assert not backend.spin_wait
+    twin = _spin_waiting_twin(backend)
+    assert twin.spin_wait and twin.export is export and twin.threads == 1
+    assert _spin_waiting_twin(TorchBackend(model, export.spec)) is None

@@ -6,6 +6,10 @@ The same stream runs twice on one backend:
     timed around that call (what a benchmark of the model alone would report);
 (b) the full pipeline of ``softmask.runtime.pipeline``: decode thread, model, writer thread.
 
+On ONNX Runtime's CPU provider a third run, (a) with spin-waiting intra-op threads (ONNX
+Runtime's own default, which softmask's backend turns off for the pipeline), is the fastest the
+model alone runs, and the pipeline is compared with it too.
+
 Throughput excludes the first ``warmup`` frames of each run (lazy initialisation, allocator
 growth). With ``repeats`` > 1 the two runs alternate (a, b, a, b, ...) and the medians are
 compared, so that a machine whose load drifts does not favour either. The ratio (b) / (a) says
@@ -27,6 +31,7 @@ import numpy as np
 from softmask.errors import InputError
 from softmask.runtime.annotations import Annotations, resolve_annotations
 from softmask.runtime.latency import latency_summary
+from softmask.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from softmask.runtime.outputs import prepare_output_dir
 from softmask.runtime.pipeline import (
     PIPELINE_STAGES,
@@ -79,6 +84,15 @@ def _model_only(
         seconds.append(time.perf_counter() - tick)
         graphs.append(stream.last_graph)
     return seconds, graphs
+
+
+def _spin_waiting_twin(backend) -> OnnxRuntimeBackend | None:
+    """The same export on ONNX Runtime's CPU provider with spin-waiting threads, or None for
+    other backends and devices."""
+    if not isinstance(backend, OnnxRuntimeBackend) or not backend.device.startswith("cpu"):
+        return None
+    return OnnxRuntimeBackend(backend.export, providers=backend.providers,
+                              threads=backend.threads, spin_wait=True)
 
 
 def _steady_fps(done: Sequence[float], warmup: int) -> float | None:
@@ -148,12 +162,17 @@ def run_bench(
     height, width = decoded[0].rgb.shape[:2]
     prepared = prepare_backend(settings, height, width, found.largest_id, on_export)
     check_annotations(found, height, width, prepared.backend.spec.num_objects)
-    model_fps, pipeline_fps = [], []
+    spinning = _spin_waiting_twin(prepared.backend)
+    model_fps, pipeline_fps, spinning_fps = [], [], []
     for repeat in range(repeats):
         logger.info("repeat %d/%d: model only on %d frames in memory", repeat + 1, repeats,
                     len(decoded))
         model_seconds, graphs = _model_only(prepared.backend, decoded, found)
         model_fps.append(latency_summary(model_seconds[warmup:])["fps"])
+        if spinning is not None:
+            spinning_fps.append(
+                latency_summary(_model_only(spinning, decoded, found)[0][warmup:])["fps"]
+            )
         pipeline_dir = prepare_output_dir(out / "pipeline", overwrite=True)  # cleared at start
         with _FirstFrames(open_source(source, fps=fps), max_frames) as frames:
             report = stream_video(prepared.backend, frames, found, pipeline_dir,
@@ -189,6 +208,14 @@ def run_bench(
         "pipeline_to_model_only": (
             pipeline_median / model_median if pipeline_median and model_median else None
         ),
+        "model_only_spin_wait": (
+            {"fps": float(np.median(spinning_fps)), "fps_per_repeat": spinning_fps}
+            if spinning_fps else None
+        ),
+        "pipeline_to_model_only_spin_wait": (
+            pipeline_median / float(np.median(spinning_fps))
+            if spinning_fps and pipeline_median else None
+        ),
         "setup": prepared.setup,
         "memory": _peak_memory(),
         "machine": machine_info(),
@@ -211,6 +238,18 @@ def _ms(value: float | None) -> str:
 
 def _per_repeat(run: dict[str, Any]) -> str:
     return ", ".join(_ms(v) for v in run["fps_per_repeat"])
+
+
+def _spin_wait_rows(results: dict[str, Any]) -> list[str]:
+    spinning = results["model_only_spin_wait"]
+    if spinning is None:
+        return []
+    ratio = results["pipeline_to_model_only_spin_wait"]
+    return [
+        (f"| model only, ONNX Runtime threads spin-waiting (its default) | {_ms(spinning['fps'])}"
+         f" | {_per_repeat(spinning)} |"),
+        f"| pipeline / model only spin-waiting | {'-' if ratio is None else f'{ratio:.3f}'} | |",
+    ]
 
 
 def bench_markdown(results: dict[str, Any]) -> str:
@@ -238,6 +277,7 @@ def bench_markdown(results: dict[str, Any]) -> str:
         (f"| full pipeline (decode, model, write) | {_ms(results['pipeline']['fps'])} | "
         f"{_per_repeat(results['pipeline'])} |"),
         f"| pipeline / model only | {'-' if ratio is None else f'{ratio:.3f}'} | |",
+        *_spin_wait_rows(results),
         "",
         "Pipeline stages, per frame, all frames of the last repeat (ms):",
         "",

@@ -61,6 +61,10 @@ class OnnxRuntimeBackend:
         providers: execution providers in priority order (default: CUDA if available, then CPU).
         with_scores: also download the float32 [N, H, W] object scores per frame.
         threads: intra-op threads of the sessions (None: ONNX Runtime's default, one per core).
+        spin_wait: let idle intra-op threads spin (ONNX Runtime's default) instead of sleeping.
+            Off by default: in the pipeline, spinning threads take the cores the decode and
+            writer threads need (measured by ``softmask bench``, docs/runtime.md); on for
+            benchmarking the model alone.
 
     Per frame only the uint8 frame (and annotation) is uploaded and the uint8 labels (plus the N
     ``active`` flags after ``init``/``annotate``) downloaded; the state stays on the device.
@@ -74,6 +78,7 @@ class OnnxRuntimeBackend:
         providers: Sequence[str] | None = None,
         with_scores: bool = False,
         threads: int | None = None,
+        spin_wait: bool = False,
     ) -> None:
         ort = _import_onnxruntime()
         self._ort = ort
@@ -81,10 +86,15 @@ class OnnxRuntimeBackend:
         self.precision = export.precision
         self.with_scores = with_scores
         wanted = select_providers(providers)
+        self.export, self.providers = export, wanted
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads is not None:
             options.intra_op_num_threads = threads
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spin_wait else "0"
+        )
+        self.spin_wait = spin_wait
         self.threads = threads
         self._sessions = {
             name: ort.InferenceSession(str(path), sess_options=options, providers=wanted)
