@@ -12,6 +12,18 @@ from pathlib import Path
 from typing import IO
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp create files and folders for their owner only; finished ones get the usual
+# permissions (what open() and mkdir() would have given under this process's umask).
+FILE_MODE = 0o666 & ~_read_umask()
+DIR_MODE = 0o777 & ~_read_umask()
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; on a clean exit it replaces ``path``,
@@ -22,6 +34,7 @@ def atomic_file(path: Path, mode: str = "wb") -> Iterator[IO]:
     try:
         with os.fdopen(handle, mode) as stream:
             yield stream
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -17,6 +17,7 @@ from softmask.data.io import davis_palette
 from softmask.errors import BackendUnavailable, InputError
 from softmask.eval.parity import compare_backends, mean_iou
 from softmask.export.frame_graphs import StreamSpec
+from softmask.files import FILE_MODE
 from softmask.export.streaming import export_streaming
 from softmask.model import segment_video
 from softmask.runtime import (
@@ -138,6 +139,9 @@ def test_pipeline_writes_one_mask_per_frame_and_a_latency_report(model, export, 
             np.testing.assert_array_equal(np.asarray(image), want.labels)
     assert len(list((out / "overlay").glob("*.jpg"))) == T
     assert report == json.loads((out / "report.json").read_text())
+    # Atomic writes keep the usual permissions (mkstemp alone makes files owner-only).
+    for written in (masks[0], out / "report.json", *(out / "overlay").glob("*.jpg")):
+        assert written.stat().st_mode & 0o777 == FILE_MODE, written
     assert report["completed"] and report["error"] is None
     assert report["frames_processed"] == report["frames_decoded"] == report["masks_written"] == T
     assert report["frames_dropped"] == 0

@@ -184,3 +184,10 @@ def test_fp16_export_runs_in_onnxruntime_close_to_the_fp32_model(model, tmp_path
         # fp16 weights and descriptors: about 3 decimal digits.
         np.testing.assert_allclose(out.scores, ref.scores, atol=1e-2)
         assert (out.labels == ref.labels).mean() > 0.99
+
+
+def test_an_export_folder_has_the_usual_permissions(export):
+    # Staged in mkdtemp's owner-only folder, renamed into place readable as mkdir() would make it.
+    from softmask.files import DIR_MODE
+
+    assert export.directory.stat().st_mode & 0o777 == DIR_MODE

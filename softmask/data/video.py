@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from softmask.files import FILE_MODE
+
 # Name prefix of the writers' temporary files (a run's output folder removes stale ones).
 TEMP_PREFIX = ".softmask-partial-"
 
@@ -79,6 +81,7 @@ class VideoFileWriter:
                     self._container.mux(packet)
             self._container.close()
             if self.frames:
+                os.chmod(self._tmp, FILE_MODE)
                 os.replace(self._tmp, self.path)
         finally:
             self._container = None

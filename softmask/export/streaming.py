@@ -34,7 +34,7 @@ from softmask.export.frame_graphs import (
 )
 from softmask.export.onnx_export import export_onnx
 from softmask.export.precision import PrecisionPlan, mixed_precision_model
-from softmask.files import file_sha256
+from softmask.files import DIR_MODE, file_sha256
 from softmask.model.config import ModelConfig
 from softmask.model.hodor import HodorModel
 
@@ -182,6 +182,7 @@ def export_streaming(
     try:
         graphs = export_graphs(model, staging, spec, plan, GRAPH_NAMES, progress)
         write_manifest(staging, model, spec, plan, graphs)
+        os.chmod(staging, DIR_MODE)
         try:
             os.rename(staging, out)
         except OSError as error:

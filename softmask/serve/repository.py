@@ -38,6 +38,7 @@ import onnx
 from softmask.errors import BackendUnavailable, InputError
 from softmask.export.frame_graphs import GRAPH_NAMES
 from softmask.export.streaming import MANIFEST_NAME, StreamingExport, load_streaming_export
+from softmask.files import DIR_MODE
 from softmask.serve.pbtxt import Enum, to_pbtxt
 from softmask.serve.protocol import (
     ANNOTATION,
@@ -372,6 +373,7 @@ def check_repository_settings(
 def _move_into_place(staging: Path, repo: Path) -> None:
     """Rename the finished repository ``staging`` to ``repo``, replacing an earlier one."""
     earlier = None
+    os.chmod(staging, DIR_MODE)  # mkdtemp's folder is its owner's only; a server may run as another
     try:
         if repo.exists():
             earlier = Path(tempfile.mkdtemp(prefix=f".{repo.name}.earlier-", dir=repo.parent))
