@@ -17,8 +17,8 @@ from softmask.data.io import davis_palette
 from softmask.errors import BackendUnavailable, InputError
 from softmask.eval.parity import compare_backends, mean_iou
 from softmask.export.frame_graphs import StreamSpec
-from softmask.files import FILE_MODE
 from softmask.export.streaming import export_streaming
+from softmask.files import FILE_MODE
 from softmask.model import segment_video
 from softmask.runtime import (
     OnnxRuntimeBackend,
