@@ -1,8 +1,8 @@
 """TensorRT backend: engines built from the exported graphs (function bodies stripped so the
 parser takes the SoftMaskedAttention plugin), cached on disk, run with device buffers from torch.
 
-UNVERIFIED: no TensorRT runtime or GPU was available where this was written. It follows the
-TensorRT 10 Python API documentation (named I/O tensors, ``execute_async_v3``) and
+UNVERIFIED: it has not run on TensorRT or a GPU yet. It follows the TensorRT 10 Python API
+documentation (named I/O tensors, ``execute_async_v3``) and
 docs/deploy-tensorrt.md; on machines without TensorRT or CUDA it raises BackendUnavailable, which
 is tested. Please report what fails on a real TensorRT host.
 """
