@@ -377,8 +377,6 @@ def _cmd_parity(args: argparse.Namespace) -> int:
 
     overrides = {"min_agreement": args.min_agreement, "score": args.score_tolerance,
                  "state": args.state_tolerance, "module": args.module_tolerance}
-    if len(args.annotations) != 1 or args.annotate:
-        raise InputError("parity: --annotations takes one folder of PNGs named like the frames")
     if args.fps is not None:
         raise InputError("--fps: parity compares frames one by one; their rate plays no part")
     if args.no_localize and args.module_tolerance is not None:
@@ -388,7 +386,7 @@ def _cmd_parity(args: argparse.Namespace) -> int:
     export_progress = _ExportProgress(args)
     try:
         report = parity_video(
-            args.source, args.annotations[0], reference=args.reference,
+            args.source, [*args.annotations, *args.annotate], reference=args.reference,
             candidate=args.candidate, checkpoint=args.checkpoint, export_dir=args.export_dir,
             ground_truth_dir=args.ground_truth, num_objects=args.objects,
             temporal_window=args.window, providers=args.providers,
@@ -488,12 +486,11 @@ def _add_parity(sub: argparse._SubParsersAction) -> None:
 def _cmd_precision(args: argparse.Namespace) -> int:
     from softmask.eval.precision import REPORT_JSON, REPORT_MD, precision_video
 
-    if len(args.annotations) != 1 or args.annotate:
-        raise InputError("precision: --annotations takes one folder of PNGs named like the frames")
     if args.fps is not None:
         raise InputError("--fps: the search compares frames one by one; their rate plays no part")
     report = precision_video(
-        args.source, args.annotations[0], args.out, ground_truth_dir=args.ground_truth,
+        args.source, [*args.annotations, *args.annotate], args.out,
+        ground_truth_dir=args.ground_truth,
         checkpoint=args.checkpoint, backend=args.backend, providers=args.providers,
         engine_cache_dir=args.engine_cache, num_objects=args.objects,
         temporal_window=args.window, min_dim=args.min_dim, max_dim=args.max_dim,

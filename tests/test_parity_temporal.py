@@ -347,3 +347,26 @@ def test_parity_with_an_unavailable_backend_exits_4_before_exporting(
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 4 and len(err) == 1 and "TensorRT" in err[0]
     assert _ours(temp_dir) == []
+
+
+def test_parity_reads_a_video_file_as_softmask_run_does(tmp_path):
+    from PIL import Image
+
+    from softmask.eval.parity import read_video
+    from tests.videos import first_annotation, moving_objects, write_label_png, write_video
+
+    frames = moving_objects(6)
+    clip = write_video(tmp_path / "clip.mp4", frames, lossless=True)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{t:05d}.png")
+    first = write_label_png(tmp_path / "first.png", first_annotation())
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    write_label_png(truth / "00002.png", first_annotation())
+    from_video = read_video(clip, [first], truth)
+    from_folder = read_video(folder, first, truth)
+    assert all((a == b).all() for a, b in zip(from_video[0], from_folder[0]))
+    assert from_video[1].keys() == from_folder[1].keys() == {0}
+    assert from_video[2].keys() == from_folder[2].keys() == {2}

@@ -118,28 +118,6 @@ def read_annotation(path: Path) -> np.ndarray:
     return labels
 
 
-def read_annotations(annotations_dir: str | Path, frames: list[Path]) -> dict[int, np.ndarray]:
-    """Annotation maps keyed by frame index: ``<frame stem>.png`` in ``annotations_dir``.
-
-    Raises:
-        InputError: the folder does not exist, has no PNG named like a frame, or has PNGs named
-            like no frame (listed), or a PNG is unreadable.
-    """
-    folder = Path(annotations_dir)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: annotation folder does not exist")
-    index = {frame.stem: i for i, frame in enumerate(frames)}
-    pngs = sorted(folder.glob("*.png"))
-    stray = [p.name for p in pngs if p.stem not in index]
-    if stray:
-        raise InputError(f"{folder}: annotation file(s) {stray[:10]} match no frame name")
-    if not pngs:
-        raise InputError(
-            f"{folder}: no annotation PNG named like a frame (e.g. {frames[0].stem}.png)"
-        )
-    return {index[p.stem]: read_annotation(p) for p in pngs}
-
-
 def _atomic_save(image: Image.Image, path: Path, **params) -> None:
     with atomic_file(path) as stream:
         image.save(stream, format=params.pop("format"), **params)

@@ -41,8 +41,10 @@ from softmask.eval.divergence import (
     state_differences,
 )
 from softmask.eval.localize import DivergenceContext, Localisation
+from softmask.runtime.annotations import resolve_annotations
 from softmask.runtime.backend import Backend
 from softmask.runtime.factory import BACKENDS
+from softmask.runtime.sources import open_source
 from softmask.runtime.stream import VideoStream
 
 logger = logging.getLogger(__name__)
@@ -259,32 +261,35 @@ def compare_backends(
     return report
 
 
-def read_video_folder(
-    video_dir: str | Path,
-    annotations_dir: str | Path,
-    ground_truth_dir: str | Path | None = None,
+def read_video(
+    source: str | Path,
+    annotations: str | Path | Sequence[str | Path],
+    ground_truth: str | Path | None = None,
 ) -> tuple[list[np.ndarray], dict[int, np.ndarray], dict[int, np.ndarray] | None]:
-    """(frames, annotations, ground truth or None) of a folder of frames and folders of label
-    PNGs named like them.
+    """(frames, annotations, ground truth or None) of a source ``softmask run`` reads (a folder
+    of frames, a video file, a URL) and annotation specs (``resolve_annotations``); ground truth
+    is a folder of label PNGs named like the frames (by frame index for a video).
 
     Raises:
-        InputError: not a folder (a video file or URL: extract its frames first), no frames, or
-            annotations without any object.
+        InputError: the source or a file cannot be read, the source is live (its frames would
+            differ between the backends), or the annotations hold no object.
     """
-    from softmask.data.io import list_frames, read_annotations, read_frame
-
-    if not Path(video_dir).is_dir():
-        raise InputError(
-            f"{video_dir}: parity and precision read a folder of frames; extract the frames of a "
-            "video first (softmask run reads video files and URLs)"
+    specs = [annotations] if isinstance(annotations, (str, Path)) else list(annotations)
+    with open_source(source) as frames_source:
+        if frames_source.live:
+            raise InputError(
+                f"{frames_source.name}: parity runs the same frames through two backends; a live "
+                "source cannot give them twice (record it to a file first)"
+            )
+        found = resolve_annotations(specs, frames_source)
+        truth = (
+            None if ground_truth is None else resolve_annotations([ground_truth], frames_source)
         )
-    paths = list_frames(video_dir)
-    frames = [read_frame(p) for p in paths]
-    annotations = read_annotations(annotations_dir, paths)
-    truth = read_annotations(ground_truth_dir, paths) if ground_truth_dir is not None else None
-    if max((int(a.max()) for a in annotations.values()), default=0) == 0:
-        raise InputError(f"{annotations_dir}: the annotations contain no object (all pixels 0)")
-    return frames, annotations, truth
+        frames = [frame.rgb for frame in frames_source]
+    if found.largest_id == 0:
+        raise InputError(f"{', '.join(map(str, specs))}: the annotations contain no object "
+                         "(all pixels 0)")
+    return frames, found.labels, None if truth is None else truth.labels
 
 
 def _check_options(
@@ -325,7 +330,7 @@ def _check_options(
 
 def parity_video(
     video_dir: str | Path,
-    annotations_dir: str | Path,
+    annotations_dir: str | Path | Sequence[str | Path],
     reference: str = "torch",
     candidate: str = "onnxruntime",
     checkpoint: Any = None,
@@ -399,7 +404,7 @@ def parity_video(
         settings[name].check()
     for name, setting in settings.items():
         check_backend_available(name, setting.providers)
-    frames, annotations, truth = read_video_folder(video_dir, annotations_dir, ground_truth_dir)
+    frames, annotations, truth = read_video(video_dir, annotations_dir, ground_truth_dir)
     largest = max(int(a.max()) for a in annotations.values())
     height, width, _ = frames[0].shape
     prepared = {

@@ -32,7 +32,7 @@ import numpy as np
 
 from softmask.errors import InputError
 from softmask.eval.divergence import Divergence, Tolerances
-from softmask.eval.parity import ParityReport, compare_backends, read_video_folder
+from softmask.eval.parity import ParityReport, compare_backends, read_video
 from softmask.export.frame_graphs import StreamSpec
 from softmask.export.precision import FP32_GROUPS, PrecisionPlan, groups_of_module
 from softmask.model.hodor import HodorModel
@@ -324,7 +324,7 @@ def search_precision(
 
 def precision_video(
     video_dir: str | Path,
-    annotations_dir: str | Path,
+    annotations_dir: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     ground_truth_dir: str | Path | None = None,
     checkpoint: Any = None,
@@ -358,7 +358,7 @@ def precision_video(
         num_objects=num_objects, temporal_window=temporal_window, min_dim=min_dim,
         max_dim=max_dim, threads=threads,
     ))
-    frames, annotations, truth = read_video_folder(video_dir, annotations_dir, ground_truth_dir)
+    frames, annotations, truth = read_video(video_dir, annotations_dir, ground_truth_dir)
     largest = max(int(a.max()) for a in annotations.values())
     height, width, _ = frames[0].shape
     spec = settings.spec(height, width, largest)
