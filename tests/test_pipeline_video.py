@@ -4,6 +4,7 @@ label videos, interruption and resume."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import av
@@ -97,21 +98,60 @@ class _Slow:
     def advance_empty(self):
         self.inner.advance_empty()
 
-    def run(self, graph, frame, annotation=None):
+    def wait(self):
         time.sleep(self.seconds)
+
+    def run(self, graph, frame, annotation=None):
+        self.wait()
         return self.inner.run(graph, frame, annotation)
+
+
+class _Behind(_Slow):
+    """Wraps a backend that falls behind its source by a known count, not by a time: each graph
+    run returns only once the source has handed out ``frames`` more frames (or has ended), so a
+    live pipeline must drop frames however fast or loaded the machine is."""
+
+    TIMEOUT_S = 60
+
+    def __init__(self, inner, source, frames: int) -> None:
+        super().__init__(inner, 0.0)
+        self.frames, self.handed, self.ended = frames, 0, False
+        self.changed = threading.Condition()
+        decode = source._frames
+
+        def counted():
+            for frame in decode():
+                with self.changed:
+                    self.handed += 1
+                    self.changed.notify_all()
+                yield frame
+            with self.changed:
+                self.ended = True
+                self.changed.notify_all()
+
+        source._frames = counted
+
+    def wait(self):
+        with self.changed:
+            # +1: a frame counted as handed out may not be in the pipeline's queue yet.
+            mark = self.handed + self.frames + 1
+            caught_up = self.changed.wait_for(lambda: self.ended or self.handed >= mark,
+                                              timeout=self.TIMEOUT_S)
+        assert caught_up, f"the source stopped at frame {self.handed} for {self.TIMEOUT_S} s"
 
 
 def test_live_realtime_drops_and_counts_frames_a_slow_model_cannot_take(model, tmp_path):
     frames = moving_objects(40)
     video = write_video(tmp_path / "clip.mp4", frames, fps=50, lossless=True)
     annotations = {0: first_annotation(), 20: first_annotation()}
-    backend = _Slow(TorchBackend(model, StreamSpec(64, 96, 2, 3)), seconds=0.06)
     out = prepare_output_dir(tmp_path / "out")
     with open_source(video) as source:
+        backend = _Behind(TorchBackend(model, StreamSpec(64, 96, 2, 3)), source, frames=3)
         report = stream_video(backend, source, annotations, out, live=True, realtime=True)
     decoded, processed = report["frames_decoded"], report["frames_processed"]
-    assert decoded == 40 and report["frames_dropped"] == decoded - processed > 10
+    # At least 3 new frames arrive during each graph run and only the newest (and annotated
+    # ones) are kept: at most 40 / 3 + 2 annotated + the last frame are processed.
+    assert decoded == 40 and report["frames_dropped"] == decoded - processed >= 40 - 17
     masks = out.path / "masks"
     assert processed == report["masks_written"] == len(list(masks.glob("*.png")))
     written = {int(p.stem) for p in masks.glob("*.png")}
@@ -226,13 +266,17 @@ def test_each_stage_gets_the_time_spent_in_it(tmp_path, monkeypatch):
     out = prepare_output_dir(tmp_path / "out")
     report = stream_video(backend, open_source(list(frames)), {0: first_annotation() // 2}, out,
                           queue_size=1)
-    stages = report["stages"]
-    # Lower bounds hold on a loaded machine; the upper bound says no stage took another's time.
+    per_frame = report["per_frame"]
+    # Decided by the work, not by how busy the machine is: a sleep of s seconds is always timed
+    # as at least s in its own stage, and a frame's stages are contiguous (they add up to its
+    # latency), so no stage took time from another or counted time twice. How close the stages
+    # come to those floors on a quiet machine is a benchmark's question (`softmask bench`).
     for stage, seconds in (("H2D", _Timed.H2D), ("compute", _Timed.COMPUTE),
                            ("D2H", _Timed.D2H), ("write", write_seconds)):
-        assert seconds * 1e3 <= stages[stage]["p50_ms"] < seconds * 1e3 + 25, (stage, stages)
-    assert stages["preprocess"]["p50_ms"] < 5
-    # The writer (30 ms) is faster than the model (70 ms): frames wait for the model, not the
-    # writer; with a queue of one frame, the decoder runs at most two frames ahead.
-    assert stages["write_queue"]["p50_ms"] < 10
-    assert stages["queue"]["p50_ms"] >= 0.5 * (_Timed.H2D + _Timed.COMPUTE + _Timed.D2H) * 1e3
+        assert min(per_frame[f"{stage}_ms"]) >= seconds * 1e3, (stage, per_frame[f"{stage}_ms"])
+    stages = [key.removesuffix("_ms") for key in per_frame
+              if key.endswith("_ms") and key != "latency_ms"]
+    assert set(stages) == set(report["stages"])
+    for k, latency in enumerate(per_frame["latency_ms"]):
+        parts = [per_frame[f"{stage}_ms"][k] for stage in stages]
+        assert min(parts) >= 0 and sum(parts) == pytest.approx(latency, abs=1e-3), (k, parts)

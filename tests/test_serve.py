@@ -863,12 +863,11 @@ def test_a_full_server_refuses_starts_at_once_and_refused_starts_free_their_sequ
         assert bls_server.infer(stream, video[0], ann, start=True)[0] == 200
     try:
         # Triton holds a sequence slot for each refused START (no END sent) for 2 x the idle
-        # timeout; with only 2 x --max-streams slots, the third such START would wait a minute.
+        # timeout; with only 2 x --max-streams slots, the third such START would be queued for
+        # a minute and get no answer within the request's timeout (status 0), not the model's 503.
         for stream in range(701, 701 + BLS_MAX_STREAMS + 2):
-            tick = time.monotonic()
-            status, body = bls_server.infer(stream, video[0], ann, start=True, timeout_s=15)
+            status, body = bls_server.infer(stream, video[0], ann, start=True, timeout_s=30)
             assert status == 503 and "too many streams" in body["error"], (stream, status, body)
-            assert time.monotonic() - tick < 15
         # A refused sequence reaches the model until its END, which frees it in Triton.
         status, body = bls_server.infer(701, video[1])
         assert status == 400 and "its START was refused" in body["error"], body
@@ -965,7 +964,6 @@ def test_serve_start_says_a_port_is_in_use_before_exporting(serve_python, tmp_pa
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        tick = time.monotonic()
         done = subprocess.run(
             _softmask(serve_python, "serve", "start", "--height", "64", "--width", "96",
                       "--objects", "3", "--http-port", "0", "--grpc-port", str(port),
@@ -976,4 +974,3 @@ def test_serve_start_says_a_port_is_in_use_before_exporting(serve_python, tmp_pa
     assert done.returncode == 4 and len(lines) == 1, done.stderr
     assert f"port {port} on 127.0.0.1 is in use" in lines[0]
     assert not (tmp_path / "w" / "repository").exists(), "nothing was exported"
-    assert time.monotonic() - tick < 60

@@ -37,6 +37,7 @@ from softmask.export.precision import PrecisionPlan, mixed_precision_model
 from softmask.files import DIR_MODE, file_sha256
 from softmask.model.config import ModelConfig
 from softmask.model.hodor import HodorModel
+from softmask.testing_hooks import pause_point
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ def export_graphs(
             metadata=graph_metadata(model, spec, plan, name),
         )
         logger.info("exported streaming graph %s (%s) -> %s", name, plan.name, graphs[name])
+        pause_point("export-graph-written")
     return graphs
 
 
