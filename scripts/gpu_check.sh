@@ -8,10 +8,13 @@
 #   env       nvidia-smi, torch/triton/onnxruntime versions
 #   launcher  libsoftmask_kernels.so built for this GPU's arch (cmake + nvcc) + its ctest
 #   tests     the `gpu`-marked pytest tests, with that launcher
+#   torch_parity  the torch backend on the GPU (fp32, fp16) vs the CPU over time, with J&F
+#             (benchmarks/parity_gpu.py, bundled tiny model, synthetic 480p videos)
 #   op        benchmarks/op_gpu.py: correctness, then timing (CUDA graphs, host time apart)
-#   parity    ONNX Runtime CUDA EP vs torch on the streaming export (synthetic 480p video)
 #   model     benchmarks/model_gpu.py: end-to-end FPS, tiny and full HODOR (random weights),
 #             480p, fused kernel vs reference math
+#   parity    ONNX Runtime CUDA EP vs torch on the streaming export (synthetic 480p video);
+#             needs onnxruntime-gpu
 # Everything lands in benchmarks/results/<gpu>-<UTC date>/. Exit status: 0 if every part passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -97,7 +100,11 @@ build_launcher() {
   [ "$HAVE_GPU" = 1 ] || { no_gpu "the local arch is unknown, nothing to build for"; return; }
   local arch
   arch=$("$PY" -c 'import torch; m, n = torch.cuda.get_device_capability(); print(f"{m}{n}")') || return 1
-  cmake -S . -B build/gpu-check -DSOFTMASK_BUILD_PLUGIN=OFF -DBUILD_TESTING=ON \
+  # The plugin too where TensorRT is installed, so the tensorrt-marked tests find it.
+  local plugin=OFF
+  "$PY" -c 'import tensorrt' 2>/dev/null && plugin=ON
+  echo "TensorRT plugin build: $plugin"
+  cmake -S . -B build/gpu-check -DSOFTMASK_BUILD_PLUGIN=$plugin -DBUILD_TESTING=ON \
     -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="$arch" -DPython3_EXECUTABLE="$PY" &&
     cmake --build build/gpu-check -j "$(nproc)" &&
     ctest --test-dir build/gpu-check --output-on-failure
@@ -123,6 +130,8 @@ op_benchmark() {
 
 ort_parity() {
   [ "$HAVE_GPU" = 1 ] || { no_gpu "no CUDA execution provider to compare"; return; }
+  "$PY" -c 'import sys, onnxruntime as o; sys.exit("CUDAExecutionProvider" not in o.get_available_providers())' ||
+    { echo "onnxruntime has no CUDAExecutionProvider here (install onnxruntime-gpu)"; return 77; }
   local data=$WORK/davis video ann
   "$PY" -m softmask.cli data synth --out "$data" --videos 1 --seed 7 --height 480 --width 854 \
     --frames 12 || return 1
@@ -134,19 +143,25 @@ ort_parity() {
     --ground-truth "$data/Annotations/480p/synth7" --report "$OUT/parity_ort_cuda.json"
 }
 
+torch_parity() {
+  [ "$HAVE_GPU" = 1 ] || { no_gpu "no GPU to compare with the CPU"; return; }
+  "$PY" benchmarks/parity_gpu.py --out "$OUT" --videos 2 --frames 12
+}
+
 model_fps() {
   [ "$HAVE_GPU" = 1 ] || { no_gpu "nothing to run the model on"; return; }
   (cd benchmarks && "$PY" model_gpu.py --models tiny,hodor --dtypes fp32,fp16 --out "$OUT")
 }
 
 export REPO PY OUT WORK GPU HAVE_GPU LAUNCHER
-export -f no_gpu env_info build_launcher gpu_tests op_benchmark ort_parity model_fps
+export -f no_gpu env_info build_launcher gpu_tests op_benchmark ort_parity torch_parity model_fps
 part env 60 env_info
 part launcher 180 build_launcher
 part tests 200 gpu_tests
-part op 200 op_benchmark
-part parity 90 ort_parity
+part torch_parity 120 torch_parity
+part op 220 op_benchmark
 part model 150 model_fps
+part parity 90 ort_parity
 {
   echo
   echo "Total: ${SECONDS}s (budget ${BUDGET}s). Results and logs: $OUT"

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from softmask.errors import BackendUnavailable
 from softmask.ops.reference import soft_masked_attention as reference
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,8 +154,29 @@ def launcher(tmp_path_factory):
     elif found:
         path = found[0]
     else:
-        path = launcher_ctypes.build_for_current_gpu(tmp_path_factory.mktemp("kbuild"))
+        try:
+            path = launcher_ctypes.build_for_current_gpu(tmp_path_factory.mktemp("kbuild"))
+        except BackendUnavailable as failed:  # e.g. a CUDA toolkit below the project's floor
+            pytest.skip(str(failed))
     return launcher_ctypes.Launcher(launcher_ctypes.load(path))
+
+
+def test_a_failed_launcher_build_says_why(tmp_path, monkeypatch):
+    """A GPU host whose toolkit cmake refuses: the error carries cmake's own last lines."""
+    from softmask.kernels import launcher_ctypes
+
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    cmake = fake_bin / "cmake"
+    cmake.write_text("#!/bin/sh\necho 'CMake Error: CUDA 11.8 is below the floor (12.0)' >&2\n"
+                     "exit 1\n")
+    cmake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (8, 7))
+    with pytest.raises(BackendUnavailable) as failed:
+        launcher_ctypes.build_for_current_gpu(tmp_path / "build")
+    assert "for sm_87 (cmake -S exited with 1)" in str(failed.value)
+    assert "CUDA 11.8 is below the floor (12.0)" in str(failed.value)
 
 
 @pytest.mark.gpu

@@ -82,7 +82,14 @@ def build_for_current_gpu(build_dir: Path) -> Path:
     ]
     for cmd in (configure, ["cmake", "--build", str(build_dir), "-j"]):
         logger.info("running %s", " ".join(cmd))
-        subprocess.run(cmd, check=True, capture_output=True)
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            # The tail names the cause (e.g. a CUDA toolkit below the floor in CMakeLists.txt).
+            output = (done.stdout + done.stderr).strip().splitlines()[-25:]
+            raise BackendUnavailable(
+                f"could not build the kernel launcher for sm_{major}{minor} "
+                f"({' '.join(cmd[:2])} exited with {done.returncode}):\n" + "\n".join(output)
+            )
     return build_dir / "lib" / "libsoftmask_kernels.so"
 
 
