@@ -46,7 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--width", type=int, default=854)
     parser.add_argument("--device", default="cuda", help="the candidate's device (cpu: a dry run)")
+    parser.add_argument("--no-tf32", action="store_true",
+                        help="fp32 convolutions and matrix products in full fp32 (torch's default "
+                             "lets cuDNN use TF32 for convolutions)")
     args = parser.parse_args(argv)
+    if args.no_tf32:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA GPU visible to torch", file=sys.stderr)
         return 77
@@ -77,16 +83,20 @@ def main(argv: list[str] | None = None) -> int:
                 })
                 print(json.dumps(rows[-1]), flush=True)
     device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else args.device
-    result = {"device": device, "torch": torch.__version__,
+    tf32 = {"cudnn": torch.backends.cudnn.allow_tf32,
+            "matmul": torch.backends.cuda.matmul.allow_tf32}
+    result = {"device": device, "tf32": tf32, "torch": torch.__version__,
               "checkpoint": "bundled tiny", "size": [args.height, args.width], "rows": rows}
-    (args.out / "parity_torch_gpu.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "parity_torch_gpu" + ("_no_tf32" if args.no_tf32 else "")
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["| video | GPU dtype | frames | min label agreement | max score diff | J&F CPU fp32 |"
              " J&F GPU | passed |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['video']} | {r['gpu_dtype']} | {r['frames']} | "
                      f"{r['min_label_agreement']:.5f} | {r['max_abs_score_diff']:.3g} | "
                      f"{r['jf_cpu_fp32']:.4f} | {r['jf_gpu']:.4f} | {r['passed']} |")
-    (args.out / "parity_torch_gpu.md").write_text("\n".join(lines) + "\n")
+    lines.insert(0, f"TF32 allowed: {tf32}\n")
+    (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if all(r["passed"] for r in rows) else 1
 
