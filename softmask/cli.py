@@ -196,11 +196,27 @@ class _ExportProgress:
             self._bar.close()
 
 
+def _cmd_export_hf(args: argparse.Namespace) -> int:
+    from softmask.convert.mask2former import export_mask2former, load_hf_model
+
+    _refuse_given(args, {"checkpoint": "--checkpoint", "objects": "--objects", "window": "--window",
+                         "min_dim": "--min-dim", "max_dim": "--max-dim", "fp16": "--fp16"},
+                  "applies to HODOR's streaming export, not to --hf-model")
+    model = load_hf_model(args.hf_model)
+    out = export_mask2former(model, args.height, args.width, args.out, source=str(args.hf_model))
+    print(f"wrote {out}: model.onnx + manifest.json")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from softmask.export import export_streaming
     from softmask.runtime import resolve_model
     from softmask.runtime.settings import DEFAULT_WINDOW
 
+    if args.hf_model is not None:
+        return _cmd_export_hf(args)
+    if args.objects is None:
+        raise InputError("the following arguments are required: --objects")
     model = resolve_model(args.checkpoint)
     progress = _ExportProgress(args)
     try:
@@ -223,11 +239,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True,
                    help="output folder (new or empty; written completely or not at all)")
     p.add_argument("--fp16", action="store_true", help="float16 graphs (meant for GPUs)")
-    _stream_arguments(p, "object slots N: object ids 1..N may appear (required)")
+    _stream_arguments(p, "object slots N: object ids 1..N may appear (required for HODOR)")
+    p.add_argument("--hf-model", metavar="DIR",
+                   help="a transformers save_pretrained folder of Mask2FormerForUniversalSegmentation "
+                        "to export instead (model.onnx, hard-masked attention as the op; needs "
+                        "softmask[hf])")
     p.set_defaults(handler=_cmd_export)
-    for action in p._actions:
-        if action.dest == "objects":
-            action.required = True
 
 
 def _print_run_summary(report: dict, out: str) -> None:

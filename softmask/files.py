@@ -1,11 +1,12 @@
-"""Files on disk: atomic writes (a file under its final name is always complete) and content
-digests (export manifests, cache keys, engine notes)."""
+"""Files on disk: atomic writes (a file or folder under its final name is always complete) and
+content digests (export manifests, cache keys, engine notes)."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,3 +49,48 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
+    """A temporary folder beside ``path`` to fill; on a clean exit it is renamed to ``path`` (a
+    folder under its final name is always complete), on an error (Ctrl-C included) removed.
+
+    ``path`` must not exist, or be an empty folder; with ``replace`` an existing folder is
+    replaced, and kept if the new one cannot be moved into place.
+
+    Raises:
+        InputError: ``path`` is a file, a non-empty folder without ``replace``, or cannot be
+            written (the OS's reason in the message).
+    """
+    from softmask.errors import InputError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: exists and is a file, not a folder")
+    if path.is_dir() and not replace and any(path.iterdir()):
+        raise InputError(f"{path}: folder exists and is not empty; write into a new folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    except OSError as error:
+        raise InputError(f"{path}: cannot write here: {error.strerror or error}") from error
+    earlier = None
+    try:
+        yield staging
+        os.chmod(staging, DIR_MODE)
+        try:
+            if path.exists():
+                earlier = Path(tempfile.mkdtemp(prefix=f".{path.name}.earlier-", dir=path.parent))
+                os.rename(path, earlier / path.name)
+            os.rename(staging, path)
+        except OSError as error:
+            if earlier is not None and not path.exists() and (earlier / path.name).exists():
+                os.rename(earlier / path.name, path)
+            raise InputError(
+                f"{path}: cannot move the finished folder into place: {error.strerror or error}"
+            ) from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if earlier is not None:
+            shutil.rmtree(earlier, ignore_errors=True)

@@ -29,15 +29,17 @@ def soft_masked_attention_op(
     alpha: torch.Tensor,
     num_heads: int,
     key_padding_mask: torch.Tensor | None = None,
+    hard: bool = False,
 ) -> torch.Tensor:
-    """Default (CPU and any device without a dedicated kernel): the reference math."""
+    """Default (CPU and any device without a dedicated kernel): the reference math. In hard
+    mode the mask is bool (the public ``soft_masked_attention`` applies the threshold)."""
     return reference.soft_masked_attention(
-        query, key, value, mask, alpha, num_heads, key_padding_mask
+        query, key, value, mask, alpha, num_heads, key_padding_mask, hard
     )
 
 
 @soft_masked_attention_op.register_fake
-def _fake(query, key, value, mask, alpha, num_heads, key_padding_mask=None):
+def _fake(query, key, value, mask, alpha, num_heads, key_padding_mask=None, hard=False):
     return torch.empty_like(query)
 
 
@@ -47,8 +49,13 @@ def _warn_no_kernel(reason: str) -> None:
 
 
 @soft_masked_attention_op.register_kernel("cuda")
-def _cuda(query, key, value, mask, alpha, num_heads, key_padding_mask=None):
-    """CUDA forward: the fused Triton kernel; the reference math (on the GPU) without Triton."""
+def _cuda(query, key, value, mask, alpha, num_heads, key_padding_mask=None, hard=False):
+    """CUDA forward: the fused Triton kernel; the reference math (on the GPU) without Triton,
+    and for the hard mode, which the fused kernel does not implement."""
+    if hard:
+        return reference.soft_masked_attention(
+            query, key, value, mask, alpha, num_heads, key_padding_mask, hard
+        )
     try:
         from softmask.kernels import sma_forward, unsupported_reason  # triton: gpu/dev extra
     except ImportError as exc:
@@ -65,8 +72,8 @@ def _cuda(query, key, value, mask, alpha, num_heads, key_padding_mask=None):
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    query, key, value, mask, alpha, num_heads, key_padding_mask = inputs
-    ctx.num_heads = num_heads
+    query, key, value, mask, alpha, num_heads, key_padding_mask, hard = inputs
+    ctx.num_heads, ctx.hard = num_heads, hard
     ctx.has_padding = key_padding_mask is not None
     saved = (query, key, value, mask, alpha)
     ctx.save_for_backward(*saved, *((key_padding_mask,) if ctx.has_padding else ()))
@@ -76,9 +83,9 @@ def _backward(ctx, grad_out):
     query, key, value, mask, alpha, *rest = ctx.saved_tensors
     key_padding_mask = rest[0] if ctx.has_padding else None
     grads = reference.soft_masked_attention_backward(
-        grad_out, query, key, value, mask, alpha, ctx.num_heads, key_padding_mask
+        grad_out, query, key, value, mask, alpha, ctx.num_heads, key_padding_mask, ctx.hard
     )
-    return (*grads, None, None)
+    return (*grads, None, None, None)
 
 
 soft_masked_attention_op.register_autograd(_backward, setup_context=_setup_context)
@@ -92,13 +99,22 @@ def soft_masked_attention(
     alpha: torch.Tensor,
     num_heads: int,
     key_padding_mask: torch.Tensor | None = None,
+    hard: bool = False,
+    threshold: float = 0.5,
 ) -> torch.Tensor:
     """Soft-masked attention through the custom op (exports to ONNX as one node).
 
     Same signature, shapes and semantics as ``softmask.ops.reference.soft_masked_attention``:
     query [B, I, E], key/value [B, S, E], mask [B, I, S], alpha [H], key_padding_mask [B, S] bool
-    (True = padded) -> [B, I, E]. Inputs are validated before dispatch, so a bad call raises a
+    (True = padded) -> [B, I, E]; ``hard`` for Mask2Former's masked attention (bool mask, or
+    ``mask >= threshold``). Inputs are validated before dispatch, so a bad call raises a
     ValueError naming the tensor instead of failing inside a kernel.
     """
-    check_inputs(query, key, value, mask, alpha, num_heads, key_padding_mask)
-    return soft_masked_attention_op(query, key, value, mask, alpha, num_heads, key_padding_mask)
+    check_inputs(query, key, value, mask, alpha, num_heads, key_padding_mask, hard)
+    if hard:
+        # The comparison exports as a standard op before the node, so the node (and the
+        # plugin's kernel) only ever read a bool mask, 1 byte per key.
+        mask = reference.hard_mask(mask, threshold)
+    return soft_masked_attention_op(
+        query, key, value, mask, alpha, num_heads, key_padding_mask, hard
+    )

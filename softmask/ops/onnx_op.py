@@ -5,11 +5,14 @@ Node (TensorRT plugin conventions, see docs/ops.md):
     inputs  query [B,I,E] T, key [B,S,E] T, value [B,S,E] T, mask [B,I,S] M, alpha [H] A,
             optional key_padding_mask [B,S] bool
     output  [B,I,E] T
-    attributes num_heads (int), plugin_version (string, "1"), plugin_namespace (string, "")
+    attributes num_heads (int), plugin_version (string, "1"), plugin_namespace (string, "");
+            optional hard_mask (int, default 0): 1 = Mask2Former's masked attention, mask bool
+            (True = attend), alpha unused, a row with every key blocked attends to all keys
 
-Model-local functions of the same name and domain (two overloads: with and without
-key_padding_mask) compute the op with standard ONNX ops (opset 18), in float32 whatever T is (as
-the fused kernel accumulates), so any ONNX runtime runs it without the plugin. Math: ``softmask/ops/reference.py``.
+Model-local functions of the same name and domain (four overloads: soft or hard, with and
+without key_padding_mask) compute the op with standard ONNX ops (opset 18), in float32 whatever
+T is (as the fused kernel accumulates), so any ONNX runtime runs it without the plugin. Math:
+``softmask/ops/reference.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = ""
 BODY_OPSET = 18
 PADDED_OVERLOAD = "key_padding_mask"
+HARD_ATTRIBUTE = "hard_mask"
 
 INPUT_NAMES = ("query", "key", "value", "mask", "alpha", "key_padding_mask")
 ATTRIBUTE_NAMES = ("num_heads", "plugin_version", "plugin_namespace")
@@ -46,14 +50,15 @@ def _schema() -> onnx.defs.OpSchema:
             param("query", "T", "[B, I, E] queries"),
             param("key", "T", "[B, S, E] keys"),
             param("value", "T", "[B, S, E] values"),
-            param("mask", "M", "[B, I, S] soft mask in [0, 1], shared by all heads"),
+            param("mask", "M", "[B, I, S] soft mask in [0, 1] (bool with hard_mask=1), "
+                  "shared by all heads"),
             param("alpha", "A", "[H] per-head mask scale"),
             param("key_padding_mask", "P", "[B, S] True = padded key", param_option=optional),
         ],
         outputs=[param("output", "T", "[B, I, E]")],
         type_constraints=[
             ("T", _FLOAT_TYPES, "query, key, value and output"),
-            ("M", _FLOAT_TYPES, "mask"),
+            ("M", [*_FLOAT_TYPES, "tensor(bool)"], "mask"),
             ("A", _FLOAT_TYPES, "alpha"),
             ("P", ["tensor(bool)"], "key padding mask"),
         ],
@@ -61,6 +66,8 @@ def _schema() -> onnx.defs.OpSchema:
             attr("num_heads", kinds.INT, "number of heads H; E = H * D"),
             attr("plugin_version", kinds.STRING, "TensorRT plugin version"),
             attr("plugin_namespace", kinds.STRING, "TensorRT plugin namespace"),
+            attr(HARD_ATTRIBUTE, helper.make_attribute(HARD_ATTRIBUTE, 0),
+                 "1: hard (Mask2Former) masked attention, bool mask"),
         ],
     )
 
@@ -74,8 +81,10 @@ def register_schema() -> None:
         onnx.defs.register_schema(_schema())
 
 
-def translate(query, key, value, mask, alpha, num_heads: int, key_padding_mask=None):
-    """torch.onnx (dynamo) translation of ``softmask::soft_masked_attention``: one custom node."""
+def translate(query, key, value, mask, alpha, num_heads: int, key_padding_mask=None,
+              hard: bool = False):
+    """torch.onnx (dynamo) translation of ``softmask::soft_masked_attention``: one custom node
+    (``hard_mask=1`` only in hard mode, so soft-mode nodes stay as they were)."""
     import onnxscript
 
     plugins = onnxscript.values.Opset(DOMAIN, OP_VERSION)
@@ -84,6 +93,8 @@ def translate(query, key, value, mask, alpha, num_heads: int, key_padding_mask=N
         "plugin_version": PLUGIN_VERSION,
         "plugin_namespace": PLUGIN_NAMESPACE,
     }
+    if hard:
+        attrs[HARD_ATTRIBUTE] = 1
     if key_padding_mask is None:
         return plugins.SoftMaskedAttention(query, key, value, mask, alpha, **attrs)
     return plugins.SoftMaskedAttention(query, key, value, mask, alpha, key_padding_mask, **attrs)
@@ -125,12 +136,63 @@ def _padding_nodes() -> list[onnx.NodeProto]:
     ]
 
 
-def function_body(with_key_padding_mask: bool) -> onnx.FunctionProto:
+def overload_name(with_key_padding_mask: bool, hard: bool) -> str:
+    """The function overload a node with these inputs and mode runs ("" for soft, unpadded)."""
+    parts = (["hard"] if hard else []) + ([PADDED_OVERLOAD] if with_key_padding_mask else [])
+    return "_".join(parts)
+
+
+def _soft_mask_nodes() -> list[onnx.NodeProto]:
+    """Soft mode: logits = qk_scaled - alpha[h] * (1 - mask)."""
+    mk = helper.make_node
+    return [
+        mk("Cast", ["mask"], ["mask_f"], to=TensorProto.FLOAT),
+        mk("Sub", ["one", "mask_f"], ["mask_off"]),
+        _const_ints("axis1", [1]),
+        mk("Unsqueeze", ["mask_off", "axis1"], ["mask_off_b1is"]),
+        _const_ints("alpha_shape", [1, -1, 1, 1]),
+        mk("Reshape", ["alpha_f", "alpha_shape"], ["alpha_1h11"]),
+        mk("Mul", ["alpha_1h11", "mask_off_b1is"], ["mask_penalty"]),
+        mk("Sub", ["qk_scaled", "mask_penalty"], ["logits"]),
+    ]
+
+
+def _hard_mask_nodes(with_key_padding_mask: bool) -> list[onnx.NodeProto]:
+    """Hard mode: -inf where the bool mask blocks a key, except in rows with no unpadded
+    allowed key, which attend to every key (``softmask.ops.reference.allowed_keys``)."""
+    mk = helper.make_node
+    valid = "mask"
+    padding = []
+    if with_key_padding_mask:
+        padding = [
+            mk("Not", ["key_padding_mask"], ["unpadded_bs"]),
+            _const_ints("axis1_pad", [1]),
+            mk("Unsqueeze", ["unpadded_bs", "axis1_pad"], ["unpadded_b1s"]),
+            mk("And", ["mask", "unpadded_b1s"], ["mask_unpadded"]),
+        ]
+        valid = "mask_unpadded"
+    return [
+        *padding,
+        mk("Cast", [valid], ["valid_f"], to=TensorProto.FLOAT),
+        _const_ints("last_axis", [-1]),
+        mk("ReduceMax", ["valid_f", "last_axis"], ["any_valid"], keepdims=1),
+        _const_float("zero_f", 0.0),
+        mk("Equal", ["any_valid", "zero_f"], ["empty_row"]),
+        mk("Or", ["mask", "empty_row"], ["allowed"]),
+        _const_float("blocked_f", float("-inf")),
+        mk("Where", ["allowed", "zero_f", "blocked_f"], ["mask_bias"]),
+        _const_ints("axis1", [1]),
+        mk("Unsqueeze", ["mask_bias", "axis1"], ["mask_bias_b1is"]),
+        mk("Add", ["qk_scaled", "mask_bias_b1is"], ["logits"]),
+    ]
+
+
+def function_body(with_key_padding_mask: bool, hard: bool = False) -> onnx.FunctionProto:
     """The op as a model-local ONNX function of standard opset-18 ops.
 
-    ONNX functions cannot branch on an absent input, so there are two overloads of the same
-    name and domain: "" (5 inputs) and ``PADDED_OVERLOAD`` (6 inputs, with key_padding_mask);
-    a node with the padding input names the second in its ``overload`` field.
+    ONNX functions cannot branch on an absent input or an attribute's value, so there are four
+    overloads of the same name and domain (``overload_name``): soft or hard mode, 5 inputs or 6
+    (with key_padding_mask); each node names its own in its ``overload`` field.
 
     Shapes: H comes from alpha's shape, D = E / H; all arithmetic in float32, output cast to T.
     """
@@ -145,7 +207,7 @@ def function_body(with_key_padding_mask: bool) -> onnx.FunctionProto:
         ]
         logits = "logits_padded"
     nodes = [
-        *(mk("Cast", [n], [f"{n}_f"], to=f32) for n in ("query", "key", "value", "mask", "alpha")),
+        *(mk("Cast", [n], [f"{n}_f"], to=f32) for n in ("query", "key", "value", "alpha")),
         mk("Shape", ["alpha"], ["heads"]),
         mk("Shape", ["query"], ["embed"], start=2),
         mk("Div", ["embed", "heads"], ["head_dim"]),
@@ -163,13 +225,7 @@ def function_body(with_key_padding_mask: bool) -> onnx.FunctionProto:
         mk("Sqrt", ["head_dim_f"], ["sqrt_d"]),
         mk("Div", ["qk", "sqrt_d"], ["qk_scaled"]),
         _const_float("one", 1.0),
-        mk("Sub", ["one", "mask_f"], ["mask_off"]),
-        _const_ints("axis1", [1]),
-        mk("Unsqueeze", ["mask_off", "axis1"], ["mask_off_b1is"]),
-        _const_ints("alpha_shape", [1, -1, 1, 1]),
-        mk("Reshape", ["alpha_f", "alpha_shape"], ["alpha_1h11"]),
-        mk("Mul", ["alpha_1h11", "mask_off_b1is"], ["mask_penalty"]),
-        mk("Sub", ["qk_scaled", "mask_penalty"], ["logits"]),
+        *(_hard_mask_nodes(with_key_padding_mask) if hard else _soft_mask_nodes()),
         *padding,
         mk("Softmax", [logits], ["probs"], axis=-1),
         mk("MatMul", ["probs", "v"], ["ctx_bhid"]),
@@ -191,11 +247,17 @@ def function_body(with_key_padding_mask: bool) -> onnx.FunctionProto:
         ["output"],
         nodes,
         [helper.make_opsetid("", BODY_OPSET)],
-        attributes=list(ATTRIBUTE_NAMES),
-        doc_string="Soft-masked attention with standard ONNX ops (float32 compute).",
+        attributes=list(ATTRIBUTE_NAMES) + ([HARD_ATTRIBUTE] if hard else []),
+        doc_string=f"{'Hard' if hard else 'Soft'}-masked attention with standard ONNX ops "
+                   "(float32 compute).",
     )
-    function.overload = PADDED_OVERLOAD if with_key_padding_mask else ""
+    function.overload = overload_name(with_key_padding_mask, hard)
     return function
+
+
+def is_hard(node: onnx.NodeProto) -> bool:
+    """Whether a SoftMaskedAttention node runs in hard mode (``hard_mask`` = 1)."""
+    return any(a.name == HARD_ATTRIBUTE and a.i == 1 for a in node.attribute)
 
 
 def attach_function_bodies(model: onnx.ModelProto) -> int:
@@ -213,12 +275,18 @@ def attach_function_bodies(model: onnx.ModelProto) -> int:
         missing = [a for a in ATTRIBUTE_NAMES if a not in names]
         if missing:
             raise ExportError(f"node {node.name!r} ({OP_TYPE}) lacks attribute(s) {missing}")
+        # The exporter writes the schema's default hard_mask=0 on soft nodes: dropped, so soft
+        # nodes carry exactly the plugin fields they always did.
+        soft_defaults = [a for a in node.attribute if a.name == HARD_ATTRIBUTE and a.i == 0]
+        for attribute in soft_defaults:
+            node.attribute.remove(attribute)
         node.name = f"{OP_TYPE}_{index}"
-        if len(node.input) == 6 and node.input[5]:
-            node.overload = PADDED_OVERLOAD
+        node.overload = overload_name(len(node.input) == 6 and bool(node.input[5]), is_hard(node))
     kept = [f for f in model.functions if not (f.name == OP_TYPE and f.domain == DOMAIN)]
     del model.functions[:]
-    model.functions.extend([*kept, function_body(False), function_body(True)])
+    modes = (False, True) if any(is_hard(n) for n in nodes) else (False,)
+    bodies = [function_body(padded, hard) for hard in modes for padded in (False, True)]
+    model.functions.extend([*kept, *bodies])
     # Function overloads need IR version 10 (ONNX 1.16).
     model.ir_version = max(model.ir_version, 10)
     return len(nodes)
@@ -245,15 +313,17 @@ def standalone_model(
     with_key_padding_mask: bool = False,
     dtype: int = TensorProto.FLOAT,
     mask_dtype: int | None = None,
+    hard: bool = False,
 ) -> onnx.ModelProto:
     """A model holding one SoftMaskedAttention node and its function bodies; B, I, S, E dynamic.
 
     Graph inputs are named as the node's (query, key, value, mask, alpha[, key_padding_mask]);
-    alpha is an input here (an initializer in exported models). For benchmarks and tests of the
-    function body without going through torch.export.
+    alpha is an input here (an initializer in exported models); ``hard`` makes a hard-mode node
+    (bool mask). For benchmarks and tests of the function body without going through
+    torch.export.
     """
     register_schema()
-    mask_dtype = dtype if mask_dtype is None else mask_dtype
+    mask_dtype = TensorProto.BOOL if hard else dtype if mask_dtype is None else mask_dtype
     names = INPUT_NAMES if with_key_padding_mask else INPUT_NAMES[:5]
     shapes = {
         "query": (dtype, ["B", "I", "E"]),
@@ -272,6 +342,7 @@ def standalone_model(
         num_heads=num_heads,
         plugin_version=PLUGIN_VERSION,
         plugin_namespace=PLUGIN_NAMESPACE,
+        **({HARD_ATTRIBUTE: 1} if hard else {}),
     )
     graph = helper.make_graph(
         [node], "soft_masked_attention", inputs,

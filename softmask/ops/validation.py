@@ -4,7 +4,8 @@ The contract (``shared/reference/soft_masked_attention.md``; layout from ARCHITE
 
     query            [B, I, E]   floating
     key, value       [B, S, E]   floating, same dtype as query
-    mask             [B, I, S]   floating (values in [0, 1]; not checked, it may be learned)
+    mask             [B, I, S]   floating (values in [0, 1]; not checked, it may be learned);
+                                 bool allowed in hard mode
     alpha            [H]         floating
     key_padding_mask [B, S]      bool, True = padded (optional)
     E = H * D
@@ -57,8 +58,9 @@ def check_inputs(
     alpha: torch.Tensor,
     num_heads: int,
     key_padding_mask: torch.Tensor | None = None,
+    hard: bool = False,
 ) -> SmaDims:
-    """Validate one call of the op and return its sizes.
+    """Validate one call of the op and return its sizes (``hard``: the mask may be bool).
 
     Raises:
         InputError (a ValueError) naming the offending tensor and the shape or dtype expected.
@@ -82,8 +84,13 @@ def check_inputs(
     _expect_shape("value", value, (batch, keys, embed), "[B, S, E]")
     _expect_shape("mask", mask, (batch, queries, keys), "[B, I, S]")
     _expect_shape("alpha", alpha, (num_heads,), "[H]")
-    for name, t in (("query", query), ("key", key), ("value", value), ("mask", mask), ("alpha", alpha)):
+    for name, t in (("query", query), ("key", key), ("value", value), ("alpha", alpha)):
         _expect_float(name, t)
+    if not (hard and mask.dtype == torch.bool):
+        if mask.dtype == torch.bool:
+            raise InputError("mask is bool: a bool mask needs hard mode (hard=True); the soft "
+                             "mask is floating, in [0, 1]")
+        _expect_float("mask", mask)
     for name, t in (("key", key), ("value", value)):
         if t.dtype != query.dtype:
             raise InputError(f"{name} must have the dtype of query ({query.dtype}), got {t.dtype}")
