@@ -34,7 +34,7 @@ def _video(root: Path, seed: int, height: int, width: int, frames: int):
     name = f"synth{seed}"
     video = root / "JPEGImages" / "480p" / name
     truth = root / "Annotations" / "480p" / name
-    first = sorted(truth.glob("*.png"))[0]
+    first = min(truth.glob("*.png"))
     return read_video(video, [first], truth)
 
 
@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
               "checkpoint": "bundled tiny", "size": [args.height, args.width], "rows": rows}
     name = "parity_torch_gpu" + ("_no_tf32" if args.no_tf32 else "")
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["| video | GPU dtype | frames | min label agreement | max score diff | J&F CPU fp32 |"
-             " J&F GPU | passed |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [("| video | GPU dtype | frames | min label agreement | max score diff | J&F CPU fp32 "
+              "| J&F GPU | passed |"), "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['video']} | {r['gpu_dtype']} | {r['frames']} | "
                      f"{r['min_label_agreement']:.5f} | {r['max_abs_score_diff']:.3g} | "

@@ -500,6 +500,31 @@ def _add_parity(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_parity)
 
 
+def _cmd_parity_image(args: argparse.Namespace) -> int:
+    from softmask.eval.image_parity import image_parity
+
+    report = image_parity(args.images, args.hf_model, args.export, args.tolerance)
+    if args.report:
+        report.save(args.report)
+    print(report.summary())
+    return 0 if report.passed else 1
+
+
+def _add_parity_image(sub: argparse._SubParsersAction) -> None:
+    from softmask.eval.image_parity import DEFAULT_TOLERANCE
+
+    p = sub.add_parser("parity-image", help="compare an --hf-model export on ONNX Runtime with "
+                                            "the transformers model on a folder of images")
+    p.add_argument("images", help="folder of .jpg/.png images")
+    p.add_argument("--hf-model", required=True, metavar="DIR",
+                   help="the transformers save_pretrained folder the export was made from")
+    p.add_argument("--export", required=True, help="folder written by softmask export --hf-model")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                   help=f"largest relative output difference (default {DEFAULT_TOLERANCE:g})")
+    p.add_argument("--report", help="write the JSON report here")
+    p.set_defaults(handler=_cmd_parity_image)
+
+
 def _cmd_precision(args: argparse.Namespace) -> int:
     from softmask.eval.precision import REPORT_JSON, REPORT_MD, precision_video
 
@@ -929,7 +954,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_demo, _add_export, _add_run, _add_bench, _add_stream, _add_serve,
-                _add_parity, _add_precision, _add_data, _add_eval, _add_train):
+                _add_parity, _add_parity_image, _add_precision, _add_data, _add_eval,
+                _add_train):
         add(sub)
     return parser
 

@@ -233,3 +233,33 @@ def test_hf_export_refusals_are_one_line(tmp_path, capsys):
         convert_mask2former(transformers.BertModel(transformers.BertConfig(
             hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)))
     assert not (tmp_path / "out").exists()
+
+
+def test_parity_image_passes_for_the_export_and_fails_for_another_model(hf_export, tmp_path,
+                                                                       capsys):
+    from PIL import Image
+
+    _, export = hf_export
+    hf = export.parent / "hf"
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in (("a.png", (80, 120)), ("b.jpg", (64, 96))):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(images / name)
+    from softmask.cli import main
+
+    capsys.readouterr()
+    assert main(["parity-image", str(images), "--hf-model", str(hf), "--export", str(export),
+                 "--report", str(tmp_path / "ok.json")]) == 0
+    out = capsys.readouterr().out
+    assert "parity onnxruntime vs transformers: PASS" in out
+    report = json.loads((tmp_path / "ok.json").read_text())
+    assert report["passed"] and [r["image"] for r in report["images"]] == ["a.png", "b.jpg"]
+    assert all(r["semantic_agreement"] == 1.0 and r["panoptic_equal"] for r in report["images"])
+    assert max(v for r in report["images"] for v in r["relative"].values()) <= 1e-4
+    # Another model's weights: the comparison must say so.
+    _mask2former(seed=7).save_pretrained(tmp_path / "other")
+    assert main(["parity-image", str(images), "--hf-model", str(tmp_path / "other"),
+                 "--export", str(export)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL a.png: class_queries_logits relative difference" in out and "FAIL" in out
