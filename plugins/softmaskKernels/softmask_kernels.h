@@ -100,7 +100,8 @@ int32_t softmask_sma_max_splits(int32_t num_keys, int32_t head_dim);
  * Returns a SoftmaskStatus (NO_KERNEL_FOR_ARCH when nothing in the table runs on this GPU). */
 int32_t softmask_sma_prepare(SoftmaskDtype dtype, SoftmaskDtype mask_dtype, int32_t head_dim);
 
-/* Enqueue the forward pass on stream. Returns a SoftmaskStatus; never aborts. Arguments are
+/* Enqueue the forward pass on stream, in the stream's context (the NULL and per-thread streams:
+ * the context current on this thread). Returns a SoftmaskStatus; never aborts. Arguments are
  * checked before any CUDA call. batch, num_queries or num_keys equal to 0 is a valid empty call
  * (num_keys == 0 zero-fills the output: every key is missing). query, key, value, mask, output and
  * workspace must be 16-byte aligned. Forced num_splits above the workspace bound are clamped. */
