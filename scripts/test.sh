@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test that runs without a GPU: native build (kernel launcher + TensorRT plugin against
-# TensorRT's public headers) with its C++ tests, then the Python suite. GPU / TensorRT tests skip
-# with a reason when those are absent.
+# TensorRT's public headers) with its C++ tests, twice: with the machine's CUDA toolkit and
+# TensorRT 10.14's headers, then with JetPack 6's versions (CUDA 12.6's runtime, TensorRT 10.3's
+# headers); then the Python suite. GPU / TensorRT tests skip with a reason when those are absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh dev
@@ -12,4 +13,13 @@ cmake -S . -B build -DSOFTMASK_TRT_HEADERS_ONLY=ON -DPython3_EXECUTABLE="$PWD/.v
   -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$(nproc)"
 ctest --test-dir build --output-on-failure
+# JetPack 6.1/6.2 (Jetson Orin): host code compiled and linked (--no-undefined) against CUDA 12.6's
+# runtime headers and libcudart.so.12 and TensorRT 10.3's headers (third_party/tensorrt-10.3); the
+# .cu file with the machine's nvcc. Kernels for Orin (87) and for the fake GPUs of the C++ tests.
+bash scripts/fetch_cuda_runtime.sh
+cmake -S . -B build-jetpack6 -DSOFTMASK_CUDA_RUNTIME_ROOT="$PWD/third_party/cuda-12.6" -DSOFTMASK_CUDART=shared \
+  -DSOFTMASK_TRT_HEADERS_ONLY=ON -DSOFTMASK_TRT_HEADERS_DIR="$PWD/third_party/tensorrt-10.3" -DSOFTMASK_REQUIRE_TENSORRT_VERSION=10.3 \
+  -DCMAKE_CUDA_ARCHITECTURES="80;87;90" -DPython3_EXECUTABLE="$PWD/.venv/bin/python" -DCMAKE_BUILD_TYPE=Release
+cmake --build build-jetpack6 -j "$(nproc)"
+ctest --test-dir build-jetpack6 --output-on-failure
 .venv/bin/python -m pytest "$@"

@@ -2,8 +2,8 @@
  * softmask_kernels: launcher of the AOT-compiled fused kernels (softmask/kernels/triton_kernels.py).
  *
  * Kernels come from the generated table (softmask_kernels_table.c, written by
- * `python -m softmask.kernels.aot` at build time). Images are loaded with the CUDA runtime's
- * library API (cudaLibraryLoadData), so this library links only cudart, never libcuda.
+ * `python -m softmask.kernels.aot` at build time). Images are loaded and launched with the CUDA
+ * driver API, looked up through the statically linked runtime (softmask_cuda_driver.h): no libcuda link.
  */
 #include "softmask_kernels.h"
 

@@ -6,8 +6,10 @@
  *   (uint8/bool, nonzero = padded, may be NULL), output [B, I, E]; E = H * D; all contiguous.
  * Rows whose keys are all padded produce zeros.
  *
- * The kernels are Triton-compiled cubins (plus PTX) embedded at build time; this library needs
- * only the CUDA runtime (no TensorRT, no libcuda link).
+ * The kernels are Triton-compiled cubins (plus PTX) embedded at build time, launched through the
+ * CUDA driver API with the CUDA runtime linked in statically (no TensorRT, no libcuda link; a
+ * driver for CUDA >= 12.0 at run time). Launches run in the context of the stream passed;
+ * softmask_sma_prepare uses the context current on the calling thread.
  */
 #ifndef SOFTMASK_KERNELS_H
 #define SOFTMASK_KERNELS_H
@@ -87,17 +89,19 @@ int32_t softmask_sma_num_splits(int32_t batch, int32_t num_heads, int32_t num_qu
  * min(128, ceil(num_keys / smallest BLOCK_S for head_dim)). */
 int32_t softmask_sma_max_splits(int32_t num_keys, int32_t head_dim);
 
-/* Load the kernels that calls with these types and head dim need on the current device, before
- * the first softmask_sma_forward: selects the table rows for the device's compute capability,
- * loads them into its context (JIT-compiling the PTX when no cubin fits, which can take seconds)
- * and sets their dynamic shared-memory limit for this device. Thread-safe and idempotent: once
- * done for a device, later calls (and forward calls) only look the kernels up. Call it outside
+/* Load the kernels that calls with these types and head dim need in the current context (the
+ * current device's), before the first softmask_sma_forward: selects the table rows for the
+ * device's compute capability, loads them into the context (JIT-compiling the PTX when no cubin
+ * fits, which can take seconds) and sets their dynamic shared-memory limit for this device.
+ * Thread-safe and idempotent: once done for a context, later calls (and forward calls on its
+ * streams) only look the kernels up. CUDA_ERROR when no context is current on the thread. Call it outside
  * CUDA stream capture and timed regions; the TensorRT plugin calls it from configurePlugin and
  * onShapeChange. Without it, the first forward call on a device does this work itself.
  * Returns a SoftmaskStatus (NO_KERNEL_FOR_ARCH when nothing in the table runs on this GPU). */
 int32_t softmask_sma_prepare(SoftmaskDtype dtype, SoftmaskDtype mask_dtype, int32_t head_dim);
 
-/* Enqueue the forward pass on stream. Returns a SoftmaskStatus; never aborts. Arguments are
+/* Enqueue the forward pass on stream, in the stream's context (the NULL and per-thread streams:
+ * the context current on this thread). Returns a SoftmaskStatus; never aborts. Arguments are
  * checked before any CUDA call. batch, num_queries or num_keys equal to 0 is a valid empty call
  * (num_keys == 0 zero-fills the output: every key is missing). query, key, value, mask, output and
  * workspace must be 16-byte aligned. Forced num_splits above the workspace bound are clamped. */

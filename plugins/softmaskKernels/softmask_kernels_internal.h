@@ -47,16 +47,19 @@ struct KernelSpec
 /* Host-only check that spec has kernels (no CUDA call); sets the thread's error message on failure. */
 int32_t validateSpec(KernelSpec const& spec);
 
-/* Selects, loads and readies every kernel row a call of a validated spec can pick on the current device
- * (softmask_kernels_launch.cpp); idempotent. */
+/* Selects, loads and readies every kernel a call of a validated spec can pick (and the alpha
+ * conversion) in the current context (softmask_kernels_launch.cpp); idempotent. */
 int32_t prepare(KernelSpec const& spec);
 
-/* Enqueues the kernels for validated params, preparing them first if prepare() has not
- * (softmask_kernels_launch.cpp). */
+/* Enqueues the kernels for validated params on stream, in the stream's context, preparing them
+ * there first if prepare() has not (softmask_kernels_launch.cpp). */
 int32_t launch(SoftmaskSmaParams const& params, cudaStream_t stream);
 
-/* fp16 alpha [H] -> fp32 on stream (softmask_alpha.cu); returns this launch's error only. */
-cudaError_t convertAlphaToFloat(void const* alphaHalf, float* alphaFloat, int32_t heads, cudaStream_t stream);
+/* The fatbin of softmask_alpha.cu (fp16 alpha [H] -> fp32; entry point kAlphaKernelName),
+ * embedded at build time (softmask_alpha_image.c). */
+extern "C" unsigned char const softmask_alpha_image[];
+constexpr char const* kAlphaKernelName = "softmask_alpha_to_float";
+constexpr int32_t kAlphaThreads = 128;
 
 } // namespace kernels
 } // namespace softmask

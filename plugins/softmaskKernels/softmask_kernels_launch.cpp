@@ -1,17 +1,23 @@
 /*
- * Kernel selection, image loading and launch for libsoftmask_kernels (validated params only).
+ * Kernel selection, image loading and launch for libsoftmask_kernels (validated params only), on
+ * the CUDA driver API (softmask_cuda_driver.h).
  *
  * Selection by the device's compute capability: a cubin for exactly that arch; else a cubin of the
  * same major and lower minor (binary compatible; never sm_90a, which runs only on 9.0); else the
  * PTX (JIT-compiled by the driver). Within that, the most specialised row the call can use: the
  * query tile matched to I (softmask_sma_block_i), then an unpadded S % 16 == 0 kernel over the
- * general one (key padding, any S). Each image is loaded once per process with cudaLibraryLoadData
- * (a CUDA library is context-independent); everything that depends on the device is done per
- * (row, device): loading into that device's context (the PTX JIT happens here), the dynamic
- * shared-memory limit (cudaKernelSetAttributeForDevice), and the device's arch and SM count.
- * prepare() does all of it, for every row a call of those types can pick, outside any launch;
- * launch() then only looks the prepared kernels up.
+ * general one (key padding, any S).
+ *
+ * Each image is loaded once per process with cuLibraryLoadData (a CUDA library is
+ * context-independent). What depends on the device is done once per (kernel, device): the dynamic
+ * shared-memory limit (cuKernelSetAttribute); what depends on the context once per (kernel,
+ * context): loading the kernel there (cuKernelGetFunction and an attribute query; the PTX JIT
+ * happens here). A launch runs in its stream's context (cuLaunchKernel with the CUkernel), so the
+ * kernels are readied in that context, made current for the time it takes when another one is.
+ * prepare() readies every kernel a call of those types can pick in the current context, outside
+ * any launch; launch() then only looks them up.
  */
+#include "softmask_cuda_driver.h"
 #include "softmask_kernels.h"
 #include "softmask_kernels_internal.h"
 #include "softmask_kernels_table.h"
@@ -30,16 +36,27 @@ namespace kernels
 namespace
 {
 
-struct LoadedKernel
+constexpr int32_t kDefaultDynamicSharedLimit = 48 * 1024;
+
+struct DeviceInfo
 {
-    cudaKernel_t kernel{nullptr};
-    SoftmaskKernelEntry const* entry{nullptr};
+    int32_t arch{0};
+    int32_t numSms{0};
 };
 
-std::string cudaText(std::string const& what, cudaError_t err)
+//! Where a launch runs: a context and its device.
+struct Target
 {
-    return what + " failed: " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
-}
+    CUcontext context{nullptr};
+    CUdevice device{0};
+    DeviceInfo info{};
+};
+
+struct LoadedKernel
+{
+    CUkernel kernel{nullptr};
+    SoftmaskKernelEntry const* entry{nullptr};
+};
 
 /* Whether row e can run this call: same types and head dim, padding and S it accepts. */
 bool usable(SoftmaskKernelEntry const& e, SoftmaskSmaParams const& p)
@@ -89,19 +106,55 @@ int64_t pickEntry(SoftmaskSmaParams const& p, int32_t arch, bool allowCubin)
     return best;
 }
 
-struct DeviceInfo
-{
-    int32_t arch{0};
-    int32_t numSms{0};
-};
-
 // Guarded by gMutex. Nothing here is ever unloaded: the images live as long as the process.
 std::mutex gMutex;
-std::map<size_t, cudaKernel_t> gRowKernels;       // table row -> kernel (library loaded once per process)
-std::set<std::pair<size_t, int>> gRowsOnDevice;   // (row, device): in that device's context, smem limit set
-std::map<int, DeviceInfo> gDevices;               // device -> arch, SM count
+std::map<void const*, CUkernel> gKernels;             // image -> its kernel (library loaded once)
+std::set<std::pair<CUkernel, CUdevice>> gSharedSet;   // dynamic shared-memory limit raised there
+std::set<std::pair<CUkernel, CUcontext>> gLoadedIn;   // kernel loaded into that context
+std::map<CUdevice, DeviceInfo> gDevices;              // device -> arch, SM count
 
-int32_t queryDevice(int device, DeviceInfo* out)
+/* Makes context current for the scope when another one is (a stream of another device). */
+class ContextScope
+{
+public:
+    ContextScope(Driver const& d, CUcontext context)
+        : mDriver(d)
+    {
+        CUcontext current = nullptr;
+        mResult = d.ctxGetCurrent(&current);
+        if (mResult == CUDA_SUCCESS && current != context)
+        {
+            mResult = d.ctxPushCurrent(context);
+            mPushed = mResult == CUDA_SUCCESS;
+        }
+    }
+    ~ContextScope()
+    {
+        if (mPushed)
+        {
+            CUcontext popped = nullptr;
+            mDriver.ctxPopCurrent(&popped);
+        }
+    }
+    ContextScope(ContextScope const&) = delete;
+    ContextScope& operator=(ContextScope const&) = delete;
+    CUresult result() const
+    {
+        return mResult;
+    }
+
+private:
+    Driver const& mDriver;
+    CUresult mResult{CUDA_SUCCESS};
+    bool mPushed{false};
+};
+
+int32_t cudaError(Driver const& d, std::string const& what, CUresult result)
+{
+    return setError(SOFTMASK_STATUS_CUDA_ERROR, driverText(d, what, result));
+}
+
+int32_t queryDevice(Driver const& d, CUdevice device, DeviceInfo* out)
 {
     auto const found = gDevices.find(device);
     if (found != gDevices.end())
@@ -112,149 +165,195 @@ int32_t queryDevice(int device, DeviceInfo* out)
     int major = 0;
     int minor = 0;
     int numSms = 0;
-    cudaError_t err = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
-    if (err == cudaSuccess)
+    CUresult r = d.deviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device);
+    if (r == CUDA_SUCCESS)
     {
-        err = cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
+        r = d.deviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device);
     }
-    if (err == cudaSuccess)
+    if (r == CUDA_SUCCESS)
     {
-        err = cudaDeviceGetAttribute(&numSms, cudaDevAttrMultiProcessorCount, device);
+        r = d.deviceGetAttribute(&numSms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device);
     }
-    if (err != cudaSuccess)
+    if (r != CUDA_SUCCESS)
     {
-        return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("querying device " + std::to_string(device), err));
+        return cudaError(d, "querying device " + std::to_string(device), r);
     }
     *out = DeviceInfo{major * 10 + minor, numSms};
     gDevices.emplace(device, *out);
     return SOFTMASK_STATUS_SUCCESS;
 }
 
-int32_t loadRow(size_t row, cudaKernel_t* out)
+/* The context a launch on stream runs in (the current one for the NULL and per-thread streams)
+ * and its device. */
+int32_t targetOf(Driver const& d, CUstream stream, Target* out)
 {
-    auto const found = gRowKernels.find(row);
-    if (found != gRowKernels.end())
+    CUresult r = d.streamGetCtx(stream, &out->context);
+    if (r != CUDA_SUCCESS)
+    {
+        return cudaError(d,
+            "cuStreamGetCtx (the stream's context; the default stream needs a context current on this thread, "
+            "e.g. after cudaSetDevice)",
+            r);
+    }
+    ContextScope const scope(d, out->context);
+    r = scope.result();
+    if (r == CUDA_SUCCESS)
+    {
+        r = d.ctxGetDevice(&out->device);
+    }
+    if (r != CUDA_SUCCESS)
+    {
+        return cudaError(d, "cuCtxGetDevice (the stream's device)", r);
+    }
+    return queryDevice(d, out->device, &out->info);
+}
+
+/* The kernel of an image, its library loaded on first use. */
+int32_t loadImage(Driver const& d, void const* image, char const* name, std::string const& what, CUkernel* out)
+{
+    auto const found = gKernels.find(image);
+    if (found != gKernels.end())
     {
         *out = found->second;
         return SOFTMASK_STATUS_SUCCESS;
     }
-    SoftmaskKernelEntry const& e = softmask_kernel_table[row];
-    cudaLibrary_t library{};
-    cudaError_t err = cudaLibraryLoadData(&library, e.image, nullptr, nullptr, 0, nullptr, nullptr, 0);
-    if (err != cudaSuccess)
+    CUlibrary library{};
+    CUresult r = d.libraryLoadData(&library, image, nullptr, nullptr, 0, nullptr, nullptr, 0);
+    if (r != CUDA_SUCCESS)
     {
-        return setError(SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH,
-            cudaText(e.is_ptx ? "loading the PTX (driver JIT)" : "loading the cubin", err) + " for sm_"
-                + std::to_string(e.arch));
+        return setError(SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH, driverText(d, "loading " + what, r));
     }
-    cudaKernel_t kernel{};
-    err = cudaLibraryGetKernel(&kernel, library, e.name);
-    if (err != cudaSuccess)
+    CUkernel kernel{};
+    r = d.libraryGetKernel(&kernel, library, name);
+    if (r != CUDA_SUCCESS)
     {
-        cudaLibraryUnload(library);
-        return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("cudaLibraryGetKernel", err) + " for " + e.name);
+        // The library stays loaded (never unloaded, like the others): this is a build defect.
+        return cudaError(d, std::string("cuLibraryGetKernel for ") + name + " in " + what, r);
     }
-    gRowKernels.emplace(row, kernel);
+    gKernels.emplace(image, kernel);
     *out = kernel;
     return SOFTMASK_STATUS_SUCCESS;
 }
 
-/* Makes row's kernel launchable on device (the current one): raises its dynamic shared-memory
- * limit for that device, and loads it into the device's context now (cudaFuncGetAttributes
+/* Makes kernel launchable in target's context (the current one): raises its dynamic
+ * shared-memory limit for the device, and loads it into the context now (the attribute query
  * needs it there), so that neither happens in the first launch. */
-int32_t readyOnDevice(size_t row, cudaKernel_t kernel, int device)
+int32_t readyIn(Driver const& d, CUkernel kernel, int32_t sharedBytes, Target const& target, std::string const& what)
 {
-    if (gRowsOnDevice.count({row, device}) != 0)
+    if (sharedBytes > kDefaultDynamicSharedLimit && gSharedSet.count({kernel, target.device}) == 0)
+    {
+        CUresult const r
+            = d.kernelSetAttribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, sharedBytes, kernel, target.device);
+        if (r != CUDA_SUCCESS)
+        {
+            return cudaError(d,
+                "cuKernelSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES, " + std::to_string(sharedBytes) + " B, device "
+                    + std::to_string(target.device) + ") for " + what,
+                r);
+        }
+        gSharedSet.emplace(kernel, target.device);
+    }
+    if (gLoadedIn.count({kernel, target.context}) != 0)
     {
         return SOFTMASK_STATUS_SUCCESS;
     }
-    SoftmaskKernelEntry const& e = softmask_kernel_table[row];
-    if (e.shared_bytes > 48 * 1024)
+    CUfunction function{};
+    CUresult r = d.kernelGetFunction(&function, kernel);
+    int registers = 0;
+    if (r == CUDA_SUCCESS)
     {
-        cudaError_t const err = cudaKernelSetAttributeForDevice(
-            kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, e.shared_bytes, device);
-        if (err != cudaSuccess)
-        {
-            return setError(SOFTMASK_STATUS_CUDA_ERROR,
-                cudaText("cudaKernelSetAttributeForDevice(MaxDynamicSharedMemorySize, " + std::to_string(e.shared_bytes)
-                        + " B, device " + std::to_string(device) + ")",
-                    err)
-                    + " for " + e.name);
-        }
+        r = d.funcGetAttribute(&registers, CU_FUNC_ATTRIBUTE_NUM_REGS, function);
     }
-    cudaFuncAttributes attributes{};
-    cudaError_t const err = cudaFuncGetAttributes(&attributes, reinterpret_cast<void const*>(kernel));
-    if (err != cudaSuccess)
+    if (r != CUDA_SUCCESS)
     {
         return setError(SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH,
-            cudaText(e.is_ptx ? "loading the PTX (driver JIT)" : "loading the cubin", err) + " on device "
-                + std::to_string(device) + " for " + e.name);
+            driverText(d, "loading " + what + " on device " + std::to_string(target.device), r));
     }
-    gRowsOnDevice.emplace(row, device);
+    gLoadedIn.emplace(kernel, target.context);
     return SOFTMASK_STATUS_SUCCESS;
 }
 
-/* The best loadable kernel for the call p on device (loaded and readied there on first use; a
- * lookup afterwards): a cubin that fails to load falls back to the PTX. Caller holds gMutex. */
-int32_t findKernel(SoftmaskSmaParams const& p, int device, int32_t arch, LoadedKernel* out)
+std::string rowText(SoftmaskKernelEntry const& e)
+{
+    return std::string(e.is_ptx ? "the PTX (driver JIT) of " : "the cubin of ") + e.name + " for sm_"
+        + std::to_string(e.arch);
+}
+
+/* The best loadable kernel for the call p in target's context (loaded and readied there on first
+ * use; a lookup afterwards): a cubin that fails to load falls back to the PTX. Caller holds
+ * gMutex and has made the context current. */
+int32_t findKernel(Driver const& d, SoftmaskSmaParams const& p, Target const& target, LoadedKernel* out)
 {
     int32_t status = SOFTMASK_STATUS_NO_KERNEL_FOR_ARCH;
     bool tried = false;
     for (bool allowCubin : {true, false})
     {
-        int64_t const row = pickEntry(p, arch, allowCubin);
+        int64_t const row = pickEntry(p, target.info.arch, allowCubin);
         if (row < 0)
         {
             continue;
         }
         tried = true;
-        auto const index = static_cast<size_t>(row);
-        status = loadRow(index, &out->kernel);
+        SoftmaskKernelEntry const& e = softmask_kernel_table[static_cast<size_t>(row)];
+        status = loadImage(d, e.image, e.name, rowText(e), &out->kernel);
         if (status == SOFTMASK_STATUS_SUCCESS)
         {
-            status = readyOnDevice(index, out->kernel, device);
+            status = readyIn(d, out->kernel, e.shared_bytes, target, rowText(e));
         }
         if (status == SOFTMASK_STATUS_SUCCESS)
         {
-            out->entry = &softmask_kernel_table[index];
+            out->entry = &e;
             return status;
         }
     }
     // A failed load already recorded the CUDA error; only a missing row needs a message here.
     if (!tried)
     {
-        setError(status, "no cubin or PTX usable on sm_" + std::to_string(arch) + " for dtype "
+        setError(status, "no cubin or PTX usable on sm_" + std::to_string(target.info.arch) + " for dtype "
                 + std::to_string(p.dtype) + ", mask dtype " + std::to_string(p.mask_dtype) + ", head dim "
                 + std::to_string(p.head_dim));
     }
     return status;
 }
 
-/* The kernel for call p on device, with the device's arch and SM count. */
-int32_t kernelFor(SoftmaskSmaParams const& p, int device, LoadedKernel* kernel, DeviceInfo* info)
+int32_t alphaKernel(Driver const& d, Target const& target, CUkernel* out)
+{
+    std::string const what = std::string("the alpha conversion (") + kAlphaKernelName + ")";
+    int32_t const status = loadImage(d, softmask_alpha_image, kAlphaKernelName, what, out);
+    return status == SOFTMASK_STATUS_SUCCESS ? readyIn(d, *out, 0, target, what) : status;
+}
+
+/* The kernel for call p on stream, with the alpha conversion when alpha is fp16, readied in the
+ * stream's context. */
+int32_t kernelsFor(Driver const& d, SoftmaskSmaParams const& p, CUstream stream, Target* target, LoadedKernel* kernel,
+    CUkernel* alpha)
 {
     std::lock_guard<std::mutex> lock(gMutex);
-    int32_t const status = queryDevice(device, info);
-    return status == SOFTMASK_STATUS_SUCCESS ? findKernel(p, device, info->arch, kernel) : status;
-}
-
-int32_t currentDevice(int* device)
-{
-    cudaError_t const err = cudaGetDevice(device);
-    return err == cudaSuccess ? SOFTMASK_STATUS_SUCCESS
-                              : setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("cudaGetDevice", err));
-}
-
-int32_t launchOne(LoadedKernel const& k, dim3 grid, void** args, cudaStream_t stream)
-{
-    dim3 const block(32 * k.entry->num_warps);
-    cudaError_t const err = cudaLaunchKernel(
-        reinterpret_cast<void const*>(k.kernel), grid, block, args, k.entry->shared_bytes, stream);
-    if (err != cudaSuccess)
+    int32_t status = targetOf(d, stream, target);
+    if (status != SOFTMASK_STATUS_SUCCESS)
     {
-        return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("cudaLaunchKernel", err) + " for " + k.entry->name);
+        return status;
     }
-    return SOFTMASK_STATUS_SUCCESS;
+    ContextScope const scope(d, target->context);
+    if (scope.result() != CUDA_SUCCESS)
+    {
+        return cudaError(d, "making the stream's context current", scope.result());
+    }
+    status = findKernel(d, p, *target, kernel);
+    if (status == SOFTMASK_STATUS_SUCCESS && p.alpha_dtype == SOFTMASK_DTYPE_FLOAT16)
+    {
+        status = alphaKernel(d, *target, alpha);
+    }
+    return status;
+}
+
+int32_t launchOne(Driver const& d, CUkernel kernel, std::string const& what, dim3 grid, uint32_t block,
+    uint32_t sharedBytes, void** args, CUstream stream)
+{
+    // cuda.h, cuLaunchKernel: a CUkernel cast to CUfunction runs in the stream's context.
+    CUresult const r = d.launchKernel(reinterpret_cast<CUfunction>(kernel), grid.x, grid.y, grid.z, block, 1, 1,
+        sharedBytes, stream, args, nullptr);
+    return r == CUDA_SUCCESS ? SOFTMASK_STATUS_SUCCESS : cudaError(d, "cuLaunchKernel for " + what, r);
 }
 
 size_t dtypeBytes(SoftmaskDtype t)
@@ -270,27 +369,28 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
     {
         return SOFTMASK_STATUS_SUCCESS;
     }
+    Driver const* const d = driver();
+    if (d == nullptr)
+    {
+        return SOFTMASK_STATUS_CUDA_ERROR;
+    }
     if (p.num_keys == 0)
     {
         // No key at all: every row is fully padded, so the contract's output is zeros.
         size_t const bytes = static_cast<size_t>(p.batch) * p.num_queries * p.num_heads * p.head_dim * dtypeBytes(p.dtype);
-        cudaError_t const err = cudaMemsetAsync(p.output, 0, bytes, stream);
-        return err == cudaSuccess ? SOFTMASK_STATUS_SUCCESS
-                                  : setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("cudaMemsetAsync", err));
+        CUresult const r = d->memsetD8Async(reinterpret_cast<CUdeviceptr>(p.output), 0, bytes, stream);
+        return r == CUDA_SUCCESS ? SOFTMASK_STATUS_SUCCESS : cudaError(*d, "cuMemsetD8Async (zero output)", r);
     }
-    int device = 0;
+    Target target{};
     LoadedKernel kernel{};
-    DeviceInfo info{};
-    int32_t status = currentDevice(&device);
-    if (status == SOFTMASK_STATUS_SUCCESS)
-    {
-        // Already prepared (softmask_sma_prepare) on this device for these types: a lookup only.
-        status = kernelFor(p, device, &kernel, &info);
-    }
+    CUkernel alphaToFloat{nullptr};
+    // Already prepared (softmask_sma_prepare) in this context for these types: lookups only.
+    int32_t status = kernelsFor(*d, p, stream, &target, &kernel, &alphaToFloat);
     if (status != SOFTMASK_STATUS_SUCCESS)
     {
         return status;
     }
+    DeviceInfo const& info = target.info;
     SoftmaskKernelEntry const& entry = *kernel.entry;
     int32_t splits = resolveSplits(p, info.numSms, entry.block_i, entry.block_s);
     WorkspaceLayout const layout = workspaceLayout(p.batch, p.num_queries, p.num_heads, p.head_dim, splits);
@@ -318,19 +418,24 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
     if (splits > 1)
     {
         // The fused merge counts finished splits per (b, h, query tile); counts start at zero.
-        cudaError_t const err = cudaMemsetAsync(counterPtr, 0, layout.counterBytes, stream);
-        if (err != cudaSuccess)
+        CUresult const r = d->memsetD8Async(reinterpret_cast<CUdeviceptr>(counterPtr), 0, layout.counterBytes, stream);
+        if (r != CUDA_SUCCESS)
         {
-            return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("clearing the merge counters", err));
+            return cudaError(*d, "cuMemsetD8Async (clearing the merge counters)", r);
         }
     }
     void const* alpha = p.alpha;
     if (p.alpha_dtype == SOFTMASK_DTYPE_FLOAT16)
     {
-        cudaError_t const err = convertAlphaToFloat(p.alpha, alphaFloat, p.num_heads, stream);
-        if (err != cudaSuccess)
+        void const* alphaHalf = p.alpha;
+        float* alphaOut = alphaFloat;
+        int32_t heads = p.num_heads;
+        void* alphaArgs[] = {&alphaHalf, &alphaOut, &heads};
+        uint32_t const blocks = static_cast<uint32_t>((heads + kAlphaThreads - 1) / kAlphaThreads);
+        status = launchOne(*d, alphaToFloat, kAlphaKernelName, dim3(blocks), kAlphaThreads, 0, alphaArgs, stream);
+        if (status != SOFTMASK_STATUS_SUCCESS)
         {
-            return setError(SOFTMASK_STATUS_CUDA_ERROR, cudaText("converting alpha to float", err));
+            return status;
         }
         alpha = alphaFloat;
     }
@@ -352,26 +457,37 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
     void* args[] = {&q, &k, &v, &m, &alpha, &padding, &o, &accPtr, &mlPtr, &counterPtr, &numQueries, &numKeys,
         &numHeads, &numSplits, &hasPadding, &scratch, &profileScratch};
     int32_t const queryTiles = (numQueries + entry.block_i - 1) / entry.block_i;
-    return launchOne(kernel, dim3(numHeads * queryTiles, numSplits, p.batch), args, stream);
+    return launchOne(*d, kernel.kernel, entry.name, dim3(numHeads * queryTiles, numSplits, p.batch),
+        32 * entry.num_warps, entry.shared_bytes, args, stream);
 }
 
 int32_t prepare(KernelSpec const& spec)
 {
-    int device = 0;
-    int32_t status = currentDevice(&device);
-    if (status != SOFTMASK_STATUS_SUCCESS)
+    Driver const* const d = driver();
+    if (d == nullptr)
     {
-        return status;
+        return SOFTMASK_STATUS_CUDA_ERROR;
+    }
+    CUcontext current = nullptr;
+    CUresult const r = d->ctxGetCurrent(&current);
+    if (r != CUDA_SUCCESS || current == nullptr)
+    {
+        return r != CUDA_SUCCESS ? cudaError(*d, "cuCtxGetCurrent", r)
+                                 : setError(SOFTMASK_STATUS_CUDA_ERROR,
+                                     "no CUDA context is current on this thread: make the device's one current "
+                                     "first (cudaSetDevice, cuCtxSetCurrent)");
     }
     // Every row a call of these types can pick: each query tile (I of 16, 32, 64 picks 16, 32,
-    // 64), with and without key padding, S a multiple of 16 or not.
+    // 64), with and without key padding, S a multiple of 16 or not; and the alpha conversion.
     SoftmaskSmaParams p{};
     p.dtype = static_cast<SoftmaskDtype>(spec.dtype);
     p.mask_dtype = static_cast<SoftmaskDtype>(spec.maskDtype);
+    p.alpha_dtype = SOFTMASK_DTYPE_FLOAT16;
     p.head_dim = spec.headDim;
     uint8_t const somePadding = 0;
+    Target target{};
     LoadedKernel kernel{};
-    DeviceInfo info{};
+    CUkernel alpha{nullptr};
     for (int32_t queries : {16, 32, 64})
     {
         for (bool padded : {false, true})
@@ -381,7 +497,7 @@ int32_t prepare(KernelSpec const& spec)
                 p.num_queries = queries;
                 p.num_keys = keys;
                 p.key_padding_mask = padded ? &somePadding : nullptr;
-                status = kernelFor(p, device, &kernel, &info);
+                int32_t const status = kernelsFor(*d, p, nullptr, &target, &kernel, &alpha);
                 if (status != SOFTMASK_STATUS_SUCCESS)
                 {
                     return status;

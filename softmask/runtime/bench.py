@@ -14,7 +14,9 @@ Throughput excludes the first ``warmup`` frames of each run (lazy initialisation
 growth). With ``repeats`` > 1 the two runs alternate (a, b, a, b, ...) and the medians are
 compared, so that a machine whose load drifts does not favour either. The ratio (b) / (a) says
 what decoding, queues and writing cost; the pipeline's stage percentiles (last repeat) say where. Results: ``bench.json``, ``bench.md`` and ``bench.png`` (per-frame latency
-over time, per stage) in the output folder, with peak memory and the machine.
+over time, per stage) in the output folder, with peak memory and the machine. On a Jetson,
+``tegrastats`` runs during the runs and its GPU and memory load and power rails are recorded
+beside the figures (``softmask.runtime.tegrastats``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from softmask.runtime.pipeline import (
 from softmask.runtime.settings import RunSettings, prepare_backend
 from softmask.runtime.sources import Frame, FrameSource, open_source
 from softmask.runtime.stream import VideoStream
+from softmask.runtime.tegrastats import TegrastatsRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -164,20 +167,21 @@ def run_bench(
     check_annotations(found, height, width, prepared.backend.spec.num_objects)
     spinning = _spin_waiting_twin(prepared.backend)
     model_fps, pipeline_fps, spinning_fps = [], [], []
-    for repeat in range(repeats):
-        logger.info("repeat %d/%d: model only on %d frames in memory", repeat + 1, repeats,
-                    len(decoded))
-        model_seconds, graphs = _model_only(prepared.backend, decoded, found)
-        model_fps.append(latency_summary(model_seconds[warmup:])["fps"])
-        if spinning is not None:
-            spinning_fps.append(
-                latency_summary(_model_only(spinning, decoded, found)[0][warmup:])["fps"]
-            )
-        pipeline_dir = prepare_output_dir(out / "pipeline", overwrite=True)  # cleared at start
-        with _FirstFrames(open_source(source, fps=fps), max_frames) as frames:
-            report = stream_video(prepared.backend, frames, found, pipeline_dir,
-                                  progress=progress, setup=prepared.setup)
-        pipeline_fps.append(_steady_fps(report["per_frame"]["done_s"], warmup))
+    with TegrastatsRecorder() as tegrastats:
+        for repeat in range(repeats):
+            logger.info("repeat %d/%d: model only on %d frames in memory", repeat + 1, repeats,
+                        len(decoded))
+            model_seconds, graphs = _model_only(prepared.backend, decoded, found)
+            model_fps.append(latency_summary(model_seconds[warmup:])["fps"])
+            if spinning is not None:
+                spinning_fps.append(
+                    latency_summary(_model_only(spinning, decoded, found)[0][warmup:])["fps"]
+                )
+            pipeline_dir = prepare_output_dir(out / "pipeline", overwrite=True)  # cleared at start
+            with _FirstFrames(open_source(source, fps=fps), max_frames) as frames:
+                report = stream_video(prepared.backend, frames, found, pipeline_dir,
+                                      progress=progress, setup=prepared.setup)
+            pipeline_fps.append(_steady_fps(report["per_frame"]["done_s"], warmup))
     model_median = float(np.median(model_fps))
     pipeline_median = float(np.median(pipeline_fps)) if None not in pipeline_fps else None
     results = {
@@ -218,6 +222,7 @@ def run_bench(
         ),
         "setup": prepared.setup,
         "memory": _peak_memory(),
+        "tegrastats": tegrastats.summary(),
         "machine": machine_info(),
         "command_line": command_line,
     }
@@ -293,7 +298,34 @@ def bench_markdown(results: dict[str, Any]) -> str:
     lines += ["", f"Peak resident memory: {memory['peak_rss_mib']:.0f} MiB"
               + (f"; torch CUDA allocator peak {memory['peak_cuda_torch_mib']:.0f} MiB"
                  if memory["peak_cuda_torch_mib"] is not None else ""), ""]
+    lines += _tegrastats_lines(results.get("tegrastats"))
     return "\n".join(lines)
+
+
+def _tegrastats_lines(summary: dict[str, Any] | None) -> list[str]:
+    """tegrastats' loads and rails during the runs (none off a Jetson)."""
+    if summary is None:
+        return []
+
+    def load(stats: dict[str, float] | None) -> str:
+        return "-" if stats is None else f"{stats['mean']:.0f}% mean, {stats['max']:.0f}% max"
+
+    def mib(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    lines = [
+        (f"tegrastats during the runs ({summary['samples']} samples every "
+         f"{summary['interval_ms']} ms): GPU (GR3D) {load(summary['gpu_load_percent'])}; "
+         f"memory controller {load(summary['emc_load_percent'])}; RAM used at most "
+         f"{mib(summary['ram_used_mib'])} of {mib(summary['ram_total_mib'])} MiB"),
+        "",
+    ]
+    if summary["rails_mw"]:
+        lines += ["| power rail | mean mW | max mW |", "| --- | --- | --- |"]
+        lines += [f"| {name} | {s['mean']:.0f} | {s['max']:.0f} |"
+                  for name, s in summary["rails_mw"].items()]
+        lines.append("")
+    return lines
 
 
 def plot_bench(results: dict[str, Any], path: Path) -> None:

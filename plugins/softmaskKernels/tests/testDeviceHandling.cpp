@@ -1,6 +1,7 @@
-// libsoftmask_kernels against the fake CUDA runtime (fakeCudaRuntime.h): which kernel runs on which
-// device, per-device shared-memory limits, preparing kernels before the first launch, and errors
-// that belong to other work. Buffers are host memory the fake never reads.
+// libsoftmask_kernels' objects against the fake CUDA driver (fakeCudaRuntime.h): which kernel runs on
+// which device, per-device shared-memory limits, launches in the stream's context, preparing
+// kernels before the first launch, and the driver ABI asked for. Buffers are host memory the fake
+// never reads.
 #include "fakeCudaRuntime.h"
 #include "softmask_kernels.h"
 #include "softmask_kernels_table.h"
@@ -148,23 +149,62 @@ SOFTMASK_TEST(eachDeviceRunsTheKernelsBuiltForItsArch)
     CHECK_EQ(launchesOn(kFirstHopper, 90), size_t{1});
 }
 
-SOFTMASK_TEST(anErrorLeftByEarlierWorkDoesNotFailTheCallNorIsItCleared)
+SOFTMASK_TEST(aStreamOfAnotherDeviceRunsInItsContextWithThatDevicesKernels)
 {
     useDevices();
     CHECK_EQ(cudaSetDevice(kFirstHopper), cudaSuccess);
+    CUstream const ampereStream = fake_cuda::createStream(kAmpere);
     Buffers buffers;
-    // fp16 alpha: the launcher converts it with its own small kernel first.
+    // fp16 alpha: the launcher converts it with its own small kernel first, on the same stream.
     SoftmaskSmaParams const p = params(buffers, SOFTMASK_DTYPE_FLOAT16, SOFTMASK_DTYPE_FLOAT16, 32, SOFTMASK_DTYPE_FLOAT16);
-    fake_cuda::setPendingError(cudaErrorIllegalAddress);
-    int32_t const status = forward(p);
+    int32_t const status = softmask_sma_forward(&p, ampereStream);
     if (status != SOFTMASK_STATUS_SUCCESS)
     {
         ::softmask_test::fail(__FILE__, __LINE__, statusText(status));
     }
     CHECK_EQ(fake_cuda::launches().size(), size_t{2});
-    CHECK_EQ(fake_cuda::launches()[0].name, std::string("alphaToFloat"));
-    // The application's error is still there for the application to find.
-    CHECK_EQ(cudaPeekAtLastError(), cudaErrorIllegalAddress);
+    CHECK_EQ(fake_cuda::launches()[0].name, std::string("softmask_alpha_to_float"));
+    for (fake_cuda::Launch const& launch : fake_cuda::launches())
+    {
+        CHECK_EQ(launch.device, kAmpere);
+        CHECK(launch.stream == ampereStream);
+    }
+    CHECK_EQ(launchesOn(kAmpere, 86) + launchesOn(kAmpere, 80), size_t{1});
+    // The caller's current device is left as it was.
+    int device = -1;
+    CHECK_EQ(cudaGetDevice(&device), cudaSuccess);
+    CHECK_EQ(device, kFirstHopper);
+}
+
+SOFTMASK_TEST(withoutACurrentContextTheCallsSayWhatIsMissing)
+{
+    useDevices();
+    fake_cuda::makeNoContextCurrent();
+    int32_t status = softmask_sma_prepare(SOFTMASK_DTYPE_FLOAT16, SOFTMASK_DTYPE_FLOAT16, 32);
+    CHECK_EQ(status, SOFTMASK_STATUS_CUDA_ERROR);
+    CHECK_CONTAINS(statusText(status), "no CUDA context is current");
+    Buffers buffers;
+    SoftmaskSmaParams const p = params(buffers, SOFTMASK_DTYPE_FLOAT16, SOFTMASK_DTYPE_FLOAT16, 32);
+    status = softmask_sma_forward(&p, nullptr);
+    CHECK_EQ(status, SOFTMASK_STATUS_CUDA_ERROR);
+    CHECK_CONTAINS(statusText(status), "CUDA_ERROR_INVALID_CONTEXT");
+    CHECK(fake_cuda::launches().empty());
+    CHECK_EQ(cudaSetDevice(kFirstHopper), cudaSuccess);
+}
+
+SOFTMASK_TEST(everyDriverFunctionIsAskedForAtTheAbiOfCuda12)
+{
+    useDevices();
+    CHECK_EQ(softmask_sma_prepare(SOFTMASK_DTYPE_FLOAT32, SOFTMASK_DTYPE_FLOAT32, 64), SOFTMASK_STATUS_SUCCESS);
+    std::vector<fake_cuda::EntryPointRequest> const& requests = fake_cuda::entryPointRequests();
+    CHECK(!requests.empty());
+    bool libraryApi = false;
+    for (fake_cuda::EntryPointRequest const& request : requests)
+    {
+        CHECK_EQ(request.version, 12000u);
+        libraryApi = libraryApi || request.symbol == "cuLibraryLoadData";
+    }
+    CHECK(libraryApi);
 }
 
 SOFTMASK_TEST(prepareLoadsEverythingSoTheFirstCallLoadsNothing)
