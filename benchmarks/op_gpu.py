@@ -23,7 +23,7 @@ over enough copies to exceed 2x the L2 cache so every call reads from DRAM, medi
 so host overhead is excluded; if a graph cannot be captured, the profiler's summed kernel times
 (method recorded per row). *Host* time per call separately: wall time of back-to-back calls
 without synchronising. *Eager* time: CUDA events around back-to-back calls, what a caller without
-graphs sees. GB/s are the op's floor bytes (K + V + M + Q + O, ``shared/reference/
+graphs sees. GB/s are the op's floor bytes (K + V + M + Q + O, ``docs/reference/
 soft_masked_attention.md``) over the device time.
 
 Writes ``<out>/op_gpu_<device>_<UTC date-time>.json`` and ``.md``. Exit status 1 when a

@@ -5,7 +5,7 @@
 No GPU runs here: every figure is a model until ``benchmarks/op_gpu.py`` measures it. Per shape
 (fp16, H = 8, D = 32) and GPU it prints:
 
-- bytes: the op's floor, K + V + M + Q + O (``shared/reference/soft_masked_attention.md``);
+- bytes: the op's floor, K + V + M + Q + O (``docs/reference/soft_masked_attention.md``);
 - DRAM us: bytes / the GPU's peak DRAM bandwidth (datasheet; a measured copy reaches ~90 % of it);
 - issue us: warp instructions of the main loop (static SASS count of the kernel the launcher picks,
   per iteration, times warps, key tiles, heads, query tiles and batch) over SMs x 4 schedulers x

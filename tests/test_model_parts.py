@@ -21,7 +21,7 @@ from softmask.model.encoder import grid_cell_masks, initial_descriptors
 from softmask.model.position import sine_position_encoding
 from softmask.ops import SoftMaskedAttention
 
-# A copy of shared/data/hodor_state_dict.json (HODOR's checkpoint layout), shipped with the package.
+# HODOR's checkpoint layout (every tensor name and shape), shipped with the package.
 STATE_DICT_JSON = Path(softmask.model.__file__).parent / "data" / "hodor_state_dict.json"
 
 

@@ -1,7 +1,7 @@
 /*
  * softmask_kernels: C ABI of the fused soft-masked attention forward kernel.
  *
- * Contract: shared/reference/soft_masked_attention.md (math) and docs/ops.md (layout):
+ * Contract: docs/reference/soft_masked_attention.md (math) and docs/ops.md (layout):
  *   query [B, I, E], key/value [B, S, E], mask [B, I, S], alpha [H], key_padding_mask [B, S]
  *   (uint8/bool, nonzero = padded, may be NULL), output [B, I, E]; E = H * D; all contiguous.
  * Rows whose keys are all padded produce zeros.

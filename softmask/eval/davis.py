@@ -1,6 +1,6 @@
 """DAVIS 2017 semi-supervised evaluation (region J, contour F, J&F), as the reference evaluation.
 
-Restated from the DAVIS 2017 evaluation protocol (``shared/reference/vos_metrics.md``); the
+Restated from the DAVIS 2017 evaluation protocol (``docs/reference/vos_metrics.md``); the
 numbers match the reference implementation (davis2017-evaluation) for the same folders:
 
 - Ground truth ``<root>/Annotations/480p/<seq>/<frame>.png`` (indexed PNG, value = object id,

@@ -1,6 +1,6 @@
 """HODOR architecture (full and tiny configs), checkpoints, and the per-frame video loop.
 
-User docs: ``docs/model.md``; spec: ``shared/reference/hodor_model.md``.
+User docs: ``docs/model.md``; spec: ``docs/reference/hodor_model.md``.
 """
 
 from softmask.model.checkpoint import bundled_checkpoint_path, load_checkpoint, save_checkpoint

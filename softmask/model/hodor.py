@@ -1,7 +1,7 @@
 """``HodorModel``: feature extractor + encoder + decoder, with differentiable per-frame calls.
 
 State-dict layout for the "hodor" config equals HODOR's checkpoints (``feature_extractor.*``,
-``encoder.*``, ``decoder.*``; see ``shared/data/hodor_state_dict.json``).
+``encoder.*``, ``decoder.*``; see ``softmask/model/data/hodor_state_dict.json``).
 """
 
 from __future__ import annotations

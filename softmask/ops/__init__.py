@@ -1,6 +1,6 @@
 """The soft-masked attention op: reference math, custom op with autograd, HODOR's module.
 
-Contract: ``shared/reference/soft_masked_attention.md``; user docs: ``docs/ops.md``.
+Contract: ``docs/reference/soft_masked_attention.md``; user docs: ``docs/ops.md``.
 """
 
 from softmask.ops.custom_op import soft_masked_attention

@@ -1,6 +1,6 @@
 """Reference soft-masked attention: plain torch, float64-capable. The oracle of every test.
 
-Math (``shared/reference/soft_masked_attention.md``), per batch b, head h, query i, key s:
+Math (``docs/reference/soft_masked_attention.md``), per batch b, head h, query i, key s:
 
     logit[b,h,i,s] = q[b,h,i,:] . k[b,h,s,:] / sqrt(D) - alpha[h] * (1 - M[b,i,s])
     logit[b,h,i,s] = -inf                            where key_padding_mask[b,s]

@@ -1,6 +1,6 @@
 """Input checks for the soft-masked attention op, shared by every Python implementation.
 
-The contract (``shared/reference/soft_masked_attention.md``; layout from ARCHITECTURE.md):
+The contract (``docs/reference/soft_masked_attention.md``; layout: docs/architecture.md):
 
     query            [B, I, E]   floating
     key, value       [B, S, E]   floating, same dtype as query
