@@ -22,4 +22,6 @@ cmake -S . -B build-jetpack6 -DSOFTMASK_CUDA_RUNTIME_ROOT="$PWD/third_party/cuda
   -DCMAKE_CUDA_ARCHITECTURES="80;87;90" -DPython3_EXECUTABLE="$PWD/.venv/bin/python" -DCMAKE_BUILD_TYPE=Release
 cmake --build build-jetpack6 -j "$(nproc)"
 ctest --test-dir build-jetpack6 --output-on-failure
+# Lint first: seconds, and a failure names the file and line (the project's config: pyproject.toml).
+.venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"
