@@ -182,20 +182,30 @@ def test_load_without_the_creator_is_an_error(tmp_path: Path, monkeypatch: pytes
         library.load_into_tensorrt(path=lib)
 
 
-def test_library_digests_hash_the_plugin_and_the_kernel_library_beside_it(tmp_path: Path) -> None:
-    plugin = tmp_path / library.LIBRARY_NAME
-    kernels = tmp_path / library.KERNEL_LIBRARY_NAME
+def test_library_digests_hash_the_plugin_and_the_kernel_library_this_process_mapped(
+    tmp_path: Path,
+) -> None:
+    plugin = tmp_path / "build" / library.LIBRARY_NAME
+    plugin.parent.mkdir()
     plugin.write_bytes(b"plugin v1")
-    kernels.write_bytes(b"kernels v1")
-    first = library.library_digests(plugin)
+    (plugin.parent / library.KERNEL_LIBRARY_NAME).write_bytes(b"kernels beside, not loaded")
+    mapped = tmp_path / "elsewhere" / library.KERNEL_LIBRARY_NAME
+    mapped.parent.mkdir()
+    mapped.write_bytes(b"kernels v1")
+    maps = tmp_path / "maps"
+    maps.write_text(f"7f00-7f10 r-xp 00000000 08:01 42 {mapped}\n")
+    first = library.library_digests(plugin, maps)
     assert first["plugin_library"] == library.LIBRARY_NAME
     assert first["plugin_sha256"] == hashlib.sha256(b"plugin v1").hexdigest()
     assert first["kernels_sha256"] == hashlib.sha256(b"kernels v1").hexdigest()
-    kernels.write_bytes(b"kernels v2")
-    assert library.library_digests(plugin)["kernels_sha256"] != first["kernels_sha256"]
-    kernels.unlink()
-    with pytest.raises(BackendUnavailable, match=library.KERNEL_LIBRARY_NAME):
-        library.library_digests(plugin)
+    mapped.write_bytes(b"kernels v2")
+    assert library.library_digests(plugin, maps)["kernels_sha256"] != first["kernels_sha256"]
+    # No kernel library mapped: the kernels are the plugin's own (linked in), hashed with it.
+    maps.write_text("")
+    assert library.library_digests(plugin, maps)["kernels_sha256"] == library.KERNELS_IN_PLUGIN
+    plugin.unlink()
+    with pytest.raises(BackendUnavailable, match="missing"):
+        library.library_digests(plugin, maps)
 
 
 def test_loaded_plugin_library_is_read_from_the_memory_map(tmp_path: Path) -> None:

@@ -273,8 +273,10 @@ def test_tensorrt_backend_without_tensorrt_is_unavailable(export, monkeypatch):
 
 
 def test_tensorrt_backend_without_a_gpu_is_unavailable(export, monkeypatch):
+    import fake_cuda
+
     monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    fake_cuda.install(monkeypatch, fake_cuda.FakeDriver(devices=()))
     with pytest.raises(BackendUnavailable, match="needs a CUDA GPU"):
         TensorRTBackend(export)
 
