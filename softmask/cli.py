@@ -144,7 +144,8 @@ def _backend_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fp16", action="store_true",
                    help="float16 graphs (onnxruntime, tensorrt); meant for GPUs")
     g.add_argument("--providers", nargs="+",
-                   help="ONNX Runtime execution providers (default: CUDA if present, then CPU)")
+                   help="ONNX Runtime execution providers, full names or tensorrt (TensorRT with the "
+                        "plugin, then CUDA), cuda, cpu (default: CUDA if present, then CPU)")
     g.add_argument("--engine-cache", help="TensorRT engine cache folder")
     g.add_argument("--cache-dir", help="export cache folder (default: $SOFTMASK_CACHE/exports or "
                                        "~/.cache/softmask/exports)")
@@ -523,7 +524,8 @@ def _add_precision(sub: argparse._SubParsersAction) -> None:
     _stream_arguments(p, "object slots N (default: the largest annotated id)")
     g = p.add_argument_group("backend")
     g.add_argument("--providers", nargs="+",
-                   help="ONNX Runtime execution providers (default: CUDA if present, then CPU)")
+                   help="ONNX Runtime execution providers, full names or tensorrt (TensorRT with the "
+                        "plugin, then CUDA), cuda, cpu (default: CUDA if present, then CPU)")
     g.add_argument("--engine-cache", help="TensorRT engine cache folder")
     g.add_argument("--threads", type=_positive_int,
                    help="CPU threads of ONNX Runtime (default: its own)")

@@ -6,6 +6,7 @@
 
 #include <deque>
 #include <map>
+#include <cstring>
 #include <mutex>
 #include <set>
 
@@ -197,7 +198,12 @@ cudaError_t cudaLibraryGetKernel(cudaKernel_t* pKernel, cudaLibrary_t library, c
     for (size_t row = 0; row < softmask_kernel_table_size; ++row)
     {
         SoftmaskKernelEntry const& e = softmask_kernel_table[row];
-        if (e.image == fakeLibrary->image && std::string(e.name) == name)
+        // By contents: a plugin library with the kernels linked in holds its own copy of the
+        // images, at other addresses than this (libsoftmask_kernels.so's) table.
+        size_t const size = softmask_kernel_image_size(row);
+        bool const sameImage = e.image == fakeLibrary->image
+            || std::memcmp(e.image, fakeLibrary->image, size) == 0;
+        if (sameImage && std::string(e.name) == name)
         {
             s.kernels.push_back(FakeKernel{row, {}, {}});
             *pKernel = reinterpret_cast<cudaKernel_t>(&s.kernels.back());
