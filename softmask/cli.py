@@ -208,7 +208,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         export = export_streaming(
             model, args.out, args.height, args.width, args.objects,
             temporal_window=args.window or DEFAULT_WINDOW, fp16=args.fp16, min_dim=args.min_dim,
-            max_dim=args.max_dim, progress=progress,
+            max_dim=args.max_dim, progress=progress, attention=args.attention,
         )
     finally:
         progress.close()
@@ -224,6 +224,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True,
                    help="output folder (new or empty; written completely or not at all)")
     p.add_argument("--fp16", action="store_true", help="float16 graphs (meant for GPUs)")
+    p.add_argument("--attention", choices=("plugin", "function", "onnx-attention"),
+                   default="plugin",
+                   help="how the soft-masked attention is written: plugin (the TensorRT plugin's "
+                        "node with a standard-op body; default), function (the body's plain ops), "
+                        "onnx-attention (ONNX's Attention op, opset 23)")
     _stream_arguments(p, "object slots N: object ids 1..N may appear (required)")
     p.set_defaults(handler=_cmd_export)
     for action in p._actions:
