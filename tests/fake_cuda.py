@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import importlib.machinery
 import itertools
 import sys
 import types
@@ -282,6 +283,7 @@ def make_module(driver: FakeDriver | None = None) -> types.ModuleType:
     """A module to put in ``sys.modules["cuda.bindings.driver"]``; ``module.fake`` is the driver."""
     driver = driver or FakeDriver()
     module = types.ModuleType("cuda.bindings.driver")
+    module.__spec__ = importlib.machinery.ModuleSpec("cuda.bindings.driver", None)
     module.fake = driver
     module.CUresult = CUresult
     for name in dir(FakeDriver):
@@ -295,6 +297,8 @@ def install(monkeypatch, driver: FakeDriver | None = None) -> FakeDriver:
     module = make_module(driver)
     cuda = types.ModuleType("cuda")
     bindings = types.ModuleType("cuda.bindings")
+    cuda.__spec__ = importlib.machinery.ModuleSpec("cuda", None, is_package=True)
+    bindings.__spec__ = importlib.machinery.ModuleSpec("cuda.bindings", None, is_package=True)
     cuda.bindings = bindings
     bindings.driver = module
     monkeypatch.setitem(sys.modules, "cuda", cuda)

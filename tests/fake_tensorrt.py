@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import importlib.machinery
 import json
 import time
 import types
@@ -557,6 +558,8 @@ def make_module(
     built; ``module.build_seconds`` makes each build take that long. ``cuda`` is the fake CUDA
     driver engines run on, ``executor`` computes an engine's outputs (default: zeros)."""
     module = types.ModuleType("tensorrt")
+    # importlib.util.find_spec (torch._dynamo's trace rules call it) refuses a module without one.
+    module.__spec__ = importlib.machinery.ModuleSpec("tensorrt", None)
     module.__version__ = version
     registry = registry or FakePluginRegistry()
     module.registry = registry

@@ -271,14 +271,13 @@ def test_plugin_config_bounds_admit_exactly_the_values_the_creator_accepts() -> 
     assert not _within(options["num_splits"], -1)
 
 
-def test_deploy_docs_do_not_promise_the_plugin_through_onnxruntimes_tensorrt_provider() -> None:
-    # ONNX Runtime's TensorRT provider lists plugins with getPluginCreatorList, which holds no
-    # IPluginV3 creator (plugins/tests/testRegistration.cpp): a session on the stripped model
-    # cannot be created, so the docs must not show one.
+def test_deploy_docs_give_the_onnxruntime_version_whose_tensorrt_provider_sees_the_plugin() -> None:
+    # ONNX Runtime's TensorRT provider listed plugins with getPluginCreatorList (V1/V2 creators
+    # only, plugins/tests/testRegistration.cpp) up to 1.21, and with getAllCreators from 1.22
+    # (microsoft/onnxruntime PR #24211): the docs must give that floor and the library it dlopens.
     docs = Path(library.__file__).resolve().parents[2] / "docs" / "deploy-tensorrt.md"
     text = docs.read_text()
-    section = text[text.index("## 7. ONNX Runtime"):text.index("## 8.")]
-    assert "getPluginCreatorList" in section
-    assert "not supported" in section
-    assert "sma.trt.onnx" not in section
-    assert "InferenceSession" not in section
+    section = text[text.index("## 7. ONNX Runtime"):text.index("## 7a.")]
+    assert "getPluginCreatorList" in section and "getAllCreators" in section
+    assert ">= 1.22" in section
+    assert "trt_extra_plugin_lib_paths" in section and library.AUTOREGISTER_LIBRARY_NAME in section

@@ -36,8 +36,6 @@ STREAM_NON_BLOCKING = 1
 class CudaError(SoftmaskError):
     """A CUDA driver call failed after the device was opened (the message names the call)."""
 
-    exit_code = 4
-
 
 def import_driver() -> Any:
     """``cuda.bindings.driver``, or BackendUnavailable saying how to install it."""

@@ -154,15 +154,12 @@ class TensorRTBackend:
     def _tensor_buffer(self, name: str) -> DeviceBuffer:
         """A device buffer shaped as ``name`` in the engines (the same in every graph)."""
         engine = next(e for e in self._engines.values()
-                      if self._trt_mode(e, name) != self._trt.TensorIOMode.NONE)
+                      if e.get_tensor_mode(name) != self._trt.TensorIOMode.NONE)
         shape = tuple(engine.get_tensor_shape(name))
         if any(int(d) < 0 for d in shape):
             raise ExportError(f"engine tensor {name!r} has dynamic shape {shape}; the streaming "
                               "graphs are static")
         return self._gpu.buffer(shape, _numpy_dtype(self._trt, engine.get_tensor_dtype(name)))
-
-    def _trt_mode(self, engine: Any, name: str) -> Any:
-        return engine.get_tensor_mode(name)
 
     def _allocate(self) -> None:
         """Every buffer the graphs touch, once: frame, annotation, labels, scores, two state sets,
