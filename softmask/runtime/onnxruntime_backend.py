@@ -121,13 +121,17 @@ class OnnxRuntimeBackend:
 
     Args:
         export: a ``StreamingExport`` (``export_streaming`` / ``load_streaming_export``).
-        providers: execution providers in priority order (default: CUDA if available, then CPU).
+        providers: execution providers in priority order (default: CUDA if available, then CPU);
+            full names or the short names of ``PROVIDER_ALIASES`` ("tensorrt": TensorRT's provider
+            with the plugin, then CUDA).
         with_scores: also download the float32 [N, H, W] object scores per frame.
         threads: intra-op threads of the sessions (None: ONNX Runtime's default, one per core).
         spin_wait: let idle intra-op threads spin (ONNX Runtime's default) instead of sleeping.
             Off by default: in the pipeline, spinning threads take the cores the decode and
             writer threads need (measured by ``softmask bench``, docs/runtime.md); on for
             benchmarking the model alone.
+        engine_cache_dir: with TensorRT's provider, the folder for the stripped graphs and its
+            engine and timing caches (default ``$SOFTMASK_CACHE/engines``).
 
     Per frame only the uint8 frame (and annotation) is uploaded and the uint8 labels (plus the N
     ``active`` flags after ``init``/``annotate``) downloaded; the state stays on the device.
