@@ -276,9 +276,9 @@ class FakeParser:
                     fields[field_name] = attrs[field_name]
                 else:
                     self.logger.messages.append(
-                        ("WARNING", f"Attribute {field_name} not found in plugin node! Ensure that "
-                                    "the plugin creator has a default value defined or the engine "
-                                    "may fail to build."))
+                        ("WARNING", (f"Attribute {field_name} not found in plugin node! Ensure "
+                                     "that the plugin creator has a default value defined or the "
+                                     "engine may fail to build.")))
             if creator.create_plugin(name, fields) is None:
                 self.errors.append(f"{name}: createPlugin failed")
                 return False
@@ -369,8 +369,8 @@ class FakeBuilder:
         dynamic = [t.name for t in network.inputs if -1 in t.shape]
         if dynamic and not any(all(n in p.shapes for n in dynamic) for p in config.profiles):
             self.logger.messages.append(
-                ("ERROR", "Network has dynamic or shape inputs, but no optimization profile has "
-                          "been defined."))
+                ("ERROR", ("Network has dynamic or shape inputs, but no optimization profile "
+                           "has been defined.")))
             return None
         time.sleep(self.module.build_seconds)
         monitor = config.progress_monitor

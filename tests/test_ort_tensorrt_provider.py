@@ -6,6 +6,8 @@ ONNX Runtime's own session is replaced by a recorder: nothing here runs TensorRT
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import onnx
 import onnxruntime as ort
 import pytest
@@ -39,7 +41,7 @@ def gpu_build(monkeypatch, tmp_path):
 class _Session:
     """Records what an InferenceSession was given; reports the first provider as used."""
 
-    made: list[tuple[str, list]] = []
+    made: ClassVar[list[tuple[str, list]]] = []
 
     def __init__(self, path, sess_options=None, providers=None) -> None:
         _Session.made.append((path, providers))

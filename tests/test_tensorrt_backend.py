@@ -27,8 +27,7 @@ from softmask.export.frame_graphs import STATE_NAMES
 from softmask.export.streaming import export_streaming
 from softmask.model.video import VideoState, push_empty
 from softmask.ops.onnx_op import strip_function_bodies
-from softmask.runtime import OnnxRuntimeBackend, VideoStream
-from softmask.runtime import tensorrt_backend
+from softmask.runtime import OnnxRuntimeBackend, VideoStream, tensorrt_backend
 from softmask.runtime.tensorrt_backend import TensorRTBackend
 
 H, W, N, WINDOW, T = 64, 96, 3, 3, 7
@@ -109,7 +108,7 @@ def test_masks_equal_the_onnxruntime_backend(fakes, export, tmp_path):
 
 
 def test_buffers_and_addresses_are_set_once_and_warmed_up_at_load(fakes, export, tmp_path):
-    trt, driver = fakes
+    _, driver = fakes
     backend = TensorRTBackend(export, cache_dir=tmp_path)
     engines = backend._engines
     contexts = [c for e in engines.values() for c in e.contexts]
@@ -130,7 +129,7 @@ def test_buffers_and_addresses_are_set_once_and_warmed_up_at_load(fakes, export,
 
 
 def test_per_frame_copies_move_images_and_labels_never_the_state(fakes, export, tmp_path):
-    trt, driver = fakes
+    _, driver = fakes
     backend = TensorRTBackend(export, cache_dir=tmp_path)
     frames, annotations = _video()
     stream = VideoStream(backend)
@@ -158,7 +157,7 @@ def test_per_frame_copies_move_images_and_labels_never_the_state(fakes, export, 
 
 
 def test_advance_empty_is_push_empty_on_the_device(fakes, export, tmp_path):
-    trt, driver = fakes
+    _, driver = fakes
     backend = TensorRTBackend(export, cache_dir=tmp_path)
     rng = np.random.default_rng(3)
     before = {}

@@ -139,8 +139,8 @@ def test_exported_nodes_carry_every_field_the_creator_lists():
     network = trt.Builder(logger).create_network(0)
     assert trt.OnnxParser(network, logger).parse(model.SerializeToString())
     assert [m for _, m in logger.messages] == [
-        "Attribute num_splits not found in plugin node! Ensure that the plugin creator has a "
-        "default value defined or the engine may fail to build."]
+        ("Attribute num_splits not found in plugin node! Ensure that the plugin creator has a "
+         "default value defined or the engine may fail to build.")]
 
 
 def test_a_creator_refuses_a_field_it_does_not_list():

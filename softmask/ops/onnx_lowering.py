@@ -125,7 +125,7 @@ def _to_onnx_attention(model: onnx.ModelProto) -> onnx.ModelProto:
     register_schema()  # the converter checks every node against a schema
     try:
         lowered = onnx.version_converter.convert_version(bare, ATTENTION_OPSET)
-    except Exception as error:  # noqa: BLE001 - the converter raises bare RuntimeErrors
+    except Exception as error:  # the converter raises plain RuntimeErrors, among others
         raise ExportError(f"converting the graph to opset {ATTENTION_OPSET} for ONNX's "
                           f"Attention failed: {error}") from error
     nodes = []

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from softmask.errors import BackendUnavailable
-from softmask.files import atomic_file
 from softmask.export.frame_graphs import NEXT_SUFFIX, STATE_NAMES
 from softmask.export.streaming import StreamingExport
+from softmask.files import atomic_file
 from softmask.model.video import VideoState, push_empty
 from softmask.runtime.backend import FrameOutput, StageClock
 from softmask.runtime.cache_dirs import cache_root

@@ -103,8 +103,9 @@ class RunSettings:
             (self.providers is not None and self.backend != "onnxruntime",
              f"--providers applies to --backend onnxruntime, not {self.backend}"),
             (self.engine_cache_dir is not None and not self._builds_engines(),
-             f"--engine-cache applies to --backend tensorrt and to --providers tensorrt, not "
-             f"--backend {self.backend}{' without it' if self.backend == 'onnxruntime' else ''}"),
+             (f"--engine-cache applies to --backend tensorrt and to --providers tensorrt, not "
+              f"--backend {self.backend}"
+              f"{' without it' if self.backend == 'onnxruntime' else ''}")),
             (self.threads is not None and self.backend == "tensorrt",
              "--threads sets the CPU threads of torch and onnxruntime, not of tensorrt"),
             (self.export_dir is not None and self.checkpoint is not None,
