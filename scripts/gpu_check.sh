@@ -165,6 +165,61 @@ part torch_parity 120 torch_parity
 part op 220 op_benchmark
 part model 150 model_fps
 part parity 90 ort_parity
+
+# --- The TensorRT path (issue 19): ONNX Runtime's TensorRT provider with the plugin, a Triton
+# repository with TensorRT plans built here, and the three attention lowerings timed on TensorRT.
+# Each needs a GPU, TensorRT (and cuda-python) and the self-registering plugin library; what is
+# missing is reported as NOT RUN (exit 77).
+TRT_PLUGIN_DIR=${SOFTMASK_PLUGIN_DIR:-$REPO/build/gpu-check/lib}
+
+trt_ready() {
+  [ "$HAVE_GPU" = 1 ] || { no_gpu "$1"; return; }
+  "$PY" -c 'import tensorrt, cuda.bindings.driver' 2>/dev/null ||
+    { echo "NOT RUN: tensorrt or cuda-bindings is not importable"; return 77; }
+  [ -f "$TRT_PLUGIN_DIR/libsoftmask_trt_plugin_autoregister.so" ] ||
+    { echo "NOT RUN: no plugin library in $TRT_PLUGIN_DIR (build with -DSOFTMASK_BUILD_PLUGIN=ON)"; return 77; }
+  export SOFTMASK_PLUGIN_LIB=$TRT_PLUGIN_DIR/libsoftmask_trt_plugin.so
+  export SOFTMASK_PLUGIN_AUTOREGISTER_LIB=$TRT_PLUGIN_DIR/libsoftmask_trt_plugin_autoregister.so
+}
+
+trt_synth_video() {
+  local data=$WORK/trt-davis
+  [ -d "$data" ] || "$PY" -m softmask.cli data synth --out "$data" --videos 1 --seed 7 \
+    --height 480 --width 854 --frames 12 >&2 || return 1
+  mkdir -p "$WORK/trt-ann" && cp "$data/Annotations/480p/synth7/00000.png" "$WORK/trt-ann/" || return 1
+  echo "$data"
+}
+
+ort_tensorrt_provider() {
+  trt_ready "no TensorRT provider to run" || return
+  "$PY" -c 'import onnxruntime as o, sys; sys.exit("TensorrtExecutionProvider" not in o.get_available_providers())' ||
+    { echo "NOT RUN: this onnxruntime has no TensorrtExecutionProvider"; return 77; }
+  local data
+  data=$(trt_synth_video) || return 1
+  "$PY" -m softmask.cli parity "$data/JPEGImages/480p/synth7" --annotations "$WORK/trt-ann" \
+    --reference torch --candidate onnxruntime --providers tensorrt \
+    --ground-truth "$data/Annotations/480p/synth7" --report "$OUT/parity_ort_tensorrt.json"
+}
+
+serve_tensorrt_plans() {
+  trt_ready "no GPU to build plans on" || return
+  local export=$WORK/trt-serve-export repo=$WORK/trt-serve-repo
+  "$PY" -m softmask.cli export --height 480 --width 854 --objects 3 --out "$export" || return 1
+  "$PY" -m softmask.cli serve repo --export "$export" --out "$repo" --graphs tensorrt \
+    --plugin "$SOFTMASK_PLUGIN_AUTOREGISTER_LIB" || return 1
+  ls -l "$repo"/softmask_*/1/model.plan
+}
+
+trt_lowerings() {
+  trt_ready "nothing to time" || return
+  "$PY" benchmarks/trt_lowerings.py --out "$OUT" --repeats 20
+}
+
+export TRT_PLUGIN_DIR
+export -f trt_ready trt_synth_video ort_tensorrt_provider serve_tensorrt_plans trt_lowerings
+part ort_trt 150 ort_tensorrt_provider
+part serve_trt 150 serve_tensorrt_plans
+part trt_lowerings 240 trt_lowerings
 {
   echo
   echo "Total: ${SECONDS}s (budget ${BUDGET}s). Results and logs: $OUT"

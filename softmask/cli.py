@@ -144,7 +144,8 @@ def _backend_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fp16", action="store_true",
                    help="float16 graphs (onnxruntime, tensorrt); meant for GPUs")
     g.add_argument("--providers", nargs="+",
-                   help="ONNX Runtime execution providers (default: CUDA if present, then CPU)")
+                   help="ONNX Runtime execution providers, full names or tensorrt (TensorRT with the "
+                        "plugin, then CUDA), cuda, cpu (default: CUDA if present, then CPU)")
     g.add_argument("--engine-cache", help="TensorRT engine cache folder")
     g.add_argument("--cache-dir", help="export cache folder (default: $SOFTMASK_CACHE/exports or "
                                        "~/.cache/softmask/exports)")
@@ -202,6 +203,10 @@ def _cmd_export_hf(args: argparse.Namespace) -> int:
     _refuse_given(args, {"checkpoint": "--checkpoint", "objects": "--objects", "window": "--window",
                          "min_dim": "--min-dim", "max_dim": "--max-dim", "fp16": "--fp16"},
                   "applies to HODOR's streaming export, not to --hf-model")
+    if args.attention != "plugin":
+        raise InputError(f"--attention {args.attention}: applies to HODOR's streaming export, "
+                         "not to --hf-model (its masked attention is the op's hard mode); drop "
+                         "--attention")
     model = load_hf_model(args.hf_model)
     out = export_mask2former(model, args.height, args.width, args.out, source=str(args.hf_model))
     print(f"wrote {out}: model.onnx + manifest.json")
@@ -223,7 +228,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         export = export_streaming(
             model, args.out, args.height, args.width, args.objects,
             temporal_window=args.window or DEFAULT_WINDOW, fp16=args.fp16, min_dim=args.min_dim,
-            max_dim=args.max_dim, progress=progress,
+            max_dim=args.max_dim, progress=progress, attention=args.attention,
         )
     finally:
         progress.close()
@@ -239,11 +244,16 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True,
                    help="output folder (new or empty; written completely or not at all)")
     p.add_argument("--fp16", action="store_true", help="float16 graphs (meant for GPUs)")
+    p.add_argument("--attention", choices=("plugin", "function", "onnx-attention"),
+                   default="plugin",
+                   help="how the soft-masked attention is written: plugin (the TensorRT plugin's "
+                        "node with a standard-op body; default), function (the body's plain ops), "
+                        "onnx-attention (ONNX's Attention op, opset 23)")
     _stream_arguments(p, "object slots N: object ids 1..N may appear (required for HODOR)")
     p.add_argument("--hf-model", metavar="DIR",
-                   help="a transformers save_pretrained folder of Mask2FormerForUniversalSegmentation "
-                        "to export instead (model.onnx, hard-masked attention as the op; needs "
-                        "softmask[hf])")
+                   help="a transformers save_pretrained folder of "
+                        "Mask2FormerForUniversalSegmentation to export instead (model.onnx, "
+                        "hard-masked attention as the op; needs softmask[hf])")
     p.set_defaults(handler=_cmd_export)
 
 
@@ -565,7 +575,8 @@ def _add_precision(sub: argparse._SubParsersAction) -> None:
     _stream_arguments(p, "object slots N (default: the largest annotated id)")
     g = p.add_argument_group("backend")
     g.add_argument("--providers", nargs="+",
-                   help="ONNX Runtime execution providers (default: CUDA if present, then CPU)")
+                   help="ONNX Runtime execution providers, full names or tensorrt (TensorRT with the "
+                        "plugin, then CUDA), cuda, cpu (default: CUDA if present, then CPU)")
     g.add_argument("--engine-cache", help="TensorRT engine cache folder")
     g.add_argument("--threads", type=_positive_int,
                    help="CPU threads of ONNX Runtime (default: its own)")

@@ -74,9 +74,12 @@ def test_one_custom_node_per_call_with_plugin_attributes(exported):
     for node in nodes:
         assert node.domain == "trt.plugins"
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        assert attrs == {"num_heads": heads, "plugin_version": b"1", "plugin_namespace": b""}
+        # num_splits = 0 (auto): the plugin creator lists it, and TensorRT's parser warns for a
+        # listed field the node lacks.
+        assert attrs == {"num_heads": heads, "num_splits": 0, "plugin_version": b"1",
+                         "plugin_namespace": b""}
         kinds = {a.name: a.type for a in node.attribute}
-        assert kinds["num_heads"] == onnx.AttributeProto.INT
+        assert kinds["num_heads"] == kinds["num_splits"] == onnx.AttributeProto.INT
     assert [len(n.input) for n in nodes] == [6, 5]
     assert nodes[0].overload == onnx_op.PADDED_OVERLOAD and nodes[1].overload == ""
     functions = {(f.domain, f.name, f.overload): f for f in model.functions}

@@ -182,20 +182,30 @@ def test_load_without_the_creator_is_an_error(tmp_path: Path, monkeypatch: pytes
         library.load_into_tensorrt(path=lib)
 
 
-def test_library_digests_hash_the_plugin_and_the_kernel_library_beside_it(tmp_path: Path) -> None:
-    plugin = tmp_path / library.LIBRARY_NAME
-    kernels = tmp_path / library.KERNEL_LIBRARY_NAME
+def test_library_digests_hash_the_plugin_and_the_kernel_library_this_process_mapped(
+    tmp_path: Path,
+) -> None:
+    plugin = tmp_path / "build" / library.LIBRARY_NAME
+    plugin.parent.mkdir()
     plugin.write_bytes(b"plugin v1")
-    kernels.write_bytes(b"kernels v1")
-    first = library.library_digests(plugin)
+    (plugin.parent / library.KERNEL_LIBRARY_NAME).write_bytes(b"kernels beside, not loaded")
+    mapped = tmp_path / "elsewhere" / library.KERNEL_LIBRARY_NAME
+    mapped.parent.mkdir()
+    mapped.write_bytes(b"kernels v1")
+    maps = tmp_path / "maps"
+    maps.write_text(f"7f00-7f10 r-xp 00000000 08:01 42 {mapped}\n")
+    first = library.library_digests(plugin, maps)
     assert first["plugin_library"] == library.LIBRARY_NAME
     assert first["plugin_sha256"] == hashlib.sha256(b"plugin v1").hexdigest()
     assert first["kernels_sha256"] == hashlib.sha256(b"kernels v1").hexdigest()
-    kernels.write_bytes(b"kernels v2")
-    assert library.library_digests(plugin)["kernels_sha256"] != first["kernels_sha256"]
-    kernels.unlink()
-    with pytest.raises(BackendUnavailable, match=library.KERNEL_LIBRARY_NAME):
-        library.library_digests(plugin)
+    mapped.write_bytes(b"kernels v2")
+    assert library.library_digests(plugin, maps)["kernels_sha256"] != first["kernels_sha256"]
+    # No kernel library mapped: the kernels are the plugin's own (linked in), hashed with it.
+    maps.write_text("")
+    assert library.library_digests(plugin, maps)["kernels_sha256"] == library.KERNELS_IN_PLUGIN
+    plugin.unlink()
+    with pytest.raises(BackendUnavailable, match="missing"):
+        library.library_digests(plugin, maps)
 
 
 def test_loaded_plugin_library_is_read_from_the_memory_map(tmp_path: Path) -> None:
@@ -261,14 +271,13 @@ def test_plugin_config_bounds_admit_exactly_the_values_the_creator_accepts() -> 
     assert not _within(options["num_splits"], -1)
 
 
-def test_deploy_docs_do_not_promise_the_plugin_through_onnxruntimes_tensorrt_provider() -> None:
-    # ONNX Runtime's TensorRT provider lists plugins with getPluginCreatorList, which holds no
-    # IPluginV3 creator (plugins/tests/testRegistration.cpp): a session on the stripped model
-    # cannot be created, so the docs must not show one.
+def test_deploy_docs_give_the_onnxruntime_version_whose_tensorrt_provider_sees_the_plugin() -> None:
+    # ONNX Runtime's TensorRT provider listed plugins with getPluginCreatorList (V1/V2 creators
+    # only, plugins/tests/testRegistration.cpp) up to 1.21, and with getAllCreators from 1.22
+    # (microsoft/onnxruntime PR #24211): the docs must give that floor and the library it dlopens.
     docs = Path(library.__file__).resolve().parents[2] / "docs" / "deploy-tensorrt.md"
     text = docs.read_text()
-    section = text[text.index("## 7. ONNX Runtime"):text.index("## 8.")]
-    assert "getPluginCreatorList" in section
-    assert "not supported" in section
-    assert "sma.trt.onnx" not in section
-    assert "InferenceSession" not in section
+    section = text[text.index("## 7. ONNX Runtime"):text.index("## 7a.")]
+    assert "getPluginCreatorList" in section and "getAllCreators" in section
+    assert ">= 1.22" in section
+    assert "trt_extra_plugin_lib_paths" in section and library.AUTOREGISTER_LIBRARY_NAME in section

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from softmask.data.io import davis_palette
@@ -273,8 +272,10 @@ def test_tensorrt_backend_without_tensorrt_is_unavailable(export, monkeypatch):
 
 
 def test_tensorrt_backend_without_a_gpu_is_unavailable(export, monkeypatch):
+    import fake_cuda
+
     monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    fake_cuda.install(monkeypatch, fake_cuda.FakeDriver(devices=()))
     with pytest.raises(BackendUnavailable, match="needs a CUDA GPU"):
         TensorRTBackend(export)
 

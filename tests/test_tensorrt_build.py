@@ -8,6 +8,7 @@ import json
 import logging
 
 import fake_tensorrt
+import onnx
 import pytest
 from fake_tensorrt import FakeCreator, FakePluginRegistry
 
@@ -32,15 +33,37 @@ def _trt(progress_monitor: bool = True):
     return fake_tensorrt.make_module(registry, progress_monitor=progress_monitor)
 
 
+# B, I, S, E of the standalone op model (all dynamic), as one optimisation profile.
+SHAPES = {
+    "query": ((1, 1, 32), (1, 13, 32), (2, 40, 32)),
+    "key": ((1, 1, 32), (1, 64, 32), (2, 256, 32)),
+    "value": ((1, 1, 32), (1, 64, 32), (2, 256, 32)),
+    "mask": ((1, 1, 1), (1, 13, 64), (2, 40, 256)),
+}
+THIS_GPU = b"fake-timing-cache:NVIDIA Fake GPU\n"
+
+
 def _stripped_model() -> bytes:
     model = onnx_op.standalone_model(2)
     onnx_op.strip_function_bodies(model)
     return model.SerializeToString()
 
 
-def _build(trt, timing_cache=None, expected=1) -> bytes:
+def _static_model() -> onnx.ModelProto:
+    """The standalone model with every axis fixed (as the streaming export's graphs are)."""
+    model = onnx_op.standalone_model(2)
+    sizes = {"B": 1, "I": 13, "S": 64, "E": 32}
+    for value in [*model.graph.input, *model.graph.output]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_value = sizes[dim.dim_param]
+    return model
+
+
+def _build(trt, timing_cache=None, expected=1, shapes=SHAPES) -> bytes:
     return build_serialized_engine(
-        trt, trt.Logger(), _stripped_model(), "sma.onnx", expected, "fp32", 1 << 20, timing_cache
+        trt, trt.Logger(), _stripped_model(), "sma.onnx", expected, "fp32", 1 << 20, timing_cache,
+        shapes=shapes,
     )
 
 
@@ -68,10 +91,61 @@ def test_the_timing_cache_is_reused_and_updated_across_builds(tmp_path):
     trt = _trt()
     cache = TimingCacheFile(tmp_path / "timing.cache")
     _build(trt, cache)
-    assert cache.path.read_bytes() == b"+timing"
+    assert cache.path.read_bytes() == THIS_GPU + b"+timing"
     _build(trt, cache)
     # The second build started from the first one's timings and added its own.
-    assert cache.path.read_bytes() == b"+timing+timing"
+    assert cache.path.read_bytes() == THIS_GPU + b"+timing+timing"
+
+
+@pytest.mark.parametrize("stored", [b"fake-timing-cache:NVIDIA Other GPU\n+theirs", b"damaged"])
+def test_a_timing_cache_tensorrt_refuses_is_replaced_by_a_fresh_one(tmp_path, caplog, stored):
+    # setTimingCache returns false for another device's cache (NvInfer.h); an unreadable file
+    # gives no cache at all. Either way the build starts empty and the file is overwritten.
+    trt = _trt()
+    cache = TimingCacheFile(tmp_path / "timing.cache")
+    cache.path.write_bytes(stored)
+    with caplog.at_level(logging.WARNING, logger=tensorrt_build.__name__):
+        _build(trt, cache)
+    assert any("refused the timing cache" in r.getMessage() for r in caplog.records)
+    assert cache.path.read_bytes() == THIS_GPU + b"+timing"
+
+
+def test_dynamic_inputs_without_shapes_are_refused_before_the_build():
+    trt = _trt()
+    with pytest.raises(ExportError, match=r"inputs \['query', 'key', 'value', 'mask'\] have "
+                                          "dynamic axes"):
+        _build(trt, shapes=None)
+    assert trt.builds == []
+    # What TensorRT itself does with such a network: no engine.
+    builder = trt.Builder(trt.Logger())
+    network = builder.create_network(0)
+    assert trt.OnnxParser(network, trt.Logger()).parse(_stripped_model())
+    assert builder.build_serialized_network(network, builder.create_builder_config()) is None
+
+
+def test_exported_nodes_carry_every_field_the_creator_lists():
+    trt = _trt()
+    logger = trt.Logger()
+    network = trt.Builder(logger).create_network(0)
+    assert trt.OnnxParser(network, logger).parse(_stripped_model())
+    assert logger.messages == []
+    # A node without num_splits (exports before the field was written) is warned about.
+    model = onnx_op.standalone_model(2)
+    onnx_op.strip_function_bodies(model)
+    node = model.graph.node[0]
+    kept = [a for a in node.attribute if a.name != "num_splits"]
+    del node.attribute[:]
+    node.attribute.extend(kept)
+    network = trt.Builder(logger).create_network(0)
+    assert trt.OnnxParser(network, logger).parse(model.SerializeToString())
+    assert [m for _, m in logger.messages] == [
+        ("Attribute num_splits not found in plugin node! Ensure that the plugin creator has a "
+         "default value defined or the engine may fail to build.")]
+
+
+def test_a_creator_refuses_a_field_it_does_not_list():
+    assert SMA.create_plugin("n", {"num_heads": 2, "num_splits": 0}) is not None
+    assert SMA.create_plugin("n", {"num_heads": 2, "heads": 2}) is None
 
 
 def test_builds_log_each_phase_with_the_elapsed_time(caplog):
@@ -148,7 +222,7 @@ class _Export:
 
     def __init__(self, directory) -> None:
         path = directory / "step.onnx"
-        path.write_bytes(onnx_op.standalone_model(2).SerializeToString())
+        path.write_bytes(_static_model().SerializeToString())
         self.graphs = {"step": path}
         self.manifest = {"graphs": {"step": {"op_nodes": 1}}}
         self.precision = "fp32"
@@ -173,4 +247,4 @@ def test_engines_are_cached_per_plugin_build_and_share_a_timing_cache(tmp_path):
     notes = [json.loads(p.read_text()) for p in sorted(cache.directory.glob("step-*.json"))]
     assert sorted(n["plugin_sha256"] for n in notes) == sorted(["a" * 64, "e" * 64])
     assert {n["tensorrt"] for n in notes} == {"10.14.1"}
-    assert cache.timing_cache_path("10.14.1", "NVIDIA H100").read_bytes() == b"+timing+timing"
+    assert cache.timing_cache_path("10.14.1", "NVIDIA H100").read_bytes() == THIS_GPU + b"+timing+timing"

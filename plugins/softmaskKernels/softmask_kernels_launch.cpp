@@ -71,6 +71,13 @@ int32_t fit(SoftmaskKernelEntry const& e, SoftmaskSmaParams const& p)
     return (e.block_i == softmask_sma_block_i(p.num_queries, p.head_dim) ? 4 : 0) + (e.padding == 0 ? 2 : 0);
 }
 
+/* A cubin of another minor of the same major runs here, except the Hopper-only sm_90 and the
+   Orin-tuned sm_87 (sized for Orin's larger shared memory), which serve their own arch only. */
+bool compatibleCubin(int32_t cubinArch, int32_t arch)
+{
+    return cubinArch / 10 == arch / 10 && cubinArch != 90 && cubinArch != 87;
+}
+
 /* Best row: exact cubin, compatible cubin (highest minor), PTX (highest arch); then fit. */
 int64_t pickEntry(SoftmaskSmaParams const& p, int32_t arch, bool allowCubin)
 {
@@ -88,7 +95,7 @@ int64_t pickEntry(SoftmaskSmaParams const& p, int32_t arch, bool allowCubin)
         {
             rank = 3000;
         }
-        else if (!e.is_ptx && allowCubin && e.arch / 10 == arch / 10 && e.arch != 90)
+        else if (!e.is_ptx && allowCubin && compatibleCubin(e.arch, arch))
         {
             rank = 2000 + e.arch;
         }

@@ -1,4 +1,5 @@
-// The shipped libsoftmask_trt_plugin.so, loaded into a registry with TensorRT's semantics, driven
+// libsoftmask_trt_plugin.so (its twin on the fake CUDA driver: plugins/tests/CMakeLists.txt), loaded
+// into a registry with TensorRT's semantics, driven
 // the way TensorRT drives it: the ONNX parser's attribute conversion (fakeOnnxImport.h), the
 // builder's clones and the runtime's plugin made from serialised fields only (fakeEngine.h), and
 // enqueue against the fake CUDA runtime (fakeCudaRuntime.h; this executable exports it).

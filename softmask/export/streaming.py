@@ -37,6 +37,7 @@ from softmask.export.precision import PrecisionPlan, mixed_precision_model
 from softmask.files import DIR_MODE, file_sha256
 from softmask.model.config import ModelConfig
 from softmask.model.hodor import HodorModel
+from softmask.ops.onnx_lowering import ATTENTION_LOWERINGS, lower_attention
 from softmask.testing_hooks import pause_point
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ def export_streaming(
     max_dim: int | None = None,
     progress: Callable[[str], None] | None = None,
     fp32_groups: Sequence[str] = (),
+    attention: str = "plugin",
 ) -> StreamingExport:
     """Export the streaming graphs of ``model`` for one frame size and object count.
 
@@ -161,6 +163,9 @@ def export_streaming(
         progress: called with each graph's name before it is exported (for progress output).
         fp32_groups: with fp16, groups of ``softmask.export.precision.FP32_GROUPS`` kept in
             float32 (casts at the islands' edges; "descriptors" also keeps the state in fp32).
+        attention: how the attention is written (``softmask.ops.onnx_lowering``): "plugin" (the
+            custom node with its function body), "function" (the body inlined) or
+            "onnx-attention" (ONNX's Attention op).
 
     Returns:
         The export (paths and manifest).
@@ -172,6 +177,8 @@ def export_streaming(
     """
     spec = StreamSpec(height, width, num_objects, temporal_window, min_dim, max_dim)
     plan = PrecisionPlan(fp16, tuple(fp32_groups))
+    if attention not in ATTENTION_LOWERINGS:
+        raise InputError(f"--attention {attention}: choose one of {list(ATTENTION_LOWERINGS)}")
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: export folder exists and is not empty; export into a new folder")
@@ -182,6 +189,9 @@ def export_streaming(
         raise InputError(f"{out}: cannot write the export: {error.strerror or error}") from error
     try:
         graphs = export_graphs(model, staging, spec, plan, GRAPH_NAMES, progress)
+        if attention != "plugin":
+            for path in graphs.values():
+                onnx.save(lower_attention(onnx.load(str(path)), attention), str(path))
         write_manifest(staging, model, spec, plan, graphs)
         os.chmod(staging, DIR_MODE)
         try:

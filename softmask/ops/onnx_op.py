@@ -5,7 +5,8 @@ Node (TensorRT plugin conventions, see docs/ops.md):
     inputs  query [B,I,E] T, key [B,S,E] T, value [B,S,E] T, mask [B,I,S] M, alpha [H] A,
             optional key_padding_mask [B,S] bool
     output  [B,I,E] T
-    attributes num_heads (int), plugin_version (string, "1"), plugin_namespace (string, "");
+    attributes num_heads (int), num_splits (int, 0 = the plugin picks the key split count for
+            the GPU), plugin_version (string, "1"), plugin_namespace (string, "");
             optional hard_mask (int, default 0): 1 = Mask2Former's masked attention, mask bool
             (True = attend), alpha unused, a row with every key blocked attends to all keys
 
@@ -32,7 +33,10 @@ PADDED_OVERLOAD = "key_padding_mask"
 HARD_ATTRIBUTE = "hard_mask"
 
 INPUT_NAMES = ("query", "key", "value", "mask", "alpha", "key_padding_mask")
-ATTRIBUTE_NAMES = ("num_heads", "plugin_version", "plugin_namespace")
+ATTRIBUTE_NAMES = ("num_heads", "num_splits", "plugin_version", "plugin_namespace")
+# Every field the plugin creator lists (getFieldNames) is written: TensorRT's ONNX parser warns
+# once per node for a listed field the node lacks.
+AUTO_SPLITS = 0
 _FLOAT_TYPES = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"]
 
 
@@ -64,6 +68,7 @@ def _schema() -> onnx.defs.OpSchema:
         ],
         attributes=[
             attr("num_heads", kinds.INT, "number of heads H; E = H * D"),
+            attr("num_splits", kinds.INT, "key splits of the fused kernel; 0 = chosen per GPU"),
             attr("plugin_version", kinds.STRING, "TensorRT plugin version"),
             attr("plugin_namespace", kinds.STRING, "TensorRT plugin namespace"),
             attr(HARD_ATTRIBUTE, helper.make_attribute(HARD_ATTRIBUTE, 0),
@@ -90,6 +95,7 @@ def translate(query, key, value, mask, alpha, num_heads: int, key_padding_mask=N
     plugins = onnxscript.values.Opset(DOMAIN, OP_VERSION)
     attrs = {
         "num_heads": num_heads,
+        "num_splits": AUTO_SPLITS,
         "plugin_version": PLUGIN_VERSION,
         "plugin_namespace": PLUGIN_NAMESPACE,
     }
@@ -340,6 +346,7 @@ def standalone_model(
         ["output"],
         domain=DOMAIN,
         num_heads=num_heads,
+        num_splits=AUTO_SPLITS,
         plugin_version=PLUGIN_VERSION,
         plugin_namespace=PLUGIN_NAMESPACE,
         **({HARD_ATTRIBUTE: 1} if hard else {}),

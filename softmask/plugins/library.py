@@ -3,6 +3,9 @@
 CMake builds two variants of the SoftMaskedAttention plugin (see docs/deploy-tensorrt.md); load
 exactly one of them into a process:
 
+Both have the fused kernels linked in: one file is all TensorRT, trtexec (``--dynamicPlugins``,
+``--setPluginsToSerialize``) and Triton need.
+
 - ``libsoftmask_trt_plugin.so`` exports only ``getCreators`` and ``setLoggerFinder`` and is
   loaded with ``IPluginRegistry::loadLibrary`` (``load_into_tensorrt``, ``trtexec
   --dynamicPlugins``);
@@ -114,55 +117,67 @@ def autoregister_library_path() -> Path:
     return _find_library(AUTOREGISTER_LIBRARY_NAME, AUTOREGISTER_ENV_VAR)
 
 
-def loaded_plugin_library(maps: str | os.PathLike[str] = "/proc/self/maps") -> Path | None:
-    """The softmask plugin library (either variant) mapped into this process, or None.
-
-    Read from the process's memory map, so it names the file that really registered the creator,
-    however it was loaded (``load_into_tensorrt``, a ``dlopen``, ``LD_PRELOAD``).
-    """
+def _mapped(names: tuple[str, ...], maps: str | os.PathLike[str]) -> Path | None:
+    """The first file of this process's memory map whose name is in ``names``, or None."""
     try:
         lines = Path(maps).read_text().splitlines()
     except OSError:
         return None
     for line in lines:
         fields = line.split(maxsplit=5)
-        if len(fields) == 6 and Path(fields[5]).name in (LIBRARY_NAME, AUTOREGISTER_LIBRARY_NAME):
+        if len(fields) == 6 and Path(fields[5]).name in names:
             return Path(fields[5])
     return None
 
 
-def library_digests(plugin_library: str | os.PathLike[str] | None = None) -> dict[str, str]:
-    """sha256 (hex) of the plugin library and of ``libsoftmask_kernels.so`` beside it.
+def loaded_plugin_library(maps: str | os.PathLike[str] = "/proc/self/maps") -> Path | None:
+    """The softmask plugin library (either variant) mapped into this process, or None.
 
-    The kernel library embeds the generated kernel table (cubins, PTX, launch parameters), so
-    its hash changes with any kernel. Engines record both (their cache key and note), so a
-    rebuilt plugin or kernel never meets an engine built with the old one.
+    Read from the process's memory map, so it names the file that really registered the creator,
+    however it was loaded (``load_into_tensorrt``, a ``dlopen``, ``LD_PRELOAD``).
+    """
+    return _mapped((LIBRARY_NAME, AUTOREGISTER_LIBRARY_NAME), maps)
+
+
+# What the engine note records for the kernels of a plugin library that has them linked in.
+KERNELS_IN_PLUGIN = "linked into the plugin library"
+
+
+def library_digests(
+    plugin_library: str | os.PathLike[str] | None = None,
+    maps: str | os.PathLike[str] = "/proc/self/maps",
+) -> dict[str, str]:
+    """sha256 (hex) of the plugin library and of the kernel library its kernels come from.
+
+    The plugin library has the kernels (cubins, PTX, launch table) linked in, so its hash changes
+    with any kernel. A ``libsoftmask_kernels.so`` mapped into this process (a plugin built to load
+    it, or the ctypes launcher) is hashed too: the mapped file, which is the one in use, not a
+    file of that name beside the plugin. Engines record both (cache key and note), so a rebuilt
+    plugin or kernel never meets an engine built with the old one.
 
     Args:
         plugin_library: default: the plugin library loaded in this process
             (``loaded_plugin_library``), else ``library_path()``.
+        maps: the process memory map to read.
 
     Returns:
-        ``{"plugin_library": file name, "plugin_sha256": ..., "kernels_sha256": ...}``.
+        ``{"plugin_library": file name, "plugin_sha256": ..., "kernels_sha256": ...}``, the last
+        ``KERNELS_IN_PLUGIN`` when no kernel library is mapped.
 
     Raises:
-        BackendUnavailable: a library file is missing.
+        BackendUnavailable: the plugin library file is missing.
     """
     if plugin_library is not None:
         plugin = Path(plugin_library)
     else:
-        plugin = loaded_plugin_library() or library_path()
-    kernels = plugin.parent / KERNEL_LIBRARY_NAME
-    for required in (plugin, kernels):
-        if not required.is_file():
-            raise BackendUnavailable(
-                f"{required} is missing; the plugin library loads {KERNEL_LIBRARY_NAME} from its own "
-                "folder, keep the libraries of one build together"
-            )
+        plugin = loaded_plugin_library(maps) or library_path()
+    if not plugin.is_file():
+        raise BackendUnavailable(f"{plugin} is missing; build the plugin library first")
+    kernels = _mapped((KERNEL_LIBRARY_NAME,), maps)
     return {
         "plugin_library": plugin.name,
         "plugin_sha256": file_sha256(plugin),
-        "kernels_sha256": file_sha256(kernels),
+        "kernels_sha256": file_sha256(kernels) if kernels is not None else KERNELS_IN_PLUGIN,
     }
 
 
@@ -263,8 +278,7 @@ def _load_library(trt: Any, registry: Any, library: Path) -> Any:
         raise BackendUnavailable(
             f"TensorRT {getattr(trt, '__version__', '?')} could not load {library} (see TensorRT's "
             "log above). A plugin built against another TensorRT major version, or a missing "
-            "libsoftmask_kernels.so / libcudart next to it, are the usual causes; rebuild against "
-            "this TensorRT."
+            "CUDA runtime, are the usual causes; rebuild against this TensorRT."
         )
     if find_creator(registry) is None:
         raise BackendUnavailable(

@@ -64,7 +64,8 @@ def create_backend(
         from softmask.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(
-            export, providers=providers, with_scores=with_scores, threads=threads
+            export, providers=providers, with_scores=with_scores, threads=threads,
+            engine_cache_dir=engine_cache_dir,
         )
     from softmask.runtime.tensorrt_backend import TensorRTBackend
 

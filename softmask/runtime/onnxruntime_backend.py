@@ -5,8 +5,10 @@ with the best available execution provider, the state kept as OrtValues on that 
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,13 +16,25 @@ import torch
 from softmask.errors import BackendUnavailable
 from softmask.export.frame_graphs import NEXT_SUFFIX, STATE_NAMES
 from softmask.export.streaming import StreamingExport
+from softmask.files import atomic_file
 from softmask.model.video import VideoState, push_empty
 from softmask.runtime.backend import FrameOutput, StageClock
+from softmask.runtime.cache_dirs import cache_root
 
 logger = logging.getLogger(__name__)
 
 # Tried in this order when no providers are given; the first available one holds the state.
 DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
+# Short names for --providers; "tensorrt" keeps CUDA for the nodes TensorRT does not take.
+PROVIDER_ALIASES = {
+    "tensorrt": (TENSORRT_PROVIDER, "CUDAExecutionProvider"),
+    "cuda": ("CUDAExecutionProvider",),
+    "cpu": ("CPUExecutionProvider",),
+}
+# The TensorRT provider lists IPluginV3 creators (getAllCreators) from ONNX Runtime 1.22 on
+# (microsoft/onnxruntime PR #24211); before, it saw V1/V2 creators only.
+TENSORRT_PLUGIN_MIN_ORT = (1, 22)
 
 
 def _import_onnxruntime():
@@ -43,14 +57,63 @@ def select_providers(providers: Sequence[str] | None = None) -> list[str]:
     """
     ort = _import_onnxruntime()
     available = ort.get_available_providers()
-    wanted = list(providers) if providers else [p for p in DEFAULT_PROVIDERS if p in available]
+    if providers:
+        wanted = [full for p in providers for full in PROVIDER_ALIASES.get(p.lower(), (p,))]
+    else:
+        wanted = [p for p in DEFAULT_PROVIDERS if p in available]
     missing = [p for p in wanted if p not in available]
     if missing or not wanted:
         raise BackendUnavailable(
             f"ONNX Runtime execution provider(s) {missing or wanted} unavailable; this "
             f"onnxruntime {ort.__version__} has {available}"
         )
+    if TENSORRT_PROVIDER in wanted and _version(ort.__version__) < TENSORRT_PLUGIN_MIN_ORT:
+        raise BackendUnavailable(
+            f"ONNX Runtime {ort.__version__}'s TensorRT provider cannot run the SoftMaskedAttention "
+            "plugin (IPluginV3 creators are listed from 1.22 on): install onnxruntime-gpu >= 1.22"
+        )
     return wanted
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("+")[0].split(".")[:2] if part.isdigit())
+
+
+def tensorrt_provider(export: StreamingExport, cache_dir: str | Path | None) -> tuple[
+        dict[str, Path], dict[str, str]]:
+    """What a session with ONNX Runtime's TensorRT provider needs: the graphs with the op's
+    function bodies stripped (so TensorRT takes the plugin node), written once under the cache
+    folder, and the provider options: the self-registering plugin library (the provider
+    ``dlopen``s it, its creator registers itself), and engine and timing caches there.
+
+    Raises:
+        BackendUnavailable: the plugin library is not built.
+    """
+    import onnx
+
+    from softmask.ops.onnx_op import strip_function_bodies
+    from softmask.plugins import autoregister_library_path
+
+    root = (Path(cache_dir) if cache_dir is not None else cache_root() / "engines") / "ort-tensorrt"
+    graphs = {}
+    for name, path in export.graphs.items():
+        data = Path(path).read_bytes()
+        target = root / hashlib.sha256(data).hexdigest()[:16] / f"{name}.onnx"
+        if not target.is_file():
+            model = onnx.load_from_string(data)
+            strip_function_bodies(model)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(target) as stream:
+                stream.write(model.SerializeToString())
+        graphs[name] = target
+    options = {
+        "trt_extra_plugin_lib_paths": str(autoregister_library_path()),
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(root / "engines"),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(root),
+    }
+    return graphs, options
 
 
 class OnnxRuntimeBackend:
@@ -58,13 +121,17 @@ class OnnxRuntimeBackend:
 
     Args:
         export: a ``StreamingExport`` (``export_streaming`` / ``load_streaming_export``).
-        providers: execution providers in priority order (default: CUDA if available, then CPU).
+        providers: execution providers in priority order (default: CUDA if available, then CPU);
+            full names or the short names of ``PROVIDER_ALIASES`` ("tensorrt": TensorRT's provider
+            with the plugin, then CUDA).
         with_scores: also download the float32 [N, H, W] object scores per frame.
         threads: intra-op threads of the sessions (None: ONNX Runtime's default, one per core).
         spin_wait: let idle intra-op threads spin (ONNX Runtime's default) instead of sleeping.
             Off by default: in the pipeline, spinning threads take the cores the decode and
             writer threads need (measured by ``softmask bench``, docs/runtime.md); on for
             benchmarking the model alone.
+        engine_cache_dir: with TensorRT's provider, the folder for the stripped graphs and its
+            engine and timing caches (default ``$SOFTMASK_CACHE/engines``).
 
     Per frame only the uint8 frame (and annotation) is uploaded and the uint8 labels (plus the N
     ``active`` flags after ``init``/``annotate``) downloaded; the state stays on the device.
@@ -79,6 +146,7 @@ class OnnxRuntimeBackend:
         with_scores: bool = False,
         threads: int | None = None,
         spin_wait: bool = False,
+        engine_cache_dir: str | Path | None = None,
     ) -> None:
         ort = _import_onnxruntime()
         self._ort = ort
@@ -96,12 +164,19 @@ class OnnxRuntimeBackend:
         )
         self.spin_wait = spin_wait
         self.threads = threads
+        graphs: dict[str, Path] = dict(export.graphs)
+        session_providers: list = list(wanted)
+        if TENSORRT_PROVIDER in wanted:
+            graphs, trt_options = tensorrt_provider(export, engine_cache_dir)
+            session_providers[wanted.index(TENSORRT_PROVIDER)] = (TENSORRT_PROVIDER, trt_options)
         self._sessions = {
-            name: ort.InferenceSession(str(path), sess_options=options, providers=wanted)
-            for name, path in export.graphs.items()
+            name: ort.InferenceSession(str(path), sess_options=options, providers=session_providers)
+            for name, path in graphs.items()
         }
         first = next(iter(self._sessions.values())).get_providers()[0]
-        self._device_type = "cuda" if first == "CUDAExecutionProvider" else "cpu"
+        # TensorRT's provider runs on CUDA memory: the state stays there between frames.
+        on_gpu = first in ("CUDAExecutionProvider", TENSORRT_PROVIDER)
+        self._device_type = "cuda" if on_gpu else "cpu"
         self.device = f"{self._device_type} ({first})"
         self._state_infos = {
             info["name"]: info

@@ -64,6 +64,15 @@ class RunSettings:
     threads: int | None = None
     with_scores: bool = False
 
+    def _builds_engines(self) -> bool:
+        """TensorRT engines are built: the tensorrt backend, or ONNX Runtime's TensorRT
+        provider."""
+        if self.backend == "tensorrt":
+            return True
+        named = {p.lower() for p in self.providers or ()}
+        return self.backend == "onnxruntime" and bool(named & {"tensorrt",
+                                                               "tensorrtexecutionprovider"})
+
     def check(self) -> None:
         """Refuse settings that cannot take effect together (before any work).
 
@@ -93,8 +102,10 @@ class RunSettings:
              "--cache-dir: the torch backend exports nothing"),
             (self.providers is not None and self.backend != "onnxruntime",
              f"--providers applies to --backend onnxruntime, not {self.backend}"),
-            (self.engine_cache_dir is not None and self.backend != "tensorrt",
-             f"--engine-cache applies to --backend tensorrt, not {self.backend}"),
+            (self.engine_cache_dir is not None and not self._builds_engines(),
+             (f"--engine-cache applies to --backend tensorrt and to --providers tensorrt, not "
+              f"--backend {self.backend}"
+              f"{' without it' if self.backend == 'onnxruntime' else ''}")),
             (self.threads is not None and self.backend == "tensorrt",
              "--threads sets the CPU threads of torch and onnxruntime, not of tensorrt"),
             (self.export_dir is not None and self.checkpoint is not None,

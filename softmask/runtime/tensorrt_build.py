@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -37,6 +38,18 @@ HEARTBEAT_SECONDS = 15.0
 STEP_LOG_SECONDS = 5.0
 
 
+def import_tensorrt() -> Any:
+    """``import tensorrt``, or BackendUnavailable saying how to get it."""
+    try:
+        return importlib.import_module("tensorrt")
+    except ImportError as error:
+        raise BackendUnavailable(
+            f"the tensorrt backend needs the TensorRT Python bindings: `import tensorrt` failed "
+            f"({error}). Install TensorRT >= 10 for your CUDA version (Jetson: JetPack's "
+            "python3-libnvinfer), or use backend='onnxruntime' or 'torch'."
+        ) from error
+
+
 class TimingCacheFile:
     """TensorRT's timing cache (measured tactic timings) kept in one file across builds.
 
@@ -52,10 +65,14 @@ class TimingCacheFile:
         """Give ``config`` this file's cache (an empty one when the file does not exist)."""
         data = self.path.read_bytes() if self.path.is_file() else b""
         cache = config.create_timing_cache(data)
-        if not config.set_timing_cache(cache, False):
-            logger.warning("TensorRT refused the timing cache %s (another TensorRT or GPU?); "
-                           "starting an empty one", self.path)
-            config.set_timing_cache(config.create_timing_cache(b""), False)
+        # TensorRT returns no cache for an unreadable file and refuses one measured on another
+        # device (setTimingCache returns false): start empty, overwrite the file after the build.
+        if cache is None or not config.set_timing_cache(cache, False):
+            logger.warning("TensorRT refused the timing cache %s (another TensorRT or GPU, or "
+                           "damaged); starting an empty one", self.path)
+            data = b""
+            if not config.set_timing_cache(config.create_timing_cache(b""), False):
+                raise ExportError("TensorRT refused an empty timing cache")
         logger.info("timing cache: %s (%d bytes)", self.path, len(data))
 
     def save(self, config: Any) -> None:
@@ -186,6 +203,16 @@ def build_serialized_engine(
         raise ExportError(
             f"{source}: the parsed network has {found} plugin layer(s), the export has "
             f"{expected_plugins} {PLUGIN_NAME} node(s); the plugin was not used for all"
+        )
+    dynamic = [
+        network.get_input(i).name for i in range(network.num_inputs)
+        if any(int(d) < 0 for d in network.get_input(i).shape)
+    ]
+    unshaped = [name for name in dynamic if name not in (shapes or {})]
+    if unshaped:
+        raise ExportError(
+            f"{source}: inputs {unshaped} have dynamic axes; TensorRT builds them only with an "
+            "optimisation profile: pass shapes={name: (min, opt, max)} for each"
         )
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)

@@ -255,14 +255,15 @@ def _write_tensorrt_graph(
                 f'--saveEngine="$REPO/{model_dir.name}/1/model.plan" '
                 f'--dynamicPlugins="$PLUGIN"{typed}')
     from softmask.plugins import load_into_tensorrt
-    from softmask.runtime.tensorrt_backend import _build_engine, import_tensorrt
+    from softmask.runtime.tensorrt_build import build_serialized_engine, import_tensorrt
 
     trt = import_tensorrt()
     load_into_tensorrt()
     trt_logger = trt.Logger(trt.Logger.WARNING)
     expected = export.manifest["graphs"][graph]["op_nodes"]
-    engine = _build_engine(
-        trt, trt_logger, model.SerializeToString(), stripped, expected, export.precision, 1 << 30
+    engine = build_serialized_engine(
+        trt, trt_logger, model.SerializeToString(), stripped, expected, export.precision, 1 << 30,
+        label=f"{graph} ({stripped.name})",
     )
     plan.write_bytes(engine)
     logger.info("built %s with TensorRT %s", plan, trt.__version__)
@@ -326,7 +327,7 @@ def write_repository(
             raise InputError(f"{repo}: holds {strangers[:5]}; write the repository to a new folder")
     plugin_paths = _plugin_paths(plugins) if graphs == "tensorrt" else []
     if graphs == "tensorrt" and build_plans:
-        from softmask.runtime.tensorrt_backend import import_tensorrt
+        from softmask.runtime.tensorrt_build import import_tensorrt
 
         import_tensorrt()  # fail before writing anything
     try:

@@ -125,10 +125,27 @@ int sharedOptIn(int arch)
     }
 }
 
+// Images are recognised by content as well as by address: a plugin library with the launcher
+// linked in (plugins/tests) holds its own copy of the embedded images and of the kernel table.
+// The alpha image is told by its first bytes (the fatbin header and the start of its first entry).
+constexpr size_t kAlphaPrefixBytes = 64;
+
+bool isAlphaImage(void const* image)
+{
+    return image == softmask::kernels::softmask_alpha_image
+        || std::memcmp(image, softmask::kernels::softmask_alpha_image, kAlphaPrefixBytes) == 0;
+}
+
+bool isTableImage(size_t row, void const* image)
+{
+    void const* own = softmask_kernel_table[row].image;
+    return own == image || std::memcmp(own, image, softmask_kernel_image_size(row)) == 0;
+}
+
 //! Whether an embedded image can run on a device of compute capability `arch`.
 bool runsOn(void const* image, int arch)
 {
-    if (image == softmask::kernels::softmask_alpha_image)
+    if (isAlphaImage(image))
     {
         // A cubin per CMAKE_CUDA_ARCHITECTURES entry and the PTX of the oldest (CMakeLists.txt).
         return arch >= SOFTMASK_ALPHA_MIN_ARCH;
@@ -136,7 +153,7 @@ bool runsOn(void const* image, int arch)
     for (size_t i = 0; i < softmask_kernel_table_size; ++i)
     {
         SoftmaskKernelEntry const& e = softmask_kernel_table[i];
-        if (e.image == image)
+        if (isTableImage(i, image))
         {
             return e.is_ptx ? e.arch <= arch : e.arch / 10 == arch / 10 && e.arch <= arch && (e.arch != 90 || arch == 90);
         }
@@ -146,13 +163,13 @@ bool runsOn(void const* image, int arch)
 
 bool knownImage(void const* image)
 {
-    if (image == softmask::kernels::softmask_alpha_image)
+    if (isAlphaImage(image))
     {
         return true;
     }
     for (size_t i = 0; i < softmask_kernel_table_size; ++i)
     {
-        if (softmask_kernel_table[i].image == image)
+        if (isTableImage(i, image))
         {
             return true;
         }
@@ -162,14 +179,14 @@ bool knownImage(void const* image)
 
 bool hasEntryPoint(void const* image, char const* name)
 {
-    if (image == softmask::kernels::softmask_alpha_image)
+    if (isAlphaImage(image))
     {
         return std::strcmp(name, softmask::kernels::kAlphaKernelName) == 0;
     }
     for (size_t i = 0; i < softmask_kernel_table_size; ++i)
     {
         SoftmaskKernelEntry const& e = softmask_kernel_table[i];
-        if (e.image == image && std::strcmp(e.name, name) == 0)
+        if (isTableImage(i, image) && std::strcmp(e.name, name) == 0)
         {
             return true;
         }
@@ -476,7 +493,7 @@ CUresult launchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY
     bool tablePtx = false;
     for (size_t i = 0; i < softmask_kernel_table_size; ++i)
     {
-        if (softmask_kernel_table[i].image == kernel->image)
+        if (isTableImage(i, kernel->image))
         {
             tableArch = softmask_kernel_table[i].arch;
             tablePtx = softmask_kernel_table[i].is_ptx != 0;

@@ -15,16 +15,18 @@
 namespace
 {
 
-// Devices of this process: two of one arch (a multi-GPU server), another arch, one too old.
+// Devices of this process: two of one arch (a multi-GPU server), another arch, one too old, and an
+// Ada GPU (8.9, beside the Orin-tuned sm_87 cubins).
 constexpr int kFirstHopper = 0;
 constexpr int kSecondHopper = 1;
 constexpr int kAmpere = 2;
 constexpr int kVolta = 3;
+constexpr int kAda = 4;
 
 void useDevices()
 {
     static bool const configured = [] {
-        fake_cuda::setDevices({90, 90, 86, 70});
+        fake_cuda::setDevices({90, 90, 86, 70, 89});
         return true;
     }();
     (void) configured;
@@ -147,6 +149,19 @@ SOFTMASK_TEST(eachDeviceRunsTheKernelsBuiltForItsArch)
     // 8.6 runs the sm_80 cubins (same major, highest lower minor) unless the build has sm_86 ones.
     CHECK_EQ(launchesOn(kAmpere, 86) + launchesOn(kAmpere, 80), size_t{2});
     CHECK_EQ(launchesOn(kFirstHopper, 90), size_t{1});
+}
+
+SOFTMASK_TEST(anAdaGpuNeverRunsTheOrinCubins)
+{
+    // The driver would run sm_87 cubins on 8.9, but they are tuned for Orin's larger shared
+    // memory: 8.9 takes its own, the sm_80 ones, or PTX.
+    useDevices();
+    Buffers buffers;
+    SoftmaskSmaParams const p = params(buffers, SOFTMASK_DTYPE_FLOAT16, SOFTMASK_DTYPE_FLOAT16, 64);
+    CHECK_EQ(cudaSetDevice(kAda), cudaSuccess);
+    CHECK_EQ(forward(p), SOFTMASK_STATUS_SUCCESS);
+    CHECK_EQ(launchesOn(kAda, 87), size_t{0});
+    CHECK_EQ(launchesOn(kAda, 89) + launchesOn(kAda, 80), size_t{1});
 }
 
 SOFTMASK_TEST(aStreamOfAnotherDeviceRunsInItsContextWithThatDevicesKernels)
