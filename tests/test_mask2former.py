@@ -263,3 +263,20 @@ def test_parity_image_passes_for_the_export_and_fails_for_another_model(hf_expor
                  "--export", str(export)]) == 1
     out = capsys.readouterr().out
     assert "FAIL a.png: class_queries_logits relative difference" in out and "FAIL" in out
+
+
+def test_hard_nodes_lower_to_their_function_body_and_refuse_onnx_attention():
+    from softmask.errors import ExportError
+    from softmask.ops.onnx_lowering import lower_attention
+
+    model = onnx_op.standalone_model(HEADS, hard=True)
+    with pytest.raises(ExportError, match=r"is hard-masked .*\(use 'function'\)"):
+        lower_attention(model, "onnx-attention")
+    lowered = lower_attention(model, "function")
+    assert not [n for n in lowered.graph.node if n.op_type == onnx_op.OP_TYPE]
+    session = ort.InferenceSession(lowered.SerializeToString(), providers=["CPUExecutionProvider"])
+    q, k, v, keep = _inputs(dtype=torch.float32)
+    got = session.run(None, {"query": q.numpy(), "key": k.numpy(), "value": v.numpy(),
+                             "mask": keep.numpy(), "alpha": np.zeros(HEADS, np.float32)})[0]
+    want = reference.soft_masked_attention(q, k, v, keep, torch.zeros(HEADS), HEADS, hard=True)
+    np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=2e-6)

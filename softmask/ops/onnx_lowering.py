@@ -21,7 +21,7 @@ import onnx.version_converter
 from onnx import TensorProto, helper
 
 from softmask.errors import ExportError
-from softmask.ops.onnx_op import DOMAIN, OP_TYPE, register_schema
+from softmask.ops.onnx_op import DOMAIN, OP_TYPE, is_hard, register_schema
 
 ATTENTION_LOWERINGS = ("plugin", "function", "onnx-attention")
 ATTENTION_OPSET = 23
@@ -84,6 +84,9 @@ def _attention_nodes(node: onnx.NodeProto, query_type: int) -> list[onnx.NodePro
     if len(node.input) > 5 and node.input[5]:
         raise ExportError(f"node {node.name!r} has a key_padding_mask; the onnx-attention "
                           "lowering covers unpadded attention only (use 'function')")
+    if is_hard(node):
+        raise ExportError(f"node {node.name!r} is hard-masked (Mask2Former); the onnx-attention "
+                          "lowering covers the soft mask only (use 'function')")
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     heads = int(attrs["num_heads"])
     query, key, value, mask, alpha = node.input[:5]
