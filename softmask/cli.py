@@ -17,6 +17,8 @@ from typing import NoReturn
 
 from softmask import __version__
 from softmask.errors import InputError, SoftmaskError
+from softmask.redact import redact, redact_logging
+from softmask.signals import exit_code, interrupt_reason, terminate_as_interrupt
 
 logger = logging.getLogger("softmask")
 
@@ -763,9 +765,8 @@ def _cmd_serve_start(args: argparse.Namespace) -> int:
             Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port), work,
         )
         server.check_startable()  # a port in use or a missing server is said before any export
-        # SIGTERM stops the server as Ctrl-C does; SIGINT too when started from a script in the
-        # background (which ignores it).
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # SIGINT stops the server also when started from a script in the background (which
+        # ignores it); SIGTERM does since main().
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if not args.repo:
             embedded_repository(work, **model, graphs=args.graphs or "in-process",
@@ -781,11 +782,11 @@ def _cmd_serve_start(args: argparse.Namespace) -> int:
             f"tritonserver exited with code {code} while serving; the end of "
             f"{server.log_path}:\n{server.log_tail()}"
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         code = server.stop() if server is not None else None
         note = "" if not code else "; streams still open were dropped, see the log"
         print(f"stopped (tritonserver exit code {code}{note})", flush=True)
-        return 130
+        return exit_code(stop)
     finally:
         if server is not None:
             server.stop()
@@ -924,6 +925,7 @@ def configure_logging(verbose: int) -> None:
         level=logging.DEBUG if verbose >= 2 else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    redact_logging()
     logger.setLevel((logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
     if verbose < 2:
         for name in _NOISY_LOGGERS:
@@ -935,19 +937,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     handler: Handler = args.handler
+    terminate_as_interrupt()
     try:
         return handler(args)
     except SoftmaskError as exc:
-        print(f"softmask {args.command}: error: {exc}", file=sys.stderr)
+        print(f"softmask {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         # Disk full, permissions changed mid-run, ...: the file and the reason, not a traceback.
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"softmask {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(redact(f"softmask {args.command}: error: {where}{exc.strerror or exc}"),
+              file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"softmask {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"softmask {args.command}: {interrupt_reason(exc)}", file=sys.stderr)
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from softmask.errors import BackendUnavailable, InputError, SoftmaskError, StreamLost
+from softmask.redact import redact
 from softmask.runtime.annotations import resolve_annotations
 from softmask.runtime.latency import latency_summary
 from softmask.runtime.outputs import REPORT_NAME, OutputWriter, prepare_output_dir
@@ -53,6 +54,7 @@ from softmask.serve.protocol import (
     UNKNOWN_STREAM,
     stream_id_number,
 )
+from softmask.signals import interrupt_reason
 
 logger = logging.getLogger(__name__)
 
@@ -410,12 +412,12 @@ def _report(stream: ServerStream, source: str, writer: OutputWriter, in_flight: 
             round_trips: list[float], wall: float, failure: BaseException | None,
             out: Path) -> dict[str, Any]:
     return {
-        "url": stream.url,
+        "url": redact(stream.url),
         "stream_id": stream.stream_id,
         "correlation_id": stream.correlation_id,
-        "source": source,
+        "source": redact(source),
         "completed": failure is None,
-        "error": None if failure is None else (str(failure) or type(failure).__name__),
+        "error": None if failure is None else interrupt_reason(failure),
         "frames": len(round_trips),
         "masks_written": writer.written,
         "in_flight": in_flight,
