@@ -123,6 +123,7 @@ class ServerStream:
         self._client: Any = None
         self._answers: queue.Queue = queue.Queue()
         self._first_frame: np.ndarray | None = None
+        self._ended = False  # END was sent
         self.sent = 0
         self.received = 0
         self.frame_shape: tuple[int, int] = (0, 0)
@@ -162,6 +163,7 @@ class ServerStream:
         self._request(frame, annotation, first, last, request_id=str(self.sent))
         if first:
             self._first_frame = frame
+        self._ended = last
         self.sent += 1
 
     def _request(self, frame: np.ndarray, annotation: np.ndarray | None, first: bool, last: bool,
@@ -206,7 +208,7 @@ class ServerStream:
         if error is not None:
             failure = self._classify(error, expected_index)
             if expected_index == 0 and not isinstance(failure, StreamLost):
-                self._end_refused_start()
+                self.end_early()
             raise failure
         index = int(result.as_numpy(FRAME_INDEX)[0])
         request_id = result.get_response().id
@@ -237,14 +239,16 @@ class ServerStream:
             return self._lost(f"lost the connection at frame {index} ({message.splitlines()[0]})")
         return InputError(f"frame {index} refused by {self.url}: {message}")
 
-    def _end_refused_start(self) -> None:
-        """End the sequence whose START the server refused: Triton keeps a sequence slot for it
-        until END (or twice the idle timeout), and STARTs beyond its slots wait in its backlog
-        instead of being answered. Sends END (the first frame again; the server answers it with
-        a refusal, without work) and waits, bounded, for the answers still due, so that closing
+    def end_early(self) -> None:
+        """End the sequence before its last frame: one whose START the server refused, or one
+        interrupted (Ctrl-C, SIGTERM). Triton keeps a sequence slot until END (or twice the idle
+        timeout), and STARTs beyond its slots wait in its backlog instead of being answered.
+        Sends END (the first frame again; after a refused START the server answers it with a
+        refusal, without work) and waits, bounded, for the answers still due, so that closing
         the stream cancels none of them. Best effort: a failure here is only logged."""
-        if self._client is None or self._first_frame is None:
+        if self._client is None or self._first_frame is None or self._ended:
             return
+        self._ended = True
         try:
             self._request(self._first_frame, None, first=False, last=True, request_id="end")
             deadline = time.monotonic() + min(self.timeout_s, END_REFUSED_WAIT_S)
@@ -392,6 +396,8 @@ def stream_source(
                 raise frames.error
         except BaseException as error:
             failure = error
+            if isinstance(error, KeyboardInterrupt):
+                stream.end_early()  # the server frees the stream's slot now, not when idle
             raise
         finally:
             wall = time.perf_counter() - started
