@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shlex
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -679,8 +680,8 @@ def _cmd_serve_repo(args: argparse.Namespace) -> int:
     if (repo / "build_plans.sh").exists():
         print(f"TensorRT plans not built here: run {repo / 'build_plans.sh'} PLUGIN.so where the "
               "server runs (inside the Triton container)")
-    print("serve it with: tritonserver --model-repository=" + str(repo.resolve()) + " "
-          + " ".join(summary["tritonserver_args"]))
+    print("serve it with: " + shlex.join(["tritonserver", f"--model-repository={repo.resolve()}",
+                                          *summary["tritonserver_args"]]))
     return 0
 
 

@@ -561,6 +561,27 @@ def test_generated_repositories_parse_with_tritons_model_config_schema(
             assert (repo / "softmask_step" / "step.onnx").is_file()
 
 
+def test_build_plans_sh_takes_a_plugin_path_as_data_not_as_shell_code(export, tmp_path):
+    marker = tmp_path / "injected"
+    plugin = f'/opt/lib "$(touch {marker})" `touch {marker}`.so'
+    repo = write_repository(export.directory, tmp_path / "repo", graphs="tensorrt",
+                            plugins=[plugin], build_plans=False)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "trtexec-calls"
+    # A stand-in trtexec that records its arguments, one per line (TensorRT is not needed to
+    # see what the script would run).
+    (bin_dir / "trtexec").write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" >> {calls}\n')
+    (bin_dir / "trtexec").chmod(0o755)
+    done = subprocess.run(["bash", str(repo / "build_plans.sh")], check=False,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists(), "the plugin path ran as shell code"
+    plugins = [a for a in calls.read_text().splitlines() if a.startswith("--dynamicPlugins=")]
+    assert plugins == [f"--dynamicPlugins={plugin}"] * 3
+
+
 # --- the embedded server ----------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -436,7 +437,9 @@ def _write_models(
             f"#   bash {BUILD_PLANS_SCRIPT} /path/to/libsoftmask_trt_plugin_autoregister.so\n"
             "set -euo pipefail\n"
             'REPO="$(cd "$(dirname "$0")" && pwd)"\n'
-            f'PLUGIN="${{1:-{plugin_paths[0]}}}"\n' + "\n".join(trtexec) + "\n"
+            # Quoted for the shell: a path is data, never code, whatever characters it holds.
+            f"DEFAULT_PLUGIN={shlex.quote(plugin_paths[0])}\n"
+            'PLUGIN="${1:-$DEFAULT_PLUGIN}"\n' + "\n".join(trtexec) + "\n"
         )
         script.chmod(0o755)
     server_args = ["--model-control-mode=none"]
