@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import shlex
 import sys
 import tempfile
@@ -735,11 +736,15 @@ def _cmd_serve_start(args: argparse.Namespace) -> int:
     from softmask.serve.repository import PYTHON_ONLY_VARIANTS, read_repository_manifest
     from softmask.serve.server import (
         REPOSITORY_DIR,
+        AccessKeys,
         EmbeddedServer,
         Endpoints,
         check_embedded_model,
+        check_host,
         embedded_repository,
     )
+
+    check_host(args.host, args.allow_remote)
 
     model = {
         "export_dir": args.export, "checkpoint": args.checkpoint, "height": args.height,
@@ -764,6 +769,7 @@ def _cmd_serve_start(args: argparse.Namespace) -> int:
         server = EmbeddedServer(
             Path(args.repo) if args.repo else work / REPOSITORY_DIR,
             Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port), work,
+            keys=AccessKeys.generate(remote=args.allow_remote),
         )
         server.check_startable()  # a port in use or a missing server is said before any export
         # SIGINT stops the server also when started from a script in the background (which
@@ -776,6 +782,10 @@ def _cmd_serve_start(args: argparse.Namespace) -> int:
         server.start(timeout_s=args.start_timeout)
         e = server.endpoints
         print(f"ready: gRPC {e.grpc_url}  HTTP {e.http_url}  metrics {e.metrics_url}", flush=True)
+        print(f"admin APIs (logging, trace, repository, ...) need the key in "
+              f"{work / 'admin.key'}", flush=True)
+        if server.keys.token is not None:
+            print(f"remote clients allowed: streams need --token {server.keys.token}", flush=True)
         print("stream to it with: softmask stream SOURCE --annotations FIRST.png --out OUT "
               f"--url {e.grpc_url}; Ctrl-C stops the server", flush=True)
         code = server.wait()
@@ -838,6 +848,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     net = s.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default 127.0.0.1: this machine only)")
+    net.add_argument("--allow-remote", action="store_true",
+                     help="allow a --host reachable from other machines; streams then need the "
+                          "token printed at start")
     net.add_argument("--http-port", type=_port, default=8000, help="0 picks a free port")
     net.add_argument("--grpc-port", type=_port, default=8001, help="0 picks a free port")
     net.add_argument("--metrics-port", type=_port, default=8002, help="0 picks a free port")
@@ -857,7 +870,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         args.source, [*args.annotations, *args.annotate], args.out, args.url,
         stream_id=args.stream_id, in_flight=args.in_flight, realtime=args.realtime,
         timeout_s=args.timeout, overlay=args.overlay, mask_video=args.mask_video,
-        overwrite=args.overwrite, fps=args.fps,
+        overwrite=args.overwrite, fps=args.fps, token=args.token,
     )
     lat = report["latency"]
     print(f"stream {report['stream_id']}: {report['frames']} frames -> "
@@ -891,6 +904,9 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (masks/, overlay, report.json)")
     p.add_argument("--url", default="grpc://127.0.0.1:8001", help="server gRPC endpoint")
     p.add_argument("--stream-id", help="the stream's id (default: random); routers pin on it")
+    p.add_argument("--token", default=os.environ.get("SOFTMASK_TOKEN"),
+                   help="the token a server started with --allow-remote printed (default: "
+                        "$SOFTMASK_TOKEN)")
     p.add_argument("--in-flight", type=_positive_int, default=DEFAULT_IN_FLIGHT,
                    help=f"frames sent ahead of their answers (default {DEFAULT_IN_FLIGHT})")
     p.add_argument("--realtime", action="store_true", help="send at the source's frame rate")

@@ -35,14 +35,14 @@ from softmask.errors import BackendUnavailable, InputError, StreamLost
 from softmask.export.streaming import export_streaming
 from softmask.runtime import OnnxRuntimeBackend, VideoStream, run_video
 from softmask.serve.client import ServerStream, stream_source
-from softmask.serve.protocol import STREAM_MODEL, stream_id_number
+from softmask.serve.protocol import ADMIN_HEADER, STREAM_MODEL, TOKEN_HEADER, stream_id_number
 from softmask.serve.repository import (
     GRAPH_VARIANTS,
     SPARE_SEQUENCE_SLOTS,
     read_repository_manifest,
     write_repository,
 )
-from softmask.serve.server import EmbeddedServer, Endpoints, free_port
+from softmask.serve.server import ADMIN_KEY_FILE, AccessKeys, EmbeddedServer, Endpoints, free_port
 from softmask.serve.streams import StreamTable
 from softmask.serve.triton_model import StreamModel
 from tests.videos import first_annotation, moving_objects, write_label_png, write_video
@@ -590,6 +590,7 @@ class _Server:
 
     def __init__(self, python: Path, work: Path, *model: str) -> None:
         self.http, self.grpc, self.metrics = free_port(), free_port(), free_port()
+        self.work = work / "server"
         self.log = (work / "serve.out").open("w+")
         self.process = subprocess.Popen(
             _softmask(python, "serve", "start", *model, "--http-port", str(self.http),
@@ -668,6 +669,55 @@ def server(serve_python, export, tmp_path_factory):
     finally:
         code = running.stop()
     assert code == 130, "Ctrl-C stops softmask serve start: exit code 130, interrupted"
+
+
+def _http_status(url: str, method: str = "GET", headers: dict | None = None) -> int:
+    request = urllib.request.Request(url, method=method, headers=headers or {},
+                                     data=b"{}" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_admin_endpoints_need_the_key_which_stays_out_of_logs(server):
+    base = f"http://127.0.0.1:{server.http}"
+    admin = [("GET", "/v2/logging"), ("GET", "/v2/trace/setting"),
+             ("POST", "/v2/repository/index"), ("GET", f"/v2/models/{STREAM_MODEL}/stats")]
+    for method, path in admin:
+        status = _http_status(base + path, method)
+        assert 400 <= status < 500, (path, status)
+    key_file = server.work / ADMIN_KEY_FILE
+    assert key_file.stat().st_mode & 0o077 == 0, "the key file is its owner's only"
+    key = key_file.read_text().strip()
+    for method, path in admin:
+        assert _http_status(base + path, method, {ADMIN_HEADER: key}) == 200, path
+    assert _http_status(base + "/v2/health/ready") == 200, "health stays open"
+    assert _http_status(base + f"/v2/models/{STREAM_MODEL}/config") == 200, "clients read it"
+    assert key not in server.output()
+    assert key not in (server.work / "tritonserver.log").read_text(errors="replace")
+
+
+def test_a_host_beyond_this_machine_is_refused_without_allow_remote(export, capsys):
+    capsys.readouterr()
+    code = main(["serve", "start", "--export", str(export.directory), "--host", "0.0.0.0",
+                 "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "--host 0.0.0.0: would open the server to other machines; pass --allow-remote" in err[0]
+
+
+def test_remote_clients_need_the_token_for_streams_and_the_key_for_administration():
+    keys = AccessKeys.generate(remote=True)
+    args = keys.server_args()
+    assert f"--http-restricted-api=inference,model-config,metadata:{TOKEN_HEADER}={keys.token}" \
+        in args
+    assert f"--grpc-restricted-protocol=logging,trace,shared-memory,model-repository,statistics:" \
+        f"{ADMIN_HEADER}={keys.admin}" in args
+    assert keys.admin not in keys.redacted(" ".join(args))
+    assert keys.token not in keys.redacted(" ".join(args))
+    assert len(AccessKeys.generate(remote=False).server_args()) == 2, "local: admin APIs only"
 
 
 def _labels(outputs: dict) -> np.ndarray:

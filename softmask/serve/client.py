@@ -48,6 +48,7 @@ from softmask.serve.protocol import (
     SERVER_FAULT,
     STREAM_HEADER,
     STREAM_MODEL,
+    TOKEN_HEADER,
     TOO_MANY_STREAMS,
     TRITON_NEEDS_START,
     TRITON_STUB_FAILED,
@@ -108,16 +109,22 @@ class ServerStream:
         url: grpc://HOST:PORT.
         stream_id: the stream's name or number (``protocol.stream_id_number``); default random.
         timeout_s: longest wait for the server (liveness, each answer).
+        token: the stream token of a server started with ``--allow-remote``.
 
     Raises (from ``open``): BackendUnavailable when no server answers or it lacks the model.
     """
 
     def __init__(self, url: str, stream_id: str | int | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, token: str | None = None) -> None:
         self.url = url
         self.address = grpc_address(url)
         self.stream_id = str(stream_id) if stream_id is not None else str(secrets.randbits(62) + 1)
         self.correlation_id = stream_id_number(self.stream_id)
+        # Every call carries the stream id (routers pin on it) and the token of a server that
+        # allows remote clients.
+        self._headers = {STREAM_HEADER: self.stream_id}
+        if token:
+            self._headers[TOKEN_HEADER] = token
         self.timeout_s = timeout_s
         self._grpc = _import_grpc_client()
         self._client: Any = None
@@ -134,9 +141,9 @@ class ServerStream:
         grpc = self._grpc
         self._client = grpc.InferenceServerClient(self.address)
         try:
-            self._client.is_server_live(client_timeout=self.timeout_s)
+            self._client.is_server_live(headers=self._headers, client_timeout=self.timeout_s)
             config = self._client.get_model_config(
-                STREAM_MODEL, client_timeout=self.timeout_s, as_json=True
+                STREAM_MODEL, headers=self._headers, client_timeout=self.timeout_s, as_json=True
             )["config"]
         except Exception as error:  # tritonclient raises its own errors and grpc's
             self._client.close()
@@ -154,7 +161,7 @@ class ServerStream:
         self.num_objects = int(config["parameters"]["num_objects"]["string_value"])
         self._client.start_stream(
             callback=lambda result, error: self._answers.put((time.perf_counter(), result, error)),
-            headers={STREAM_HEADER: self.stream_id},
+            headers=self._headers,
         )
 
     def send(self, frame: np.ndarray, annotation: np.ndarray | None, first: bool,
@@ -320,6 +327,7 @@ def stream_source(
     mask_video: bool = False,
     overwrite: bool = False,
     fps: float | None = None,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """Segment ``source`` on the server at ``url``; write the outputs of ``softmask run`` and
     ``report.json``.
@@ -336,6 +344,7 @@ def stream_source(
         realtime: pace the source at its frame rate.
         timeout_s: longest wait for the server to answer.
         overlay, mask_video, overwrite, fps: as for ``softmask.runtime.run_video``.
+        token: the stream token of a server started with ``--allow-remote``.
 
     Returns:
         The report: ``completed``, ``error``, ``frames``, ``masks_written``, ``stream_id``,
@@ -354,7 +363,7 @@ def stream_source(
         found = resolve_annotations(annotations, frames_source)
         if not found.labels:
             raise InputError("no annotation given: a stream tracks the objects annotated on it")
-        stream = ServerStream(url, stream_id, timeout_s)
+        stream = ServerStream(url, stream_id, timeout_s, token)
         writer: OutputWriter | None = None
         report: dict[str, Any] = {}
         round_trips: list[float] = []

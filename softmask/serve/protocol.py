@@ -33,6 +33,10 @@ TRITON_STUB_FAILED = "Stub process"
 
 # HTTP/gRPC header carrying the stream id, for routers that pin a stream to one server.
 STREAM_HEADER = "softmask-stream-id"
+# Header carrying the admin key, which Triton's administrative APIs require (serve start makes
+# one per start); and the header carrying the stream token (serve start --allow-remote).
+ADMIN_HEADER = "softmask-admin-key"
+TOKEN_HEADER = "softmask-token"
 
 
 def stream_id_number(stream_id: str | int) -> int:
