@@ -13,6 +13,7 @@ import os
 import shlex
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -916,6 +917,43 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_stream)
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from softmask.runtime.cache_admin import cache_entries, cache_folders, parse_size, prune
+
+    folders = cache_folders(args.cache_dir, args.engine_cache)
+    where = " and ".join(str(f) for f in folders.values())
+    if args.cache_command == "prune":
+        removed = prune(parse_size(args.max_size), folders)
+        freed = sum(e.size for e in removed)
+        print(f"removed {len(removed)} entries ({freed / 2**20:.1f} MiB)")
+    entries = cache_entries(folders)
+    if args.cache_command == "list":
+        for entry in entries:
+            print(f"{entry.cache}/{entry.name}  {entry.size / 2**20:.1f} MiB  last used "
+                  f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(entry.last_used))}")
+    print(f"{len(entries)} entries, {sum(e.size for e in entries) / 2**20:.1f} MiB in {where}")
+    return 0
+
+
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache", help="list or prune softmask's caches (exports, TensorRT engines)")
+    cache_sub = p.add_subparsers(dest="cache_command", metavar="CACHE_COMMAND")
+    cache_sub.required = True
+    for name, text in (("list", "every entry, least recently used first"),
+                       ("prune", "delete least recently used entries down to --max-size")):
+        c = cache_sub.add_parser(name, help=text)
+        c.add_argument("--cache-dir", help="export cache folder (as softmask run takes it; "
+                                           "default $SOFTMASK_CACHE/exports or "
+                                           "~/.cache/softmask/exports)")
+        c.add_argument("--engine-cache", help="TensorRT engine cache folder (as softmask run "
+                                              "takes it; default $SOFTMASK_CACHE/engines or "
+                                              "~/.cache/softmask/engines)")
+        if name == "prune":
+            c.add_argument("--max-size", required=True,
+                           help="size to keep, e.g. 2G, 500M or bytes")
+        c.set_defaults(handler=_cmd_cache)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="softmask",
@@ -930,7 +968,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_demo, _add_export, _add_run, _add_bench, _add_stream, _add_serve,
-                _add_parity, _add_precision, _add_data, _add_eval, _add_train):
+                _add_parity, _add_precision, _add_data, _add_eval, _add_train, _add_cache):
         add(sub)
     return parser
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import tracemalloc
 
@@ -218,3 +219,54 @@ def test_frame_statistics_are_exact_up_to_their_limit():
     for value in values:
         table.add((value,))
     assert table.exact and table.summary("a") == stage_summary(values)
+
+
+def _entry(path, size: int, used: float) -> None:
+    """A cache file of ``size`` bytes last modified at ``used`` (seconds since the epoch)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    os.utime(path, (used, used))
+
+
+def test_cache_prune_removes_the_least_recently_used_entries_down_to_the_size(tmp_path, capsys):
+    from softmask.cli import main
+
+    exports, engines = tmp_path / "exports", tmp_path / "engines"
+    _entry(exports / "old" / "step.onnx", 4000, 1_000)
+    os.utime(exports / "old", (1_000, 1_000))
+    _entry(exports / "new" / "step.onnx", 4000, 3_000)
+    os.utime(exports / "new", (3_000, 3_000))
+    _entry(engines / "step-abc.engine", 3000, 2_000)
+    _entry(engines / "step-abc.json", 100, 2_000)
+    _entry(exports / ".export.partial-1" / "step.onnx", 9000, 500)  # being written: kept
+    args = ["--cache-dir", exports, "--engine-cache", engines]
+    assert main(["cache", "list", *map(str, args)]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed[:3]] == [
+        "exports/old", "engines/step-abc", "exports/new"]
+    assert main(["cache", "prune", "--max-size", "5000", *map(str, args)]) == 0
+    assert "removed 2 entries" in capsys.readouterr().out
+    assert sorted(p.name for p in exports.iterdir()) == [".export.partial-1", "new"]
+    assert list(engines.iterdir()) == []
+
+
+def test_cache_prune_refuses_a_size_it_cannot_read(tmp_path, capsys):
+    from softmask.cli import main
+
+    assert main(["cache", "prune", "--max-size", "lots", "--cache-dir", str(tmp_path)]) == 2
+    assert "--max-size 'lots': expected a size such as 500M" in capsys.readouterr().err
+
+
+def test_the_export_cache_key_changes_with_the_onnx_and_onnxscript_versions(monkeypatch):
+    from softmask.export.frame_graphs import StreamSpec
+    from softmask.runtime import export_cache
+
+    spec = StreamSpec(64, 96, 2, 3)
+    versions = {"onnx": "1.17.0", "onnxscript": "0.2.0"}
+    monkeypatch.setattr(export_cache, "package_version", versions.get)
+    before = export_cache.export_key("m", spec, False)
+    for name in versions:
+        monkeypatch.setitem(versions, name, "9.9.9")
+        after = export_cache.export_key("m", spec, False)
+        assert after != before, name
+        before = after

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,7 +36,13 @@ from softmask.errors import BackendUnavailable, InputError, StreamLost
 from softmask.export.streaming import export_streaming
 from softmask.runtime import OnnxRuntimeBackend, VideoStream, run_video
 from softmask.serve.client import ServerStream, stream_source
-from softmask.serve.protocol import ADMIN_HEADER, STREAM_MODEL, TOKEN_HEADER, stream_id_number
+from softmask.serve.protocol import (
+    ADMIN_HEADER,
+    KEY_BYTES,
+    STREAM_MODEL,
+    TOKEN_HEADER,
+    stream_id_number,
+)
 from softmask.serve.repository import (
     GRAPH_VARIANTS,
     SPARE_SEQUENCE_SLOTS,
@@ -148,6 +155,81 @@ def test_stream_table_refusals_leave_state_alone(export):
     assert table.open_count == 0 and table.reaped_total == 1
     with pytest.raises(InputError, match=r"stream 1: stream was reaped after more than 5 s"):
         table.process(1, video[2])
+
+
+def test_a_stream_is_its_owners_other_clients_can_neither_advance_nor_reset_it(export):
+    table = StreamTable(OnnxRuntimeBackend(export).new_stream, max_streams=2, idle_timeout_s=10)
+    video, ann = _video(4, 3)
+    expected = _reference(export, video, ann)
+    owner, stranger = b"o" * 16, b"s" * 16
+    table.process(5, video[0], ann, start=True, key=owner)
+    for key in (stranger, None):
+        with pytest.raises(InputError, match=r"stream 5: not this stream's owner: it was started"):
+            table.process(5, video[1], key=key)
+        with pytest.raises(InputError, match=r"stream 5: not this stream's owner"):
+            table.process(5, video[0], ann, start=True, key=key)  # a reset
+    out, index = table.process(5, video[1], key=owner)  # the owner's stream went on untouched
+    assert index == 1
+    np.testing.assert_array_equal(out.labels, expected[1])
+
+
+class _Blocking:
+    """A backend whose frames of stream ``blocked`` wait for ``release`` (bounded), to hold a
+    frame inside the model at a known point."""
+
+    name, device, precision = "blocking", "cpu", "fp32"
+
+    def __init__(self, spec, entered: threading.Event, release: threading.Event) -> None:
+        self.spec, self.entered, self.release = spec, entered, release
+        self.blocks = False
+
+    def new_stream(self) -> _Blocking:
+        return _Blocking(self.spec, self.entered, self.release)
+
+    def reset(self) -> None:
+        pass
+
+    def advance_empty(self) -> None:
+        pass
+
+    def run(self, graph, frame, annotation=None):
+        from softmask.runtime.backend import FrameOutput
+
+        if self.blocks:
+            self.entered.set()
+            assert self.release.wait(60), "the test never released the frame"
+        return FrameOutput(np.zeros(frame.shape[:2], np.uint8), active=np.ones(1, bool),
+                           timings={})
+
+
+def test_a_frame_in_the_model_holds_up_neither_other_streams_nor_the_reaper(export):
+    entered, release = threading.Event(), threading.Event()
+    backends: list[_Blocking] = []
+
+    def new_backend() -> _Blocking:
+        backends.append(_Blocking(export.spec, entered, release))
+        return backends[-1]
+
+    table = StreamTable(new_backend, max_streams=2, idle_timeout_s=10)
+    video, ann = _video(5, 2)
+    table.process(1, video[0], ann, start=True)
+    backends[0].blocks = True
+    slow = threading.Thread(target=table.process, args=(1, video[1]), daemon=True)
+    slow.start()
+    try:
+        assert entered.wait(60), "stream 1's frame never reached the model"
+        other = threading.Thread(target=table.process, args=(2, video[0], ann), kwargs={
+            "start": True, "end": True}, daemon=True)
+        other.start()
+        other.join(timeout=30)
+        assert not other.is_alive(), "stream 2 waited for stream 1's frame"
+        assert table.reap_idle() == []
+        with pytest.raises(InputError, match=r"stream 1: stream busy"):
+            table.process(1, video[1])
+    finally:
+        release.set()
+        slow.join(timeout=30)
+    assert not slow.is_alive()
 
 
 def test_stream_ids_map_to_stable_correlation_ids():
@@ -531,8 +613,9 @@ def test_generated_repositories_parse_with_tritons_model_config_schema(
         configs = _parse_configs(serve_python, [repo / n / "config.pbtxt" for n in names])
         stream = configs[0]
         assert stream["backend"] == "python" and stream["name"] == STREAM_MODEL
-        assert [i["dims"] for i in stream["input"]] == [[str(H), str(W), "3"], [str(H), str(W)]]
-        assert stream["input"][1]["optional"] is True
+        assert [i["dims"] for i in stream["input"]] == [[str(H), str(W), "3"], [str(H), str(W)],
+                                                        [str(KEY_BYTES)]]
+        assert stream["input"][1]["optional"] is True and stream["input"][2]["optional"] is True
         batching = stream["sequenceBatching"]
         assert batching["oldest"]["maxCandidateSequences"] == 2 * 4 + SPARE_SEQUENCE_SLOTS
         assert batching["maxSequenceIdleMicroseconds"] == str(60_000_000)
@@ -630,15 +713,19 @@ class _Server:
                    if line.startswith(name + "{"))
 
     def infer(self, stream: int, frame: np.ndarray, annotation: np.ndarray | None = None,
-              start: bool = False, end: bool = False, timeout_s: float = 60) -> tuple[int, dict]:
+              start: bool = False, end: bool = False, timeout_s: float = 60,
+              key: bytes | None = None) -> tuple[int, dict]:
         """One request over HTTP/JSON: (status, outputs by name or the error body); status 0
-        when no answer came within ``timeout_s``."""
+        when no answer came within ``timeout_s``. ``key``: the STREAM_KEY to send."""
         datatype = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}[frame.dtype]
         inputs = [{"name": "FRAME", "shape": list(frame.shape), "datatype": datatype,
                    "data": frame.reshape(-1).tolist()}]
         if annotation is not None:
             inputs.append({"name": "ANNOTATION", "shape": list(annotation.shape),
                            "datatype": "UINT8", "data": annotation.reshape(-1).tolist()})
+        if key is not None:
+            inputs.append({"name": "STREAM_KEY", "shape": [len(key)], "datatype": "UINT8",
+                           "data": list(key)})
         body = {"inputs": inputs, "parameters": {
             "sequence_id": stream, "sequence_start": start, "sequence_end": end}}
         request = urllib.request.Request(
@@ -679,6 +766,24 @@ def _http_status(url: str, method: str = "GET", headers: dict | None = None) -> 
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
+
+
+def test_a_second_client_can_neither_advance_nor_reset_a_stream_it_did_not_start(
+    server, export
+):
+    video, ann = _video(41, 3)
+    stream, owner, stranger = 4141, b"o" * KEY_BYTES, b"s" * KEY_BYTES
+    status, body = server.infer(stream, video[0], ann, start=True, key=owner)
+    assert status == 200, body
+    for key in (None, stranger):
+        status, body = server.infer(stream, video[1], key=key)
+        assert status == 400 and "not this stream's owner" in body["error"], body
+    status, body = server.infer(stream, video[0], ann, start=True, key=stranger)
+    assert status == 400 and "not this stream's owner" in body["error"], body
+    status, body = server.infer(stream, video[1], key=owner, end=True)
+    assert status == 200, body
+    assert body["FRAME_INDEX"]["data"] == [1], "nobody else advanced the owner's stream"
+    np.testing.assert_array_equal(_labels(body), _reference(export, video, ann)[1])
 
 
 def test_admin_endpoints_need_the_key_which_stays_out_of_logs(server):

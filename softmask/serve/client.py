@@ -43,10 +43,12 @@ from softmask.serve.protocol import (
     ANNOTATION,
     FRAME,
     FRAME_INDEX,
+    KEY_BYTES,
     LABELS,
     REAPED_STREAM,
     SERVER_FAULT,
     STREAM_HEADER,
+    STREAM_KEY,
     STREAM_MODEL,
     TOKEN_HEADER,
     TOO_MANY_STREAMS,
@@ -131,6 +133,9 @@ class ServerStream:
         self._answers: queue.Queue = queue.Queue()
         self._first_frame: np.ndarray | None = None
         self._ended = False  # END was sent
+        # The owner's secret, sent with every frame: no other client can advance or reset the
+        # stream (the server keeps its digest).
+        self._key = np.frombuffer(secrets.token_bytes(KEY_BYTES), np.uint8)
         self.sent = 0
         self.received = 0
         self.frame_shape: tuple[int, int] = (0, 0)
@@ -180,7 +185,9 @@ class ServerStream:
         inputs[0].set_data_from_numpy(np.ascontiguousarray(frame))
         if annotation is not None:
             inputs.append(grpc.InferInput(ANNOTATION, list(annotation.shape), "UINT8"))
-            inputs[1].set_data_from_numpy(np.ascontiguousarray(annotation))
+            inputs[-1].set_data_from_numpy(np.ascontiguousarray(annotation))
+        inputs.append(grpc.InferInput(STREAM_KEY, [KEY_BYTES], "UINT8"))
+        inputs[-1].set_data_from_numpy(self._key)
         outputs = [grpc.InferRequestedOutput(LABELS), grpc.InferRequestedOutput(FRAME_INDEX)]
         try:
             self._client.async_stream_infer(

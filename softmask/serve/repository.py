@@ -48,10 +48,12 @@ from softmask.serve.protocol import (
     FRAME,
     FRAME_INDEX,
     GRAPH_MODELS,
+    KEY_BYTES,
     LABELS,
     READY,
     SCORES,
     START,
+    STREAM_KEY,
     STREAM_MODEL,
 )
 
@@ -164,6 +166,8 @@ def stream_model_config(
                 "dims": [spec.height, spec.width],
                 "optional": True,
             },
+            {"name": STREAM_KEY, "data_type": Enum("TYPE_UINT8"), "dims": [KEY_BYTES],
+             "optional": True},
         ],
         "output": outputs,
         "sequence_batching": {
