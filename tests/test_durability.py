@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import tracemalloc
 
 import numpy as np
@@ -270,3 +271,23 @@ def test_the_export_cache_key_changes_with_the_onnx_and_onnxscript_versions(monk
         after = export_cache.export_key("m", spec, False)
         assert after != before, name
         before = after
+
+
+def test_a_camera_that_never_answers_is_refused_after_the_open_timeout():
+    from softmask.runtime.sources import _open_within
+
+    release = threading.Event()
+
+    class _Stuck:
+        """av, as a V4L2 device that never answers makes it: open blocks (until released)."""
+
+        @staticmethod
+        def open(spec, **options):
+            release.wait(60)
+            raise OSError("released by the test")
+
+    try:
+        with pytest.raises(InputError, match=r"^/dev/video7: did not open within 0.5 s"):
+            _open_within(_Stuck, "/dev/video7", {}, 0.5, "/dev/video7")
+    finally:
+        release.set()

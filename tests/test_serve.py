@@ -52,6 +52,7 @@ from softmask.serve.repository import (
 from softmask.serve.server import ADMIN_KEY_FILE, AccessKeys, EmbeddedServer, Endpoints, free_port
 from softmask.serve.streams import StreamTable
 from softmask.serve.triton_model import StreamModel
+from softmask.testing_hooks import PAUSE_AT, PAUSE_FILE
 from tests.videos import first_annotation, moving_objects, write_label_png, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -784,6 +785,39 @@ def test_a_second_client_can_neither_advance_nor_reset_a_stream_it_did_not_start
     assert status == 200, body
     assert body["FRAME_INDEX"]["data"] == [1], "nobody else advanced the owner's stream"
     np.testing.assert_array_equal(_labels(body), _reference(export, video, ann)[1])
+
+
+def test_sigterm_to_a_client_ends_its_stream_on_the_server_and_keeps_its_masks(
+    serve_python, server, tmp_path
+):
+    video, ann = _video(42, 12)
+    frames, labels = _write_video(tmp_path / "video", video, ann)
+    out, marker = tmp_path / "out", tmp_path / "paused"
+    client = subprocess.Popen(
+        _softmask(serve_python, "stream", str(frames), "--annotations", str(labels / "00000.png"),
+                  "--out", str(out), "--url", server.url, "--in-flight", "1"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**_env(), PAUSE_AT: "stream-frame-sent", PAUSE_FILE: str(marker)},
+    )
+    try:
+        deadline = time.monotonic() + CLIENT_TIMEOUT_S
+        while not marker.exists():  # paused after sending its first frame
+            assert client.poll() is None, client.communicate()
+            assert time.monotonic() < deadline, "the client never reached its pause point"
+            time.sleep(0.02)
+        client.send_signal(signal.SIGTERM)
+        _, err = client.communicate(timeout=CLIENT_TIMEOUT_S)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.communicate()
+    assert client.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "softmask stream: terminated by SIGTERM"
+    # END was answered before the client exited: the stream is closed now, not when reaped.
+    assert server.metric("softmask_open_streams") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["completed"] is False and report["error"] == "terminated by SIGTERM"
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["00000.png"]
 
 
 def test_admin_endpoints_need_the_key_which_stays_out_of_logs(server):

@@ -58,6 +58,7 @@ from softmask.serve.protocol import (
     stream_id_number,
 )
 from softmask.signals import interrupt_reason
+from softmask.testing_hooks import pause_point
 
 logger = logging.getLogger(__name__)
 
@@ -321,6 +322,19 @@ class _LookAhead:
         yield current, True
 
 
+def _keep_answers_due(stream: ServerStream, pending: deque, collect: Callable[[int], None]) -> None:
+    """After an interrupt (Ctrl-C, SIGTERM): write the masks of the frames already sent (their
+    answers are due), then END the stream, so the server frees it now rather than when idle.
+    Best effort, each wait bounded by the stream's timeout: a failure is logged."""
+    try:
+        due = stream.sent - stream.received
+        collect(len(pending) - due)  # a frame queued but never sent has no answer to wait for
+    except SoftmaskError as error:
+        logger.warning("stream %s: answers due at the interrupt were lost: %s", stream.stream_id,
+                       error)
+    stream.end_early()
+
+
 def stream_source(
     source: str | Path | Sequence[np.ndarray],
     annotations: Sequence[str | Path],
@@ -376,6 +390,16 @@ def stream_source(
         round_trips: list[float] = []
         failure: BaseException | None = None
         started = time.perf_counter()
+        pending: deque[tuple[float, Frame]] = deque()
+
+        def collect(block_until: int) -> None:
+            while len(pending) > block_until:
+                arrived, labels = stream.receive(len(round_trips))
+                sent_at, frame = pending.popleft()
+                folder.clear()  # --overwrite: the earlier outputs go once the server answers
+                round_trips.append(arrived - sent_at)
+                writer.write(frame.name, frame.timestamp, frame.rgb, labels)
+
         try:
             stream.open()
             height, width = stream.frame_shape
@@ -389,17 +413,7 @@ def stream_source(
                 frames_source, lambda f: check_frame(f.rgb, height, width, f.origin)
             )
             pacer = Pacer(frames_source.fps) if realtime and frames_source.fps else None
-            pending: deque[tuple[float, Frame]] = deque()
             started = time.perf_counter()
-
-            def collect(block_until: int) -> None:
-                while len(pending) > block_until:
-                    arrived, labels = stream.receive(len(round_trips))
-                    sent_at, frame = pending.popleft()
-                    folder.clear()  # --overwrite: the earlier outputs go once the server answers
-                    round_trips.append(arrived - sent_at)
-                    writer.write(frame.name, frame.timestamp, frame.rgb, labels)
-
             for frame, last in frames:
                 collect(in_flight - 1)
                 if pacer is not None:
@@ -407,13 +421,14 @@ def stream_source(
                 pending.append((time.perf_counter(), frame))
                 stream.send(frame.rgb, found.labels.get(frame.index), first=stream.sent == 0,
                             last=last)
+                pause_point("stream-frame-sent")
             collect(0)
             if frames.error is not None:
                 raise frames.error
         except BaseException as error:
             failure = error
-            if isinstance(error, KeyboardInterrupt):
-                stream.end_early()  # the server frees the stream's slot now, not when idle
+            if isinstance(error, KeyboardInterrupt) and writer is not None:
+                _keep_answers_due(stream, pending, collect)
             raise
         finally:
             wall = time.perf_counter() - started
