@@ -992,9 +992,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     handler: Handler = args.handler
-    terminate_as_interrupt()
     try:
-        return handler(args)
+        with terminate_as_interrupt():
+            return handler(args)
     except SoftmaskError as exc:
         print(f"softmask {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code

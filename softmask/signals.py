@@ -8,8 +8,10 @@ videos finalised, a stream's END sent) keeps it on SIGTERM too. The CLI exits wi
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
@@ -26,11 +28,19 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
-def terminate_as_interrupt() -> None:
-    """Make SIGTERM raise ``Terminated`` in the main thread (nothing outside it: Python delivers
-    signals to the main thread only)."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While in the block, SIGTERM raises ``Terminated`` in the main thread; the previous handler
+    is restored after it. Outside the main thread it changes nothing (Python delivers signals to
+    the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def interrupt_reason(error: BaseException) -> str:

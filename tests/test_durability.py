@@ -189,29 +189,32 @@ def test_a_url_scheme_without_a_whitelist_is_refused_in_one_line():
 
 
 def test_frame_statistics_stay_in_bounded_memory_over_a_million_frames():
-    columns = ("decode", "compute", "model")
-    table = FrameTable(columns, exact_frames=50_000)
+    from softmask.runtime.pipeline import _Stats
+
+    stats = _Stats()  # what the pipeline's writer thread fills, one frame at a time
     rng = np.random.default_rng(0)
     draws = rng.lognormal(np.log(0.02), 0.5, 8192)  # a 20 ms median with a long tail
     tracemalloc.start()
     try:
         sizes = {}
         for frame in range(1_000_000):
-            value = draws[frame % 8192]
-            table.add((value, value / 2, np.nan if frame % 3 else value))
+            value = float(draws[frame % 8192])
+            stats.add(frame, "step", {"decode": value, "compute": value / 2}, value,
+                      value if frame % 3 == 0 else None, None, float(frame))
             if frame + 1 in (200_000, 1_000_000):
                 sizes[frame + 1] = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
     assert sizes[1_000_000] - sizes[200_000] < 64 * 1024, sizes
-    assert not table.exact
-    estimate, exact = table.summary("decode"), stage_summary(np.resize(draws, 1_000_000))
+    assert not stats.table.exact and stats.per_frame(0.0) is None
+    estimate, exact = stats.table.summary("decode"), stage_summary(np.resize(draws, 1_000_000))
     assert estimate["count"] == 1_000_000
     for key in ("p50_ms", "p90_ms", "p99_ms"):
         assert estimate[key] == pytest.approx(exact[key], rel=0.01), key
     assert estimate["max_ms"] == pytest.approx(exact["max_ms"], rel=1e-12)
     assert estimate["mean_ms"] == pytest.approx(exact["mean_ms"], rel=1e-9)
-    assert table.summary("model")["count"] == 333_334
+    assert stats.table.summary("model")["count"] == 333_334
+    assert stats.table.summary("GPU compute")["count"] == 0
 
 
 def test_frame_statistics_are_exact_up_to_their_limit():

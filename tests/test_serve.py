@@ -344,10 +344,10 @@ class _FakeServerStream:
     made: ClassVar[list[_FakeServerStream]] = []
     refuse_start = False
 
-    def __init__(self, url, stream_id=None, timeout_s=None) -> None:
+    def __init__(self, url, stream_id=None, timeout_s=None, token=None) -> None:
         self.url, self.stream_id, self.correlation_id = url, "fake", 1
         self.frame_shape, self.num_objects = (H, W), N
-        self.sent, self.ends, self.closed = 0, [], False
+        self.sent, self.ends, self.closed, self.ended_early = 0, [], False, False
         _FakeServerStream.made.append(self)
 
     def open(self) -> None:
@@ -361,6 +361,9 @@ class _FakeServerStream:
         if self.refuse_start:
             raise BackendUnavailable("grpc://fake: stream fake: too many streams")
         return time.perf_counter(), np.full((H, W), index % 256, np.uint8)
+
+    def end_early(self) -> None:
+        self.ended_early = True
 
     def close(self) -> None:
         self.closed = True
@@ -465,8 +468,8 @@ def _cli(capsys, *args: object) -> tuple[int, str]:
      "argument --start-timeout: must be a positive number"),
     (["start", "--export", "{export}", "--host", "no-such-host.invalid", "--http-port", "0"],
      "--host no-such-host.invalid: cannot be resolved"),
-    (["start", "--export", "{export}", "--host", "192.0.2.1", "--http-port", "0"],
-     "--host 192.0.2.1: not an address of this machine"),
+    (["start", "--export", "{export}", "--host", "192.0.2.1", "--allow-remote", "--http-port",
+      "0"], "--host 192.0.2.1: not an address of this machine"),
 ])
 def test_serve_refuses_flags_it_would_ignore_and_bad_numbers_in_one_line(
     export, tmp_path, capsys, args, fragment
@@ -1045,7 +1048,7 @@ def test_a_graph_model_failure_is_a_server_fault_not_a_refused_frame(
     video, ann = _video(52, 6)
     frames, labels = _write_video(tmp_path / "v", video, ann)
     later = write_label_png(tmp_path / "later.png", ann)
-    stream = stream_id_number("fault-1")
+    stream = stream_id_number("fault-http")  # the client's own stream is its (keyed) only
     client = _client(serve_python, bls_server, frames, labels, tmp_path / "out", "--annotations",
                      f"3:{later}", "--stream-id", "fault-1")
     try:
@@ -1057,7 +1060,8 @@ def test_a_graph_model_failure_is_a_server_fault_not_a_refused_frame(
         assert [p.stem for p in sorted((tmp_path / "out" / "masks").glob("*.png"))] == [
             "00000", "00001", "00002"]
         # Over HTTP: status 500 (internal), not 400, and the stream goes on.
-        status, body = bls_server.infer(stream, video[3], ann)
+        assert bls_server.infer(stream, video[0], ann, start=True)[0] == 200
+        status, body = bls_server.infer(stream, video[1], ann)
         assert status == 500 and "server fault" in body["error"], (status, body)
     finally:
         status, _ = bls_server.infer(stream, video[3], end=True)  # ends it: frees its slot

@@ -133,9 +133,11 @@ class FrameTable:
 def _bin(seconds: np.ndarray) -> np.ndarray:
     """Histogram bin of each duration: 0 for <= 10^_LOG_LOW s (zero included), then
     BINS_PER_DECADE per decade, the last bin for everything from 10^_LOG_HIGH s."""
-    with np.errstate(divide="ignore"):
-        logs = np.log10(np.maximum(seconds, 0.0))
-    bins = np.floor((logs - _LOG_LOW) * BINS_PER_DECADE).astype(np.int64) + 1
+    bins = np.zeros(seconds.shape, np.int64)
+    positive = seconds > 0
+    bins[positive] = np.floor(
+        (np.log10(seconds[positive]) - _LOG_LOW) * BINS_PER_DECADE
+    ).astype(np.int64) + 1
     return np.clip(bins, 0, (_LOG_HIGH - _LOG_LOW) * BINS_PER_DECADE + 1)
 
 

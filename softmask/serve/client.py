@@ -256,7 +256,7 @@ class ServerStream:
 
     def end_early(self) -> None:
         """End the sequence before its last frame: one whose START the server refused, or one
-        interrupted (Ctrl-C, SIGTERM). Triton keeps a sequence slot until END (or twice the idle
+        that failed or was interrupted (Ctrl-C, SIGTERM). Triton keeps a sequence slot until END (or twice the idle
         timeout), and STARTs beyond its slots wait in its backlog instead of being answered.
         Sends END (the first frame again; after a refused START the server answers it with a
         refusal, without work) and waits, bounded, for the answers still due, so that closing
@@ -270,8 +270,9 @@ class ServerStream:
             for _ in range(self.sent + 1 - self.received):
                 self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
         except (SoftmaskError, queue.Empty) as error:
-            logger.warning("stream %s: could not end the refused sequence: %s", self.stream_id,
-                           error)
+            # The stream is failing already (its error is what the user sees); the server
+            # frees the sequence when it idles out.
+            logger.info("stream %s: could not end the sequence: %s", self.stream_id, error)
 
     def unanswered(self) -> int:
         """Answers received but not yet taken by ``receive`` (0 once every frame's answer was
@@ -324,15 +325,14 @@ class _LookAhead:
 
 def _keep_answers_due(stream: ServerStream, pending: deque, collect: Callable[[int], None]) -> None:
     """After an interrupt (Ctrl-C, SIGTERM): write the masks of the frames already sent (their
-    answers are due), then END the stream, so the server frees it now rather than when idle.
-    Best effort, each wait bounded by the stream's timeout: a failure is logged."""
+    answers are due). Best effort, each wait bounded by the stream's timeout: a failure is
+    logged."""
     try:
         due = stream.sent - stream.received
         collect(len(pending) - due)  # a frame queued but never sent has no answer to wait for
     except SoftmaskError as error:
         logger.warning("stream %s: answers due at the interrupt were lost: %s", stream.stream_id,
                        error)
-    stream.end_early()
 
 
 def stream_source(
@@ -429,6 +429,7 @@ def stream_source(
             failure = error
             if isinstance(error, KeyboardInterrupt) and writer is not None:
                 _keep_answers_due(stream, pending, collect)
+            stream.end_early()  # the server frees the stream now, not when it idles out
             raise
         finally:
             wall = time.perf_counter() - started

@@ -58,22 +58,24 @@ STREAM_APIS = ("inference", "model-config", "metadata")
 ADMIN_KEY_FILE = "admin.key"
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or name) reaches this machine only."""
+def is_loopback(host: str) -> bool | None:
+    """Whether ``host`` (an address or name) reaches this machine only; None if it does not
+    resolve."""
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except socket.gaierror:
-        return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+        return None
+    return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
 def check_host(host: str, allow_remote: bool) -> None:
-    """Refuse to listen beyond this machine unless ``allow_remote``.
+    """Refuse to listen beyond this machine unless ``allow_remote`` (a host that does not resolve
+    is left to ``EmbeddedServer.check_startable``, which says so).
 
     Raises:
         InputError: ``host`` is not a loopback address and remote clients are not allowed.
     """
-    if not allow_remote and not is_loopback(host):
+    if not allow_remote and is_loopback(host) is False:
         raise InputError(
             f"--host {host}: would open the server to other machines; pass --allow-remote to "
             "do so (streams then need the token it prints), or keep the default 127.0.0.1"
