@@ -11,7 +11,9 @@ import logging
 import re
 
 # scheme://userinfo@ : userinfo runs up to the last '@' before the host's '/', '?' or '#'.
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#\s@]*(?:@[^/?#\s@]*)*)@")
+_USERINFO = re.compile(
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#\s@]*(?:@[^/?#\s@]*)*)@"
+)
 
 
 def _mask(match: re.Match) -> str:

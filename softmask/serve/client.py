@@ -256,9 +256,9 @@ class ServerStream:
 
     def end_early(self) -> None:
         """End the sequence before its last frame: one whose START the server refused, or one
-        that failed or was interrupted (Ctrl-C, SIGTERM). Triton keeps a sequence slot until END (or twice the idle
-        timeout), and STARTs beyond its slots wait in its backlog instead of being answered.
-        Sends END (the first frame again; after a refused START the server answers it with a
+        that failed or was interrupted (Ctrl-C, SIGTERM). Triton keeps a sequence slot until END
+        (or twice the idle timeout), and STARTs beyond its slots wait in its backlog instead of
+        being answered. Sends END (the first frame again; after a refused START the server answers it with a
         refusal, without work) and waits, bounded, for the answers still due, so that closing
         the stream cancels none of them. Best effort: a failure here is only logged."""
         if self._client is None or self._first_frame is None or self._ended:

@@ -14,9 +14,11 @@ shared memory, repository, statistics) answer only requests carrying the admin k
 (``ADMIN_HEADER``), a random key made at each start that softmask writes to ``admin.key`` in
 the work folder (owner-only) and never logs. A ``host`` beyond this machine is refused unless
 remote clients are allowed, and then inference, model configuration and metadata need the
-stream token (``TOKEN_HEADER``) too; health stays open for load balancers. It runs in its own session (a process group with its python-backend
-stubs), so a Ctrl-C reaches softmask, which stops it, killing the whole group if it does not stop
-in time; it also gets SIGTERM if softmask dies (Linux parent-death signal).
+stream token (``TOKEN_HEADER``) too; health stays open for load balancers.
+
+The server runs in its own session (a process group with its python-backend stubs), so a Ctrl-C
+reaches softmask, which stops it, killing the whole group if it does not stop in time; it also
+gets SIGTERM if softmask dies (Linux parent-death signal).
 """
 
 from __future__ import annotations
