@@ -294,3 +294,19 @@ def test_a_camera_that_never_answers_is_refused_after_the_open_timeout():
             _open_within(_Stuck, "/dev/video7", {}, 0.5, "/dev/video7")
     finally:
         release.set()
+
+
+def test_sigterm_during_training_keeps_the_last_checkpoint_and_exits_143(tmp_path):
+    from softmask.model.checkpoint import read_payload
+
+    out = tmp_path / "run"
+    done = interrupt_at(
+        "train-checkpoint-saved",
+        ["-q", "train", "--out", out, "--steps", "4", "--videos", "2", "--batch-size", "1",
+         "--height", "64", "--width", "96", "--threads", "1", "--checkpoint-every", "1"],
+        tmp_path / "paused", sig=signal.SIGTERM, timeout_s=300,
+    )
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "softmask train: terminated by SIGTERM"
+    assert read_payload(out / "latest.pth")["step"] == 1  # paused after the first checkpoint
+    assert sorted(p.name for p in out.iterdir()) == ["latest.pth"], "no partial file, no final"

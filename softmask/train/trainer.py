@@ -22,6 +22,7 @@ from softmask.errors import InputError
 from softmask.model import build_model, save_checkpoint
 from softmask.model.checkpoint import load_checkpoint, read_payload
 from softmask.model.hodor import HodorModel
+from softmask.testing_hooks import pause_point
 from softmask.train.clips import static_clip, video_clip
 from softmask.train.cycles import cyclic_losses
 
@@ -182,6 +183,7 @@ def train(
             progress(step, config.steps, record)
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save(latest, model, optimizer, step, rng, config, history)
+            pause_point("train-checkpoint-saved")
     final = out / "final.pth"
     model.eval()
     save_checkpoint(model, final, extra={"train_config": asdict(config), "steps": step,
