@@ -9,14 +9,19 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
+import shlex
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from softmask import __version__
 from softmask.errors import InputError, SoftmaskError
+from softmask.redact import redact, redact_logging
+from softmask.signals import exit_code, interrupt_reason, terminate_as_interrupt
 
 logger = logging.getLogger("softmask")
 
@@ -730,8 +735,8 @@ def _cmd_serve_repo(args: argparse.Namespace) -> int:
     if (repo / "build_plans.sh").exists():
         print(f"TensorRT plans not built here: run {repo / 'build_plans.sh'} PLUGIN.so where the "
               "server runs (inside the Triton container)")
-    print("serve it with: tritonserver --model-repository=" + str(repo.resolve()) + " "
-          + " ".join(summary["tritonserver_args"]))
+    print("serve it with: " + shlex.join(["tritonserver", f"--model-repository={repo.resolve()}",
+                                          *summary["tritonserver_args"]]))
     return 0
 
 
@@ -785,11 +790,15 @@ def _cmd_serve_start(args: argparse.Namespace) -> int:
     from softmask.serve.repository import PYTHON_ONLY_VARIANTS, read_repository_manifest
     from softmask.serve.server import (
         REPOSITORY_DIR,
+        AccessKeys,
         EmbeddedServer,
         Endpoints,
         check_embedded_model,
+        check_host,
         embedded_repository,
     )
+
+    check_host(args.host, args.allow_remote)
 
     model = {
         "export_dir": args.export, "checkpoint": args.checkpoint, "height": args.height,
@@ -814,11 +823,11 @@ def _cmd_serve_start(args: argparse.Namespace) -> int:
         server = EmbeddedServer(
             Path(args.repo) if args.repo else work / REPOSITORY_DIR,
             Endpoints(args.host, args.http_port, args.grpc_port, args.metrics_port), work,
+            keys=AccessKeys.generate(remote=args.allow_remote),
         )
         server.check_startable()  # a port in use or a missing server is said before any export
-        # SIGTERM stops the server as Ctrl-C does; SIGINT too when started from a script in the
-        # background (which ignores it).
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # SIGINT stops the server also when started from a script in the background (which
+        # ignores it); SIGTERM does since main().
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if not args.repo:
             embedded_repository(work, **model, graphs=args.graphs or "in-process",
@@ -827,6 +836,10 @@ def _cmd_serve_start(args: argparse.Namespace) -> int:
         server.start(timeout_s=args.start_timeout)
         e = server.endpoints
         print(f"ready: gRPC {e.grpc_url}  HTTP {e.http_url}  metrics {e.metrics_url}", flush=True)
+        print(f"admin APIs (logging, trace, repository, ...) need the key in "
+              f"{work / 'admin.key'}", flush=True)
+        if server.keys.token is not None:
+            print(f"remote clients allowed: streams need --token {server.keys.token}", flush=True)
         print("stream to it with: softmask stream SOURCE --annotations FIRST.png --out OUT "
               f"--url {e.grpc_url}; Ctrl-C stops the server", flush=True)
         code = server.wait()
@@ -834,11 +847,11 @@ def _cmd_serve_start(args: argparse.Namespace) -> int:
             f"tritonserver exited with code {code} while serving; the end of "
             f"{server.log_path}:\n{server.log_tail()}"
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         code = server.stop() if server is not None else None
         note = "" if not code else "; streams still open were dropped, see the log"
         print(f"stopped (tritonserver exit code {code}{note})", flush=True)
-        return 130
+        return exit_code(stop)
     finally:
         if server is not None:
             server.stop()
@@ -889,6 +902,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     net = s.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default 127.0.0.1: this machine only)")
+    net.add_argument("--allow-remote", action="store_true",
+                     help="allow a --host reachable from other machines; streams then need the "
+                          "token printed at start")
     net.add_argument("--http-port", type=_port, default=8000, help="0 picks a free port")
     net.add_argument("--grpc-port", type=_port, default=8001, help="0 picks a free port")
     net.add_argument("--metrics-port", type=_port, default=8002, help="0 picks a free port")
@@ -908,7 +924,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         args.source, [*args.annotations, *args.annotate], args.out, args.url,
         stream_id=args.stream_id, in_flight=args.in_flight, realtime=args.realtime,
         timeout_s=args.timeout, overlay=args.overlay, mask_video=args.mask_video,
-        overwrite=args.overwrite, fps=args.fps,
+        overwrite=args.overwrite, fps=args.fps, token=args.token,
     )
     lat = report["latency"]
     print(f"stream {report['stream_id']}: {report['frames']} frames -> "
@@ -942,6 +958,9 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (masks/, overlay, report.json)")
     p.add_argument("--url", default="grpc://127.0.0.1:8001", help="server gRPC endpoint")
     p.add_argument("--stream-id", help="the stream's id (default: random); routers pin on it")
+    p.add_argument("--token", default=os.environ.get("SOFTMASK_TOKEN"),
+                   help="the token a server started with --allow-remote printed (default: "
+                        "$SOFTMASK_TOKEN)")
     p.add_argument("--in-flight", type=_positive_int, default=DEFAULT_IN_FLIGHT,
                    help=f"frames sent ahead of their answers (default {DEFAULT_IN_FLIGHT})")
     p.add_argument("--realtime", action="store_true", help="send at the source's frame rate")
@@ -949,6 +968,43 @@ def _add_stream(sub: argparse._SubParsersAction) -> None:
                    help=f"seconds to wait for the server (default {DEFAULT_TIMEOUT_S:g})")
     _output_arguments(p, resume=False)
     p.set_defaults(handler=_cmd_stream)
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from softmask.runtime.cache_admin import cache_entries, cache_folders, parse_size, prune
+
+    folders = cache_folders(args.cache_dir, args.engine_cache)
+    where = " and ".join(str(f) for f in folders.values())
+    if args.cache_command == "prune":
+        removed = prune(parse_size(args.max_size), folders)
+        freed = sum(e.size for e in removed)
+        print(f"removed {len(removed)} entries ({freed / 2**20:.1f} MiB)")
+    entries = cache_entries(folders)
+    if args.cache_command == "list":
+        for entry in entries:
+            print(f"{entry.cache}/{entry.name}  {entry.size / 2**20:.1f} MiB  last used "
+                  f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(entry.last_used))}")
+    print(f"{len(entries)} entries, {sum(e.size for e in entries) / 2**20:.1f} MiB in {where}")
+    return 0
+
+
+def _add_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache", help="list or prune softmask's caches (exports, TensorRT engines)")
+    cache_sub = p.add_subparsers(dest="cache_command", metavar="CACHE_COMMAND")
+    cache_sub.required = True
+    for name, text in (("list", "every entry, least recently used first"),
+                       ("prune", "delete least recently used entries down to --max-size")):
+        c = cache_sub.add_parser(name, help=text)
+        c.add_argument("--cache-dir", help="export cache folder (as softmask run takes it; "
+                                           "default $SOFTMASK_CACHE/exports or "
+                                           "~/.cache/softmask/exports)")
+        c.add_argument("--engine-cache", help="TensorRT engine cache folder (as softmask run "
+                                              "takes it; default $SOFTMASK_CACHE/engines or "
+                                              "~/.cache/softmask/engines)")
+        if name == "prune":
+            c.add_argument("--max-size", required=True,
+                           help="size to keep, e.g. 2G, 500M or bytes")
+        c.set_defaults(handler=_cmd_cache)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -966,7 +1022,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for add in (_add_demo, _add_export, _add_run, _add_bench, _add_stream, _add_serve,
                 _add_parity, _add_parity_image, _add_precision, _add_data, _add_eval,
-                _add_train):
+                _add_train, _add_cache):
         add(sub)
     return parser
 
@@ -978,6 +1034,7 @@ def configure_logging(verbose: int) -> None:
         level=logging.DEBUG if verbose >= 2 else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    redact_logging()
     logger.setLevel((logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)])
     if verbose < 2:
         for name in _NOISY_LOGGERS:
@@ -990,18 +1047,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     handler: Handler = args.handler
     try:
-        return handler(args)
+        with terminate_as_interrupt():
+            return handler(args)
     except SoftmaskError as exc:
-        print(f"softmask {args.command}: error: {exc}", file=sys.stderr)
+        print(f"softmask {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         # Disk full, permissions changed mid-run, ...: the file and the reason, not a traceback.
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"softmask {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(redact(f"softmask {args.command}: error: {where}{exc.strerror or exc}"),
+              file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"softmask {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"softmask {args.command}: {interrupt_reason(exc)}", file=sys.stderr)
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,16 +36,23 @@ from softmask.errors import BackendUnavailable, InputError, StreamLost
 from softmask.export.streaming import export_streaming
 from softmask.runtime import OnnxRuntimeBackend, VideoStream, run_video
 from softmask.serve.client import ServerStream, stream_source
-from softmask.serve.protocol import STREAM_MODEL, stream_id_number
+from softmask.serve.protocol import (
+    ADMIN_HEADER,
+    KEY_BYTES,
+    STREAM_MODEL,
+    TOKEN_HEADER,
+    stream_id_number,
+)
 from softmask.serve.repository import (
     GRAPH_VARIANTS,
     SPARE_SEQUENCE_SLOTS,
     read_repository_manifest,
     write_repository,
 )
-from softmask.serve.server import EmbeddedServer, Endpoints, free_port
+from softmask.serve.server import ADMIN_KEY_FILE, AccessKeys, EmbeddedServer, Endpoints, free_port
 from softmask.serve.streams import StreamTable
 from softmask.serve.triton_model import StreamModel
+from softmask.testing_hooks import PAUSE_AT, PAUSE_FILE
 from tests.videos import first_annotation, moving_objects, write_label_png, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,6 +156,81 @@ def test_stream_table_refusals_leave_state_alone(export):
     assert table.open_count == 0 and table.reaped_total == 1
     with pytest.raises(InputError, match=r"stream 1: stream was reaped after more than 5 s"):
         table.process(1, video[2])
+
+
+def test_a_stream_is_its_owners_other_clients_can_neither_advance_nor_reset_it(export):
+    table = StreamTable(OnnxRuntimeBackend(export).new_stream, max_streams=2, idle_timeout_s=10)
+    video, ann = _video(4, 3)
+    expected = _reference(export, video, ann)
+    owner, stranger = b"o" * 16, b"s" * 16
+    table.process(5, video[0], ann, start=True, key=owner)
+    for key in (stranger, None):
+        with pytest.raises(InputError, match=r"stream 5: not this stream's owner: it was started"):
+            table.process(5, video[1], key=key)
+        with pytest.raises(InputError, match=r"stream 5: not this stream's owner"):
+            table.process(5, video[0], ann, start=True, key=key)  # a reset
+    out, index = table.process(5, video[1], key=owner)  # the owner's stream went on untouched
+    assert index == 1
+    np.testing.assert_array_equal(out.labels, expected[1])
+
+
+class _Blocking:
+    """A backend whose frames of stream ``blocked`` wait for ``release`` (bounded), to hold a
+    frame inside the model at a known point."""
+
+    name, device, precision = "blocking", "cpu", "fp32"
+
+    def __init__(self, spec, entered: threading.Event, release: threading.Event) -> None:
+        self.spec, self.entered, self.release = spec, entered, release
+        self.blocks = False
+
+    def new_stream(self) -> _Blocking:
+        return _Blocking(self.spec, self.entered, self.release)
+
+    def reset(self) -> None:
+        pass
+
+    def advance_empty(self) -> None:
+        pass
+
+    def run(self, graph, frame, annotation=None):
+        from softmask.runtime.backend import FrameOutput
+
+        if self.blocks:
+            self.entered.set()
+            assert self.release.wait(60), "the test never released the frame"
+        return FrameOutput(np.zeros(frame.shape[:2], np.uint8), active=np.ones(1, bool),
+                           timings={})
+
+
+def test_a_frame_in_the_model_holds_up_neither_other_streams_nor_the_reaper(export):
+    entered, release = threading.Event(), threading.Event()
+    backends: list[_Blocking] = []
+
+    def new_backend() -> _Blocking:
+        backends.append(_Blocking(export.spec, entered, release))
+        return backends[-1]
+
+    table = StreamTable(new_backend, max_streams=2, idle_timeout_s=10)
+    video, ann = _video(5, 2)
+    table.process(1, video[0], ann, start=True)
+    backends[0].blocks = True
+    slow = threading.Thread(target=table.process, args=(1, video[1]), daemon=True)
+    slow.start()
+    try:
+        assert entered.wait(60), "stream 1's frame never reached the model"
+        other = threading.Thread(target=table.process, args=(2, video[0], ann), kwargs={
+            "start": True, "end": True}, daemon=True)
+        other.start()
+        other.join(timeout=30)
+        assert not other.is_alive(), "stream 2 waited for stream 1's frame"
+        assert table.reap_idle() == []
+        with pytest.raises(InputError, match=r"stream 1: stream busy"):
+            table.process(1, video[1])
+    finally:
+        release.set()
+        slow.join(timeout=30)
+    assert not slow.is_alive()
 
 
 def test_stream_ids_map_to_stable_correlation_ids():
@@ -261,10 +344,10 @@ class _FakeServerStream:
     made: ClassVar[list[_FakeServerStream]] = []
     refuse_start = False
 
-    def __init__(self, url, stream_id=None, timeout_s=None) -> None:
+    def __init__(self, url, stream_id=None, timeout_s=None, token=None) -> None:
         self.url, self.stream_id, self.correlation_id = url, "fake", 1
         self.frame_shape, self.num_objects = (H, W), N
-        self.sent, self.ends, self.closed = 0, [], False
+        self.sent, self.ends, self.closed, self.ended_early = 0, [], False, False
         _FakeServerStream.made.append(self)
 
     def open(self) -> None:
@@ -278,6 +361,9 @@ class _FakeServerStream:
         if self.refuse_start:
             raise BackendUnavailable("grpc://fake: stream fake: too many streams")
         return time.perf_counter(), np.full((H, W), index % 256, np.uint8)
+
+    def end_early(self) -> None:
+        self.ended_early = True
 
     def close(self) -> None:
         self.closed = True
@@ -382,8 +468,8 @@ def _cli(capsys, *args: object) -> tuple[int, str]:
      "argument --start-timeout: must be a positive number"),
     (["start", "--export", "{export}", "--host", "no-such-host.invalid", "--http-port", "0"],
      "--host no-such-host.invalid: cannot be resolved"),
-    (["start", "--export", "{export}", "--host", "192.0.2.1", "--http-port", "0"],
-     "--host 192.0.2.1: not an address of this machine"),
+    (["start", "--export", "{export}", "--host", "192.0.2.1", "--allow-remote", "--http-port",
+      "0"], "--host 192.0.2.1: not an address of this machine"),
 ])
 def test_serve_refuses_flags_it_would_ignore_and_bad_numbers_in_one_line(
     export, tmp_path, capsys, args, fragment
@@ -531,8 +617,9 @@ def test_generated_repositories_parse_with_tritons_model_config_schema(
         configs = _parse_configs(serve_python, [repo / n / "config.pbtxt" for n in names])
         stream = configs[0]
         assert stream["backend"] == "python" and stream["name"] == STREAM_MODEL
-        assert [i["dims"] for i in stream["input"]] == [[str(H), str(W), "3"], [str(H), str(W)]]
-        assert stream["input"][1]["optional"] is True
+        assert [i["dims"] for i in stream["input"]] == [[str(H), str(W), "3"], [str(H), str(W)],
+                                                        [str(KEY_BYTES)]]
+        assert stream["input"][1]["optional"] is True and stream["input"][2]["optional"] is True
         batching = stream["sequenceBatching"]
         assert batching["oldest"]["maxCandidateSequences"] == 2 * 4 + SPARE_SEQUENCE_SLOTS
         assert batching["maxSequenceIdleMicroseconds"] == str(60_000_000)
@@ -561,6 +648,27 @@ def test_generated_repositories_parse_with_tritons_model_config_schema(
             assert (repo / "softmask_step" / "step.onnx").is_file()
 
 
+def test_build_plans_sh_takes_a_plugin_path_as_data_not_as_shell_code(export, tmp_path):
+    marker = tmp_path / "injected"
+    plugin = f'/opt/lib "$(touch {marker})" `touch {marker}`.so'
+    repo = write_repository(export.directory, tmp_path / "repo", graphs="tensorrt",
+                            plugins=[plugin], build_plans=False)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "trtexec-calls"
+    # A stand-in trtexec that records its arguments, one per line (TensorRT is not needed to
+    # see what the script would run).
+    (bin_dir / "trtexec").write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$@" >> {calls}\n')
+    (bin_dir / "trtexec").chmod(0o755)
+    done = subprocess.run(["bash", str(repo / "build_plans.sh")], check=False,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists(), "the plugin path ran as shell code"
+    plugins = [a for a in calls.read_text().splitlines() if a.startswith("--dynamicPlugins=")]
+    assert plugins == [f"--dynamicPlugins={plugin}"] * 3
+
+
 # --- the embedded server ----------------------------------------------------------------------
 
 
@@ -569,6 +677,7 @@ class _Server:
 
     def __init__(self, python: Path, work: Path, *model: str) -> None:
         self.http, self.grpc, self.metrics = free_port(), free_port(), free_port()
+        self.work = work / "server"
         self.log = (work / "serve.out").open("w+")
         self.process = subprocess.Popen(
             _softmask(python, "serve", "start", *model, "--http-port", str(self.http),
@@ -608,15 +717,19 @@ class _Server:
                    if line.startswith(name + "{"))
 
     def infer(self, stream: int, frame: np.ndarray, annotation: np.ndarray | None = None,
-              start: bool = False, end: bool = False, timeout_s: float = 60) -> tuple[int, dict]:
+              start: bool = False, end: bool = False, timeout_s: float = 60,
+              key: bytes | None = None) -> tuple[int, dict]:
         """One request over HTTP/JSON: (status, outputs by name or the error body); status 0
-        when no answer came within ``timeout_s``."""
+        when no answer came within ``timeout_s``. ``key``: the STREAM_KEY to send."""
         datatype = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}[frame.dtype]
         inputs = [{"name": "FRAME", "shape": list(frame.shape), "datatype": datatype,
                    "data": frame.reshape(-1).tolist()}]
         if annotation is not None:
             inputs.append({"name": "ANNOTATION", "shape": list(annotation.shape),
                            "datatype": "UINT8", "data": annotation.reshape(-1).tolist()})
+        if key is not None:
+            inputs.append({"name": "STREAM_KEY", "shape": [len(key)], "datatype": "UINT8",
+                           "data": list(key)})
         body = {"inputs": inputs, "parameters": {
             "sequence_id": stream, "sequence_start": start, "sequence_end": end}}
         request = urllib.request.Request(
@@ -647,6 +760,106 @@ def server(serve_python, export, tmp_path_factory):
     finally:
         code = running.stop()
     assert code == 130, "Ctrl-C stops softmask serve start: exit code 130, interrupted"
+
+
+def _http_status(url: str, method: str = "GET", headers: dict | None = None) -> int:
+    request = urllib.request.Request(url, method=method, headers=headers or {},
+                                     data=b"{}" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_a_second_client_can_neither_advance_nor_reset_a_stream_it_did_not_start(
+    server, export
+):
+    video, ann = _video(41, 3)
+    stream, owner, stranger = 4141, b"o" * KEY_BYTES, b"s" * KEY_BYTES
+    status, body = server.infer(stream, video[0], ann, start=True, key=owner)
+    assert status == 200, body
+    for key in (None, stranger):
+        status, body = server.infer(stream, video[1], key=key)
+        assert status == 400 and "not this stream's owner" in body["error"], body
+    status, body = server.infer(stream, video[0], ann, start=True, key=stranger)
+    assert status == 400 and "not this stream's owner" in body["error"], body
+    status, body = server.infer(stream, video[1], key=owner, end=True)
+    assert status == 200, body
+    assert body["FRAME_INDEX"]["data"] == [1], "nobody else advanced the owner's stream"
+    np.testing.assert_array_equal(_labels(body), _reference(export, video, ann)[1])
+
+
+def test_sigterm_to_a_client_ends_its_stream_on_the_server_and_keeps_its_masks(
+    serve_python, server, tmp_path
+):
+    video, ann = _video(42, 12)
+    frames, labels = _write_video(tmp_path / "video", video, ann)
+    out, marker = tmp_path / "out", tmp_path / "paused"
+    client = subprocess.Popen(
+        _softmask(serve_python, "stream", str(frames), "--annotations", str(labels / "00000.png"),
+                  "--out", str(out), "--url", server.url, "--in-flight", "1"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**_env(), PAUSE_AT: "stream-frame-sent", PAUSE_FILE: str(marker)},
+    )
+    try:
+        deadline = time.monotonic() + CLIENT_TIMEOUT_S
+        while not marker.exists():  # paused after sending its first frame
+            assert client.poll() is None, client.communicate()
+            assert time.monotonic() < deadline, "the client never reached its pause point"
+            time.sleep(0.02)
+        client.send_signal(signal.SIGTERM)
+        _, err = client.communicate(timeout=CLIENT_TIMEOUT_S)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.communicate()
+    assert client.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "softmask stream: terminated by SIGTERM"
+    # END was answered before the client exited: the stream is closed now, not when reaped.
+    assert server.metric("softmask_open_streams") == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["completed"] is False and report["error"] == "terminated by SIGTERM"
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["00000.png"]
+
+
+def test_admin_endpoints_need_the_key_which_stays_out_of_logs(server):
+    base = f"http://127.0.0.1:{server.http}"
+    admin = [("GET", "/v2/logging"), ("GET", "/v2/trace/setting"),
+             ("POST", "/v2/repository/index"), ("GET", f"/v2/models/{STREAM_MODEL}/stats")]
+    for method, path in admin:
+        status = _http_status(base + path, method)
+        assert 400 <= status < 500, (path, status)
+    key_file = server.work / ADMIN_KEY_FILE
+    assert key_file.stat().st_mode & 0o077 == 0, "the key file is its owner's only"
+    key = key_file.read_text().strip()
+    for method, path in admin:
+        assert _http_status(base + path, method, {ADMIN_HEADER: key}) == 200, path
+    assert _http_status(base + "/v2/health/ready") == 200, "health stays open"
+    assert _http_status(base + f"/v2/models/{STREAM_MODEL}/config") == 200, "clients read it"
+    assert key not in server.output()
+    assert key not in (server.work / "tritonserver.log").read_text(errors="replace")
+
+
+def test_a_host_beyond_this_machine_is_refused_without_allow_remote(export, capsys):
+    capsys.readouterr()
+    code = main(["serve", "start", "--export", str(export.directory), "--host", "0.0.0.0",
+                 "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "--host 0.0.0.0: would open the server to other machines; pass --allow-remote" in err[0]
+
+
+def test_remote_clients_need_the_token_for_streams_and_the_key_for_administration():
+    keys = AccessKeys.generate(remote=True)
+    args = keys.server_args()
+    assert f"--http-restricted-api=inference,model-config,metadata:{TOKEN_HEADER}={keys.token}" \
+        in args
+    assert f"--grpc-restricted-protocol=logging,trace,shared-memory,model-repository,statistics:" \
+        f"{ADMIN_HEADER}={keys.admin}" in args
+    assert keys.admin not in keys.redacted(" ".join(args))
+    assert keys.token not in keys.redacted(" ".join(args))
+    assert len(AccessKeys.generate(remote=False).server_args()) == 2, "local: admin APIs only"
 
 
 def _labels(outputs: dict) -> np.ndarray:
@@ -835,7 +1048,7 @@ def test_a_graph_model_failure_is_a_server_fault_not_a_refused_frame(
     video, ann = _video(52, 6)
     frames, labels = _write_video(tmp_path / "v", video, ann)
     later = write_label_png(tmp_path / "later.png", ann)
-    stream = stream_id_number("fault-1")
+    stream = stream_id_number("fault-http")  # the client's own stream is its (keyed) only
     client = _client(serve_python, bls_server, frames, labels, tmp_path / "out", "--annotations",
                      f"3:{later}", "--stream-id", "fault-1")
     try:
@@ -847,7 +1060,8 @@ def test_a_graph_model_failure_is_a_server_fault_not_a_refused_frame(
         assert [p.stem for p in sorted((tmp_path / "out" / "masks").glob("*.png"))] == [
             "00000", "00001", "00002"]
         # Over HTTP: status 500 (internal), not 400, and the stream goes on.
-        status, body = bls_server.infer(stream, video[3], ann)
+        assert bls_server.infer(stream, video[0], ann, start=True)[0] == 200
+        status, body = bls_server.infer(stream, video[1], ann)
         assert status == 500 and "server fault" in body["error"], (status, body)
     finally:
         status, _ = bls_server.infer(stream, video[3], end=True)  # ends it: frees its slot

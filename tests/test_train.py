@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ import torch
 from softmask.data.synthetic import generate_video
 from softmask.errors import InputError
 from softmask.model import build_model
+from softmask.model.checkpoint import read_payload
 from softmask.train import TrainConfig, train
 from softmask.train.clips import random_affine, static_clip, video_clip, warp
 from softmask.train.cycles import cyclic_losses
@@ -131,3 +134,43 @@ def test_training_applies_the_schedule_to_the_optimizer(tmp_path):
 def test_unknown_schedule_is_rejected():
     with pytest.raises(InputError, match="lr_schedule"):
         TrainConfig(out_dir="unused", lr_schedule="linear")
+
+
+def test_an_interrupted_checkpoint_save_keeps_the_earlier_one(tmp_path, monkeypatch):
+    train(_config(tmp_path, "c", 2))
+
+    def save_half_then_interrupt(obj, target, *args, **kwargs):
+        """An interrupt arriving in the middle of torch.save: some bytes are out, then it ends."""
+        if isinstance(target, (str, os.PathLike)):
+            with open(target, "wb") as stream:
+                stream.write(b"PK\x03\x04 half a checkpoint")
+        else:
+            target.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", save_half_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tmp_path, "c", 4))
+    monkeypatch.undo()
+    assert read_payload(tmp_path / "c" / "latest.pth")["step"] == 2
+    assert not list((tmp_path / "c").glob(".*")), "no partial file left"
+
+
+class _RunsCode:
+    """Pickles as a call to Path.touch: what a planted latest.pth could run on resume."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_resume_refuses_a_checkpoint_that_pickles_code(tmp_path):
+    out = tmp_path / "planted"
+    out.mkdir()
+    marker = tmp_path / "code-ran"
+    torch.save({"model": {}, "step": 1, "hook": _RunsCode(marker)}, out / "latest.pth")
+    with pytest.raises(InputError, match=r"latest\.pth: refused by torch\.load\(weights_only"):
+        train(_config(tmp_path, "planted", 2))
+    assert not marker.exists(), "resume ran code from the output folder"

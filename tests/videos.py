@@ -100,3 +100,33 @@ def http_server(folder: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+class _RecordingHandler(_QuietHandler):
+    """Serves files as ``_QuietHandler`` and appends each request line's path to
+    ``self.server.requests``."""
+
+    def do_GET(self) -> None:
+        self.server.requests.append(self.path)
+        super().do_GET()
+
+    def do_HEAD(self) -> None:
+        self.server.requests.append(self.path)
+        super().do_HEAD()
+
+
+@contextlib.contextmanager
+def recording_http_server(folder: Path) -> Iterator[tuple[str, list[str]]]:
+    """``http_server`` that also records every requested path: yields (base URL, paths)."""
+    handler = functools.partial(_RecordingHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.requests = []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.requests
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

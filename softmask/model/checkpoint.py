@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from softmask.errors import InputError
+from softmask.files import atomic_file
 from softmask.model.config import ModelConfig, resolve_config
 from softmask.model.hodor import HodorModel
 
@@ -68,12 +69,23 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
 def save_checkpoint(
     model: HodorModel, path: str | os.PathLike, extra: Mapping[str, Any] | None = None
 ) -> None:
-    """Write ``{'model': state_dict, 'softmask_config': config dict, **extra}`` to path."""
+    """Write ``{'model': state_dict, 'softmask_config': config dict, **extra}`` to path,
+    atomically: an interrupted save leaves the earlier file as it was."""
     payload: dict[str, Any] = dict(extra or {})
     payload[WEIGHTS_KEY] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload[CONFIG_KEY] = model.config.to_dict()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
+    with atomic_file(Path(path)) as stream:
+        torch.save(payload, stream)
+
+
+def read_payload(path: str | os.PathLike) -> Mapping[str, Any]:
+    """A checkpoint file's dictionary, read with ``torch.load(weights_only=True)`` (tensors and
+    plain containers only: a file that pickles code is refused, never run).
+
+    Raises:
+        InputError: the file is not a checkpoint, unreadable, or pickles other objects.
+    """
+    return _read(Path(path), trust_pickle=False)
 
 
 def config_from_hodor_yaml(path: Path) -> ModelConfig:

@@ -3,7 +3,7 @@ seconds instead of re-exporting.
 
 An export is keyed by what determines its bytes: the checkpoint's content (sha256 of the file, or
 of the weights when a model object is given), the export settings (``StreamSpec`` and precision),
-and the softmask and torch versions (the exporter). It is written into a temporary folder beside
+and the versions of the exporter's packages (softmask, torch, onnx, onnxscript). It is written into a temporary folder beside
 the cache entry and renamed into place when complete, so an interrupted export (Ctrl-C) never
 leaves a half export under a valid key, and two processes exporting the same key both end with
 one complete entry.
@@ -15,8 +15,10 @@ Where: ``--cache-dir``, else ``$SOFTMASK_CACHE/exports``, else ``$XDG_CACHE_HOME
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict
@@ -43,6 +45,14 @@ def model_sha256(model: HodorModel) -> str:
     return digest.hexdigest()
 
 
+def package_version(name: str) -> str | None:
+    """An installed package's version (None when it is not installed)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def export_key(model_hash: str, spec: StreamSpec, fp16: bool) -> str:
     """The cache key (hex, 24 characters) of an export of the model with content ``model_hash``."""
     identity = {
@@ -51,8 +61,18 @@ def export_key(model_hash: str, spec: StreamSpec, fp16: bool) -> str:
         "precision": "fp16" if fp16 else "fp32",
         "softmask": __version__,
         "torch": torch.__version__,
+        "onnx": package_version("onnx"),
+        "onnxscript": package_version("onnxscript"),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _touch(entry: Path) -> None:
+    """Mark a cache entry used now (``softmask cache prune`` removes the least recently used)."""
+    try:
+        os.utime(entry)
+    except OSError as error:  # a read-only cache still serves
+        logger.debug("cannot mark %s used: %s", entry, error)
 
 
 class ExportCache:
@@ -90,6 +110,7 @@ class ExportCache:
         cached = self.get(key)
         if cached is not None:
             logger.info("export cache hit: %s", cached.directory)
+            _touch(cached.directory)
             return cached, True
         entry = self.directory / key
         try:

@@ -10,7 +10,9 @@
 
 Every file appears complete or not at all: images are written to a temporary file and renamed;
 videos are written to a hidden temporary file that is finalised (trailer written) and renamed when
-the run ends, also when it ends by an error or Ctrl-C, so the frames done stay playable.
+the run ends, also when it ends by an error, Ctrl-C or SIGTERM, so the frames done stay playable.
+A resumed run encodes its videos from frame 0 again and keeps an earlier video that has more
+frames than its own (an interrupted resume never shortens a video).
 
 A folder holding an earlier run's outputs is refused unless the run overwrites them (they are
 deleted when the run is about to write its first frame, so a run that fails earlier loses
@@ -122,7 +124,9 @@ class OutputWriter:
         mask_video: write ``masks.mkv`` instead of mask PNGs.
         video_outputs: the source is a video (file, URL, camera): overlays go into a video.
         fps: the source's frame rate (video outputs).
-        skip_existing: leave mask and overlay images that exist untouched (resume).
+        skip_existing: leave mask and overlay images that exist untouched, and keep a video that
+            exists with more frames than this run wrote (resume: an interrupted resume never
+            replaces a complete video by a shorter one).
     """
 
     def __init__(
@@ -151,11 +155,12 @@ class OutputWriter:
                 pix_fmt = "yuv420p" if _even(shape[0]) and _even(shape[1]) else "yuv444p"
                 self._videos[name] = VideoFileWriter(
                     self._out / name, self._fps, "libx264", pix_fmt, "rgb24",
-                    {"crf": "20", "preset": "veryfast"},
+                    {"crf": "20", "preset": "veryfast"}, keep_longer=self.skip_existing,
                 )
             else:
                 self._videos[name] = VideoFileWriter(
-                    self._out / name, self._fps, "ffv1", "gray", "gray"
+                    self._out / name, self._fps, "ffv1", "gray", "gray",
+                    keep_longer=self.skip_existing,
                 )
         return self._videos[name]
 
@@ -177,6 +182,11 @@ class OutputWriter:
                 write_frame_jpeg(path, overlay_rgb(rgb, labels))
         elif self._overlay_video:
             self._video(OVERLAY_VIDEO, labels.shape).write(overlay_rgb(rgb, labels), timestamp)
+
+    @property
+    def videos_kept(self) -> list[str]:
+        """Videos of the earlier run kept because they hold more frames than this run's."""
+        return sorted(name for name, video in self._videos.items() if video.kept_earlier)
 
     def close(self) -> None:
         """Finalise the videos (safe to call after an error or twice)."""

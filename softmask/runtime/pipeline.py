@@ -15,20 +15,21 @@ The stages are contiguous, so for every frame they add up to its end-to-end late
 decode to mask written). Frames of one video are processed in order on one backend; run one
 pipeline per video for several videos. If a frame fails (unreadable, wrong size, decode error),
 the frames before it are written completely, the videos finalised, a report with the error
-written, and the error raised; Ctrl-C does the same.
+written, and the error raised; Ctrl-C and SIGTERM do the same (the report says which).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,14 @@ from softmask.errors import InputError
 from softmask.files import atomic_file
 from softmask.runtime.annotations import Annotations, resolve_annotations
 from softmask.runtime.backend import STAGES, Backend
-from softmask.runtime.latency import latency_summary, stage_summary
+from softmask.runtime.latency import BINS_PER_DECADE, FrameTable, model_latency
+from softmask.runtime.manifest import check_resume, run_manifest, write_manifest
 from softmask.runtime.outputs import REPORT_NAME, OutputFolder, OutputWriter, prepare_output_dir
-from softmask.runtime.settings import PreparedBackend, RunSettings, prepare_backend
+from softmask.runtime.settings import RunSettings, prepare_backend
 from softmask.runtime.sources import Frame, FrameSource, Pacer, open_source
 from softmask.runtime.stream import VideoStream, check_annotation
+from softmask.signals import interrupt_reason
+from softmask.testing_hooks import pause_point
 
 logger = logging.getLogger(__name__)
 
@@ -153,19 +157,48 @@ class _Record:
     gpu_compute: float | None = None
 
 
-@dataclass
-class _Stats:
-    """Per-frame stage durations (seconds), appended by the writer thread in frame order."""
+# FrameTable columns: the stages, then end-to-end latency, the model's stages (frames that ran a
+# graph) and the GPU's own time (backends that measure it); NaN where a frame has none.
+_COLUMNS = (*PIPELINE_STAGES, "latency", "model", "GPU compute")
 
-    stages: dict[str, list[float]] = field(
-        default_factory=lambda: {s: [] for s in PIPELINE_STAGES}
-    )
-    latency: list[float] = field(default_factory=list)
-    model: list[float] = field(default_factory=list)  # frames that ran a graph
-    gpu_compute: list[float] = field(default_factory=list)
-    index: list[int] = field(default_factory=list)
-    graph: list[str] = field(default_factory=list)
-    done: list[float] = field(default_factory=list)  # perf_counter when the outputs were written
+
+class _Stats:
+    """Per-frame durations (seconds), added by the writer thread in frame order, in bounded
+    memory (``FrameTable``); the per-frame columns of the report only up to MAX_PER_FRAME."""
+
+    def __init__(self) -> None:
+        self.table = FrameTable(_COLUMNS)
+        self.graphs: Counter[str] = Counter()
+        self.index: list[int] = []
+        self.graph: list[str] = []
+        self.done: list[float] = []  # perf_counter when the outputs were written
+
+    def add(self, index: int, graph: str, times: Mapping[str, float], latency: float,
+            model: float | None, gpu_compute: float | None, done: float) -> None:
+        """One written frame: its stage times (seconds; a stage it skipped counts 0)."""
+        self.table.add([
+            *(times.get(stage, 0.0) for stage in PIPELINE_STAGES), latency,
+            math.nan if model is None else model,
+            math.nan if gpu_compute is None else gpu_compute,
+        ])
+        self.graphs[graph] += 1
+        if len(self.index) < MAX_PER_FRAME:
+            self.index.append(index)
+            self.graph.append(graph)
+            self.done.append(done)
+
+    def per_frame(self, started: float) -> dict[str, list] | None:
+        """The report's per-frame columns (None past MAX_PER_FRAME frames)."""
+        if self.table.frames > MAX_PER_FRAME:
+            return None
+        ms = {c: [round(float(v) * 1e3, 4) for v in self.table.values(c)] for c in PIPELINE_STAGES}
+        return {
+            "index": self.index,
+            "graph": self.graph,
+            **{f"{s}_ms": ms[s] for s in PIPELINE_STAGES},
+            "latency_ms": [round(float(v) * 1e3, 4) for v in self.table.values("latency")],
+            "done_s": [round(t - started, 6) for t in self.done],
+        }
 
 
 class _Writer(threading.Thread):
@@ -196,23 +229,17 @@ class _Writer(threading.Thread):
                 self.error = error
 
     def _account(self, record: _Record, write_start: float, written: float) -> None:
-        stats, decoded = self.stats, record.decoded
+        decoded = record.decoded
         times = {
             "decode": decoded.arrival - decoded.decode_start,
             **record.stages,
             "write_queue": write_start - record.model_end,
             "write": written - write_start,
         }
-        for stage in PIPELINE_STAGES:
-            stats.stages[stage].append(times.get(stage, 0.0))
-        stats.latency.append(written - decoded.decode_start)
-        if record.graph != "none":
-            stats.model.append(sum(record.stages.get(s, 0.0) for s in STAGES))
-        if record.gpu_compute is not None:
-            stats.gpu_compute.append(record.gpu_compute)
-        stats.index.append(decoded.frame.index)
-        stats.graph.append(record.graph)
-        stats.done.append(written)
+        model = (sum(record.stages.get(s, 0.0) for s in STAGES) if record.graph != "none"
+                 else None)
+        self.stats.add(decoded.frame.index, record.graph, times, written - decoded.decode_start,
+                       model, record.gpu_compute, written)
 
     def put(self, record: _Record) -> None:
         """Queue ``record`` (waits for room while the writer runs)."""
@@ -333,6 +360,7 @@ def stream_video(
             processed += 1
             if progress is not None:
                 progress(processed, last_index + 1, handoff.dropped)
+            pause_point("run-frame-queued")
     except BaseException as error:
         failure = error
         raise
@@ -348,7 +376,7 @@ def stream_video(
             wall = time.perf_counter() - started
             report = _report(
                 backend, source, writer, processed, handoff.frames, handoff.dropped, wall,
-                live, realtime, graphs=Counter(writer.stats.graph), setup=setup or {},
+                live, realtime, graphs=writer.stats.graphs, setup=setup or {},
                 failure=failure, out=out, started=started,
             )
             write_report(out / REPORT_NAME, report)
@@ -391,33 +419,35 @@ def _report(
             "frame_count": source.frame_count, "live": live, "realtime": realtime,
         },
         "completed": failure is None,
-        "error": None if failure is None else (str(failure) or type(failure).__name__),
+        "error": None if failure is None else interrupt_reason(failure),
         "frames": processed,
         "frames_decoded": decoded,
         "frames_processed": processed,
         "frames_dropped": dropped,
         "masks_written": writer.outputs.written,
         "masks_kept": writer.outputs.skipped,
+        "videos_kept": writer.outputs.videos_kept,
         "graphs": dict(graphs),
         "setup": dict(setup),
-        "stages": {s: stage_summary(v) for s, v in stats.stages.items()},
-        "latency": stage_summary(stats.latency),
-        "model_latency": latency_summary(stats.model),
+        "stages": {s: stats.table.summary(s) for s in PIPELINE_STAGES},
+        "latency": stats.table.summary("latency"),
+        "model_latency": model_latency(stats.table),
+        "statistics": {
+            "exact": stats.table.exact, "exact_up_to_frames": stats.table.exact_frames,
+            "method": "exact percentiles" if stats.table.exact else (
+                f"estimated from log-spaced histograms ({BINS_PER_DECADE} bins per decade)"),
+        },
         "achieved_fps": processed / wall if wall > 0 else None,
         "wall_s": wall,
         "machine": machine_info(),
         "out_dir": str(out),
     }
-    if stats.gpu_compute:
-        report["stages"]["GPU compute"] = stage_summary(stats.gpu_compute)
-    if processed <= MAX_PER_FRAME:
-        report["per_frame"] = {
-            "index": stats.index,
-            "graph": stats.graph,
-            **{f"{s}_ms": [round(v * 1e3, 4) for v in stats.stages[s]] for s in PIPELINE_STAGES},
-            "latency_ms": [round(v * 1e3, 4) for v in stats.latency],
-            "done_s": [round(t - started, 6) for t in stats.done],
-        }
+    gpu = stats.table.summary("GPU compute")
+    if gpu["count"]:
+        report["stages"]["GPU compute"] = gpu
+    per_frame = stats.per_frame(started)
+    if per_frame is not None:
+        report["per_frame"] = per_frame
     return report
 
 
@@ -449,41 +479,6 @@ def check_annotations(found: Annotations, height: int, width: int, slots: int) -
     and ``slots`` object slots."""
     for index, labels in found.labels.items():
         check_annotation(labels, height, width, slots, found.source(index))
-
-
-def check_resumable(out: Path, prepared: PreparedBackend) -> None:
-    """Refuse to resume into ``out`` when its masks came from another model, backend, precision
-    or stream spec (its report says which); without a report (a killed run) it cannot be
-    checked, which is logged.
-
-    Raises:
-        InputError: naming what differs.
-    """
-    path = out / REPORT_NAME
-    if not path.is_file():
-        logger.warning("%s: no report of the earlier run; resuming without checking its settings",
-                       out)
-        return
-    try:
-        earlier = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"{path}: unreadable report of the earlier run: {error}") from error
-    backend = prepared.backend
-    now = {
-        "backend": backend.name,
-        "precision": backend.precision,
-        "spec": asdict(backend.spec),
-        "model": prepared.setup.get("model"),
-    }
-    before = {**{k: earlier.get(k) for k in ("backend", "precision", "spec")},
-              "model": earlier.get("setup", {}).get("model")}
-    differs = [key for key in now if before[key] != now[key]]
-    if differs:
-        raise InputError(
-            f"--resume: the masks in {out} were made with another {', '.join(differs)} "
-            f"({'; '.join(f'{k}: {before[k]} now {now[k]}' for k in differs)}); resume with "
-            "the same settings, or pass --overwrite"
-        )
 
 
 def run_source(
@@ -519,8 +514,10 @@ def run_source(
         check_annotations(found, height, width, settings.num_objects or found.largest_id)
     prepared = prepare_backend(settings, height, width, found.largest_id, on_export)
     check_annotations(found, height, width, prepared.backend.spec.num_objects)
+    manifest = run_manifest(source, found, prepared, overlay, mask_video)
     if resume:
-        check_resumable(out.path, prepared)
+        check_resume(out.path, manifest)
+    write_manifest(out.path, manifest)
     return stream_video(
         prepared.backend, source, found, out, overlay=overlay, mask_video=mask_video,
         live=live, realtime=realtime, resume=resume, queue_size=queue_size,

@@ -34,6 +34,7 @@ import numpy as np
 
 from softmask.data.io import DAVIS_FPS, list_frames, read_frame
 from softmask.errors import InputError
+from softmask.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,24 @@ _SEEKING_CONTAINERS = (".mp4", ".m4v", ".mov", ".3gp")
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
 _CAMERA = re.compile(r"^(?:camera:(\d+)|/dev/video(\d+))$")
+# FFmpeg protocols a source may use, by what it is (FFmpeg's protocol_whitelist): a URL only the
+# protocols its scheme needs, a local file only local ones, so a playlist or reference file can
+# never make softmask fetch from the network or read other files.
+PROTOCOLS = {
+    "http": "http,https,tcp,tls,crypto",
+    "https": "http,https,tcp,tls,crypto",
+    "rtsp": "rtsp,rtsps,rtp,srtp,udp,tcp,tls",
+    "rtsps": "rtsp,rtsps,rtp,srtp,udp,tcp,tls",
+    "rtmp": "rtmp,rtmps,tcp,tls",
+    "rtmps": "rtmp,rtmps,tcp,tls",
+    "udp": "udp,rtp",
+    "rtp": "rtp,udp",
+    "srt": "srt",
+    "tcp": "tcp",
+}
+LOCAL_PROTOCOLS = "file,crypto,data"
+# Seconds a camera may take to open (V4L2 can block on a device that does not answer).
+CAMERA_OPEN_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -217,14 +236,19 @@ class VideoSource(FrameSource):
             device = f"/dev/video{camera.group(1) or camera.group(2)}"
             self.kind, self.name, self.live = "camera", device, True
             options["format"] = "v4l2"
+            options["options"] = {"protocol_whitelist": LOCAL_PROTOCOLS}
         elif _URL.match(spec):
             scheme = spec.split("://", 1)[0].lower()
-            self.kind, self.name = "url", spec
+            self.kind, self.name = "url", redact(spec)
+            if scheme not in PROTOCOLS:
+                raise InputError(f"{self.name}: {scheme}:// is not a supported video URL "
+                                 f"(supported: {', '.join(p + '://' for p in PROTOCOLS)})")
             self.live = scheme in _LIVE_SCHEMES
             options["timeout"] = NETWORK_TIMEOUT_S
+            options["options"] = {"protocol_whitelist": PROTOCOLS[scheme]}
             if scheme in ("rtsp", "rtsps"):
                 # TCP: a lost UDP packet would corrupt frames silently.
-                options["options"] = {"rtsp_transport": "tcp"}
+                options["options"]["rtsp_transport"] = "tcp"
         else:
             path = Path(spec)
             self.kind, self.name = "video", str(path)
@@ -233,8 +257,12 @@ class VideoSource(FrameSource):
             if path.is_dir():
                 raise InputError(f"{path}: is a folder (a folder of frames is read as images)")
             spec = str(path)
+            options["options"] = {"protocol_whitelist": LOCAL_PROTOCOLS}
         try:
-            self._container = av.open(spec, **options)
+            if self.kind == "camera":
+                self._container = _open_within(av, spec, options, CAMERA_OPEN_TIMEOUT_S, self.name)
+            else:
+                self._container = av.open(spec, **options)
         except (av.error.FFmpegError, OSError) as error:
             raise InputError(f"{self.name}: cannot open: {_describe(error)}{self._hint()}") from error
         if not self._container.streams.video:
@@ -254,6 +282,9 @@ class VideoSource(FrameSource):
                 "FFmpeg can seek: serve it with HTTP range requests, or remux it with "
                 "`ffmpeg -i in.mp4 -c copy -movflags faststart out.mp4`)"
             )
+        if self.kind == "video" and (address := _network_reference(Path(self.name))):
+            return (f" (it refers to the network address {redact(address)}; a local file may only "
+                    f"use FFmpeg's local protocols {LOCAL_PROTOCOLS}: open the URL itself)")
         if self.kind == "camera":
             return " (is the camera connected, and is this user in the `video` group?)"
         return ""
@@ -305,6 +336,40 @@ class VideoSource(FrameSource):
             self._decoding = None
         finally:
             self._decoding_lock.release()
+
+
+def _network_reference(path: Path) -> str | None:
+    """The first URL (other than file:) in the start of a text file such as an HLS playlist or
+    an FFmpeg concat list, or None."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(1 << 16).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    found = re.search(r"\b(?!file:)[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"']+", head)
+    return found.group(0) if found else None
+
+
+def _open_within(av, spec: str, options: dict, seconds: float, name: str):
+    """``av.open`` in a helper thread, waited for at most ``seconds`` (a device that never answers
+    is left to that daemon thread, not to the caller)."""
+    result: list = []
+
+    def opening() -> None:
+        try:
+            result.append(av.open(spec, **options))
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            result.append(error)
+
+    thread = threading.Thread(target=opening, name="softmask-camera-open", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if not result:
+        raise InputError(f"{name}: did not open within {seconds:g} s (is the camera in use or "
+                         "not answering?)")
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
 
 
 def _describe(error: BaseException) -> str:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from softmask.errors import BackendUnavailable, InputError, SoftmaskError, StreamLost
+from softmask.redact import redact
 from softmask.runtime.annotations import resolve_annotations
 from softmask.runtime.latency import latency_summary
 from softmask.runtime.outputs import REPORT_NAME, OutputWriter, prepare_output_dir
@@ -42,17 +43,22 @@ from softmask.serve.protocol import (
     ANNOTATION,
     FRAME,
     FRAME_INDEX,
+    KEY_BYTES,
     LABELS,
     REAPED_STREAM,
     SERVER_FAULT,
     STREAM_HEADER,
+    STREAM_KEY,
     STREAM_MODEL,
+    TOKEN_HEADER,
     TOO_MANY_STREAMS,
     TRITON_NEEDS_START,
     TRITON_STUB_FAILED,
     UNKNOWN_STREAM,
     stream_id_number,
 )
+from softmask.signals import interrupt_reason
+from softmask.testing_hooks import pause_point
 
 logger = logging.getLogger(__name__)
 
@@ -106,21 +112,31 @@ class ServerStream:
         url: grpc://HOST:PORT.
         stream_id: the stream's name or number (``protocol.stream_id_number``); default random.
         timeout_s: longest wait for the server (liveness, each answer).
+        token: the stream token of a server started with ``--allow-remote``.
 
     Raises (from ``open``): BackendUnavailable when no server answers or it lacks the model.
     """
 
     def __init__(self, url: str, stream_id: str | int | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, token: str | None = None) -> None:
         self.url = url
         self.address = grpc_address(url)
         self.stream_id = str(stream_id) if stream_id is not None else str(secrets.randbits(62) + 1)
         self.correlation_id = stream_id_number(self.stream_id)
+        # Every call carries the stream id (routers pin on it) and the token of a server that
+        # allows remote clients.
+        self._headers = {STREAM_HEADER: self.stream_id}
+        if token:
+            self._headers[TOKEN_HEADER] = token
         self.timeout_s = timeout_s
         self._grpc = _import_grpc_client()
         self._client: Any = None
         self._answers: queue.Queue = queue.Queue()
         self._first_frame: np.ndarray | None = None
+        self._ended = False  # END was sent
+        # The owner's secret, sent with every frame: no other client can advance or reset the
+        # stream (the server keeps its digest).
+        self._key = np.frombuffer(secrets.token_bytes(KEY_BYTES), np.uint8)
         self.sent = 0
         self.received = 0
         self.frame_shape: tuple[int, int] = (0, 0)
@@ -131,9 +147,9 @@ class ServerStream:
         grpc = self._grpc
         self._client = grpc.InferenceServerClient(self.address)
         try:
-            self._client.is_server_live(client_timeout=self.timeout_s)
+            self._client.is_server_live(headers=self._headers, client_timeout=self.timeout_s)
             config = self._client.get_model_config(
-                STREAM_MODEL, client_timeout=self.timeout_s, as_json=True
+                STREAM_MODEL, headers=self._headers, client_timeout=self.timeout_s, as_json=True
             )["config"]
         except Exception as error:  # tritonclient raises its own errors and grpc's
             self._client.close()
@@ -151,7 +167,7 @@ class ServerStream:
         self.num_objects = int(config["parameters"]["num_objects"]["string_value"])
         self._client.start_stream(
             callback=lambda result, error: self._answers.put((time.perf_counter(), result, error)),
-            headers={STREAM_HEADER: self.stream_id},
+            headers=self._headers,
         )
 
     def send(self, frame: np.ndarray, annotation: np.ndarray | None, first: bool,
@@ -160,6 +176,7 @@ class ServerStream:
         self._request(frame, annotation, first, last, request_id=str(self.sent))
         if first:
             self._first_frame = frame
+        self._ended = last
         self.sent += 1
 
     def _request(self, frame: np.ndarray, annotation: np.ndarray | None, first: bool, last: bool,
@@ -169,7 +186,9 @@ class ServerStream:
         inputs[0].set_data_from_numpy(np.ascontiguousarray(frame))
         if annotation is not None:
             inputs.append(grpc.InferInput(ANNOTATION, list(annotation.shape), "UINT8"))
-            inputs[1].set_data_from_numpy(np.ascontiguousarray(annotation))
+            inputs[-1].set_data_from_numpy(np.ascontiguousarray(annotation))
+        inputs.append(grpc.InferInput(STREAM_KEY, [KEY_BYTES], "UINT8"))
+        inputs[-1].set_data_from_numpy(self._key)
         outputs = [grpc.InferRequestedOutput(LABELS), grpc.InferRequestedOutput(FRAME_INDEX)]
         try:
             self._client.async_stream_infer(
@@ -204,7 +223,7 @@ class ServerStream:
         if error is not None:
             failure = self._classify(error, expected_index)
             if expected_index == 0 and not isinstance(failure, StreamLost):
-                self._end_refused_start()
+                self.end_early()
             raise failure
         index = int(result.as_numpy(FRAME_INDEX)[0])
         request_id = result.get_response().id
@@ -235,22 +254,25 @@ class ServerStream:
             return self._lost(f"lost the connection at frame {index} ({message.splitlines()[0]})")
         return InputError(f"frame {index} refused by {self.url}: {message}")
 
-    def _end_refused_start(self) -> None:
-        """End the sequence whose START the server refused: Triton keeps a sequence slot for it
-        until END (or twice the idle timeout), and STARTs beyond its slots wait in its backlog
-        instead of being answered. Sends END (the first frame again; the server answers it with
-        a refusal, without work) and waits, bounded, for the answers still due, so that closing
+    def end_early(self) -> None:
+        """End the sequence before its last frame: one whose START the server refused, or one
+        that failed or was interrupted (Ctrl-C, SIGTERM). Triton keeps a sequence slot until END
+        (or twice the idle timeout), and STARTs beyond its slots wait in its backlog instead of
+        being answered. Sends END (the first frame again; after a refused START the server answers it with a
+        refusal, without work) and waits, bounded, for the answers still due, so that closing
         the stream cancels none of them. Best effort: a failure here is only logged."""
-        if self._client is None or self._first_frame is None:
+        if self._client is None or self._first_frame is None or self._ended:
             return
+        self._ended = True
         try:
             self._request(self._first_frame, None, first=False, last=True, request_id="end")
             deadline = time.monotonic() + min(self.timeout_s, END_REFUSED_WAIT_S)
             for _ in range(self.sent + 1 - self.received):
                 self._answers.get(timeout=max(0.0, deadline - time.monotonic()))
         except (SoftmaskError, queue.Empty) as error:
-            logger.warning("stream %s: could not end the refused sequence: %s", self.stream_id,
-                           error)
+            # The stream is failing already (its error is what the user sees); the server
+            # frees the sequence when it idles out.
+            logger.info("stream %s: could not end the sequence: %s", self.stream_id, error)
 
     def unanswered(self) -> int:
         """Answers received but not yet taken by ``receive`` (0 once every frame's answer was
@@ -301,6 +323,18 @@ class _LookAhead:
         yield current, True
 
 
+def _keep_answers_due(stream: ServerStream, pending: deque, collect: Callable[[int], None]) -> None:
+    """After an interrupt (Ctrl-C, SIGTERM): write the masks of the frames already sent (their
+    answers are due). Best effort, each wait bounded by the stream's timeout: a failure is
+    logged."""
+    try:
+        due = stream.sent - stream.received
+        collect(len(pending) - due)  # a frame queued but never sent has no answer to wait for
+    except SoftmaskError as error:
+        logger.warning("stream %s: answers due at the interrupt were lost: %s", stream.stream_id,
+                       error)
+
+
 def stream_source(
     source: str | Path | Sequence[np.ndarray],
     annotations: Sequence[str | Path],
@@ -314,6 +348,7 @@ def stream_source(
     mask_video: bool = False,
     overwrite: bool = False,
     fps: float | None = None,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """Segment ``source`` on the server at ``url``; write the outputs of ``softmask run`` and
     ``report.json``.
@@ -330,6 +365,7 @@ def stream_source(
         realtime: pace the source at its frame rate.
         timeout_s: longest wait for the server to answer.
         overlay, mask_video, overwrite, fps: as for ``softmask.runtime.run_video``.
+        token: the stream token of a server started with ``--allow-remote``.
 
     Returns:
         The report: ``completed``, ``error``, ``frames``, ``masks_written``, ``stream_id``,
@@ -348,12 +384,22 @@ def stream_source(
         found = resolve_annotations(annotations, frames_source)
         if not found.labels:
             raise InputError("no annotation given: a stream tracks the objects annotated on it")
-        stream = ServerStream(url, stream_id, timeout_s)
+        stream = ServerStream(url, stream_id, timeout_s, token)
         writer: OutputWriter | None = None
         report: dict[str, Any] = {}
         round_trips: list[float] = []
         failure: BaseException | None = None
         started = time.perf_counter()
+        pending: deque[tuple[float, Frame]] = deque()
+
+        def collect(block_until: int) -> None:
+            while len(pending) > block_until:
+                arrived, labels = stream.receive(len(round_trips))
+                sent_at, frame = pending.popleft()
+                folder.clear()  # --overwrite: the earlier outputs go once the server answers
+                round_trips.append(arrived - sent_at)
+                writer.write(frame.name, frame.timestamp, frame.rgb, labels)
+
         try:
             stream.open()
             height, width = stream.frame_shape
@@ -367,17 +413,7 @@ def stream_source(
                 frames_source, lambda f: check_frame(f.rgb, height, width, f.origin)
             )
             pacer = Pacer(frames_source.fps) if realtime and frames_source.fps else None
-            pending: deque[tuple[float, Frame]] = deque()
             started = time.perf_counter()
-
-            def collect(block_until: int) -> None:
-                while len(pending) > block_until:
-                    arrived, labels = stream.receive(len(round_trips))
-                    sent_at, frame = pending.popleft()
-                    folder.clear()  # --overwrite: the earlier outputs go once the server answers
-                    round_trips.append(arrived - sent_at)
-                    writer.write(frame.name, frame.timestamp, frame.rgb, labels)
-
             for frame, last in frames:
                 collect(in_flight - 1)
                 if pacer is not None:
@@ -385,11 +421,15 @@ def stream_source(
                 pending.append((time.perf_counter(), frame))
                 stream.send(frame.rgb, found.labels.get(frame.index), first=stream.sent == 0,
                             last=last)
+                pause_point("stream-frame-sent")
             collect(0)
             if frames.error is not None:
                 raise frames.error
         except BaseException as error:
             failure = error
+            if isinstance(error, KeyboardInterrupt) and writer is not None:
+                _keep_answers_due(stream, pending, collect)
+            stream.end_early()  # the server frees the stream now, not when it idles out
             raise
         finally:
             wall = time.perf_counter() - started
@@ -410,12 +450,12 @@ def _report(stream: ServerStream, source: str, writer: OutputWriter, in_flight: 
             round_trips: list[float], wall: float, failure: BaseException | None,
             out: Path) -> dict[str, Any]:
     return {
-        "url": stream.url,
+        "url": redact(stream.url),
         "stream_id": stream.stream_id,
         "correlation_id": stream.correlation_id,
-        "source": source,
+        "source": redact(source),
         "completed": failure is None,
-        "error": None if failure is None else (str(failure) or type(failure).__name__),
+        "error": None if failure is None else interrupt_reason(failure),
         "frames": len(round_trips),
         "masks_written": writer.written,
         "in_flight": in_flight,

@@ -12,6 +12,10 @@ GRAPH_MODELS = {"init": "softmask_init", "step": "softmask_step", "annotate": "s
 # softmask_stream's tensors.
 FRAME = "FRAME"  # uint8 [H, W, 3], RGB
 ANNOTATION = "ANNOTATION"  # uint8 [H, W], object ids (optional input)
+# uint8 [KEY_BYTES], the stream owner's secret (optional input): chosen by the client at START,
+# sent with every frame; the server keeps only its digest.
+STREAM_KEY = "STREAM_KEY"
+KEY_BYTES = 16
 LABELS = "LABELS"  # uint8 [H, W]
 SCORES = "SCORES"  # float32 [N, H, W] (only in repositories written with scores)
 FRAME_INDEX = "FRAME_INDEX"  # int64 [1]: the server's count of this stream's frames, from 0
@@ -23,6 +27,8 @@ UNKNOWN_STREAM = "unknown stream"
 REAPED_STREAM = "stream was reaped"
 TOO_MANY_STREAMS = "too many streams"
 REFUSED_START = "its START was refused"
+NOT_OWNER = "not this stream's owner"
+STREAM_BUSY = "stream busy"
 # A failure of the server, not of the request (a graph model failed, a bug): the client reports
 # a server fault, not a refused frame.
 SERVER_FAULT = "server fault"
@@ -33,6 +39,10 @@ TRITON_STUB_FAILED = "Stub process"
 
 # HTTP/gRPC header carrying the stream id, for routers that pin a stream to one server.
 STREAM_HEADER = "softmask-stream-id"
+# Header carrying the admin key, which Triton's administrative APIs require (serve start makes
+# one per start); and the header carrying the stream token (serve start --allow-remote).
+ADMIN_HEADER = "softmask-admin-key"
+TOKEN_HEADER = "softmask-token"
 
 
 def stream_id_number(stream_id: str | int) -> int:

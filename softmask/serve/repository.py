@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -47,10 +48,12 @@ from softmask.serve.protocol import (
     FRAME,
     FRAME_INDEX,
     GRAPH_MODELS,
+    KEY_BYTES,
     LABELS,
     READY,
     SCORES,
     START,
+    STREAM_KEY,
     STREAM_MODEL,
 )
 
@@ -163,6 +166,8 @@ def stream_model_config(
                 "dims": [spec.height, spec.width],
                 "optional": True,
             },
+            {"name": STREAM_KEY, "data_type": Enum("TYPE_UINT8"), "dims": [KEY_BYTES],
+             "optional": True},
         ],
         "output": outputs,
         "sequence_batching": {
@@ -437,7 +442,9 @@ def _write_models(
             f"#   bash {BUILD_PLANS_SCRIPT} /path/to/libsoftmask_trt_plugin_autoregister.so\n"
             "set -euo pipefail\n"
             'REPO="$(cd "$(dirname "$0")" && pwd)"\n'
-            f'PLUGIN="${{1:-{plugin_paths[0]}}}"\n' + "\n".join(trtexec) + "\n"
+            # Quoted for the shell: a path is data, never code, whatever characters it holds.
+            f"DEFAULT_PLUGIN={shlex.quote(plugin_paths[0])}\n"
+            'PLUGIN="${1:-$DEFAULT_PLUGIN}"\n' + "\n".join(trtexec) + "\n"
         )
         script.chmod(0o755)
     server_args = ["--model-control-mode=none"]

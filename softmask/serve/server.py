@@ -9,17 +9,26 @@ interpreter's folder so the embedded interpreter finds this environment's packag
 softmask and numpy < 2, which PyTriton's python backend needs).
 
 The server listens on ``host`` only (127.0.0.1 by default), with model control off (no loading
-or unloading over the API). It runs in its own session (a process group with its python-backend
-stubs), so a Ctrl-C reaches softmask, which stops it, killing the whole group if it does not stop
-in time; it also gets SIGTERM if softmask dies (Linux parent-death signal).
+or unloading over the API). Triton's administrative APIs (``ADMIN_APIS``: logging, trace,
+shared memory, repository, statistics) answer only requests carrying the admin key
+(``ADMIN_HEADER``), a random key made at each start that softmask writes to ``admin.key`` in
+the work folder (owner-only) and never logs. A ``host`` beyond this machine is refused unless
+remote clients are allowed, and then inference, model configuration and metadata need the
+stream token (``TOKEN_HEADER``) too; health stays open for load balancers.
+
+The server runs in its own session (a process group with its python-backend stubs), so a Ctrl-C
+reaches softmask, which stops it, killing the whole group if it does not stop in time; it also
+gets SIGTERM if softmask dies (Linux parent-death signal).
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import ipaddress
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -32,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from softmask.errors import BackendUnavailable, InputError
-from softmask.serve.protocol import STREAM_MODEL
+from softmask.serve.protocol import ADMIN_HEADER, STREAM_MODEL, TOKEN_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +53,73 @@ REPOSITORY_DIR = "repository"
 PORT_FLAGS = {"http_port": "--http-port", "grpc_port": "--grpc-port",
               "metrics_port": "--metrics-port"}
 _PR_SET_PDEATHSIG = 1
+# Triton's API groups (--http-restricted-api / --grpc-restricted-protocol) closed to requests
+# without the admin key, and those closed to remote clients without the stream token.
+ADMIN_APIS = ("logging", "trace", "shared-memory", "model-repository", "statistics")
+STREAM_APIS = ("inference", "model-config", "metadata")
+ADMIN_KEY_FILE = "admin.key"
+
+
+def is_loopback(host: str) -> bool | None:
+    """Whether ``host`` (an address or name) reaches this machine only; None if it does not
+    resolve."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return None
+    return all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+
+
+def check_host(host: str, allow_remote: bool) -> None:
+    """Refuse to listen beyond this machine unless ``allow_remote`` (a host that does not resolve
+    is left to ``EmbeddedServer.check_startable``, which says so).
+
+    Raises:
+        InputError: ``host`` is not a loopback address and remote clients are not allowed.
+    """
+    if not allow_remote and is_loopback(host) is False:
+        raise InputError(
+            f"--host {host}: would open the server to other machines; pass --allow-remote to "
+            "do so (streams then need the token it prints), or keep the default 127.0.0.1"
+        )
+
+
+@dataclass(frozen=True)
+class AccessKeys:
+    """Secrets of one server start: ``admin`` for Triton's administrative APIs, ``token`` (remote
+    clients allowed) for streams. Never logged: ``redacted`` hides them in a command line."""
+
+    admin: str
+    token: str | None = None
+
+    @classmethod
+    def generate(cls, remote: bool) -> AccessKeys:
+        return cls(secrets.token_urlsafe(24), secrets.token_urlsafe(24) if remote else None)
+
+    def server_args(self) -> list[str]:
+        """tritonserver's restricted-API flags for these keys."""
+        groups = [(ADMIN_APIS, ADMIN_HEADER, self.admin)]
+        if self.token is not None:
+            groups.append((STREAM_APIS, TOKEN_HEADER, self.token))
+        args = []
+        for apis, header, value in groups:
+            rule = f"{','.join(apis)}:{header}={value}"
+            args += [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
+        return args
+
+    def redacted(self, text: str) -> str:
+        for secret in (self.admin, self.token):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def write_admin_key(self, folder: Path) -> Path:
+        """``folder/admin.key``, readable by its owner only."""
+        path = folder / ADMIN_KEY_FILE
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(handle, "w") as stream:
+            stream.write(self.admin + "\n")
+        return path
 
 
 @dataclass(frozen=True)
@@ -196,8 +272,9 @@ class EmbeddedServer:
     Args:
         repo: a model repository whose models need the python backend only.
         endpoints: address and ports (0 picks a free port).
-        work_dir: gets the backend folder and ``tritonserver.log``.
+        work_dir: gets the backend folder, ``tritonserver.log`` and ``admin.key``.
         extra_args: more tritonserver flags.
+        keys: the start's secrets (default: a fresh admin key, no stream token).
     """
 
     def __init__(
@@ -206,6 +283,7 @@ class EmbeddedServer:
         endpoints: Endpoints,
         work_dir: str | Path,
         extra_args: tuple[str, ...] = (),
+        keys: AccessKeys | None = None,
     ) -> None:
         for name, flag in PORT_FLAGS.items():
             port = getattr(endpoints, name)
@@ -218,6 +296,7 @@ class EmbeddedServer:
         self.work_dir = Path(work_dir)
         self.log_path = self.work_dir / LOG_NAME
         self.extra_args = tuple(extra_args)
+        self.keys = keys or AccessKeys.generate(remote=False)
         self.process: subprocess.Popen | None = None
 
     def command(self, server: BundledServer) -> list[str]:
@@ -234,6 +313,7 @@ class EmbeddedServer:
             # Our configs are complete; auto-completion would start every python stub twice.
             "--disable-auto-complete-config",
             "--exit-timeout-secs=5",
+            *self.keys.server_args(),
             *self.extra_args,
         ]
 
@@ -280,7 +360,8 @@ class EmbeddedServer:
         server = self.check_startable()
         self.work_dir.mkdir(parents=True, exist_ok=True)
         command = self.command(server)
-        logger.info("starting %s", " ".join(command))
+        self.keys.write_admin_key(self.work_dir)
+        logger.info("starting %s", self.keys.redacted(" ".join(command)))
         log = self.log_path.open("wb")
         try:
             self.process = subprocess.Popen(

@@ -36,6 +36,7 @@ from softmask.serve.protocol import (
     SCORES,
     SERVER_FAULT,
     START,
+    STREAM_KEY,
     TOO_MANY_STREAMS,
 )
 from softmask.serve.streams import StreamTable
@@ -152,12 +153,14 @@ class StreamModel:
         pb = self.pb
         frame = pb.get_input_tensor_by_name(request, FRAME).as_numpy()
         annotation = pb.get_input_tensor_by_name(request, ANNOTATION)
+        key = pb.get_input_tensor_by_name(request, STREAM_KEY)
         output, index = self.table.process(
             request.correlation_id(),
             frame,
             None if annotation is None else annotation.as_numpy(),
             start=_flag(pb, request, START),
             end=_flag(pb, request, END),
+            key=None if key is None else key.as_numpy().tobytes(),
         )
         tensors = [
             pb.Tensor(LABELS, np.ascontiguousarray(output.labels, dtype=np.uint8)),

@@ -20,8 +20,9 @@ import torch
 from softmask.data.synthetic import SyntheticVideo, generate_video
 from softmask.errors import InputError
 from softmask.model import build_model, save_checkpoint
-from softmask.model.checkpoint import load_checkpoint
+from softmask.model.checkpoint import load_checkpoint, read_payload
 from softmask.model.hodor import HodorModel
+from softmask.testing_hooks import pause_point
 from softmask.train.clips import static_clip, video_clip
 from softmask.train.cycles import cyclic_losses
 
@@ -134,8 +135,10 @@ def train(
 ) -> Path:
     """Train (or resume) a model; returns the final checkpoint path (``<out_dir>/final.pth``).
 
-    Checkpoints ``<out_dir>/latest.pth`` every ``checkpoint_every`` steps and at the end; with
-    ``resume`` and a ``latest.pth`` present, training continues from it. ``progress(step, steps,
+    Checkpoints ``<out_dir>/latest.pth`` (atomically: an interrupted save keeps the earlier one)
+    every ``checkpoint_every`` steps and at the end; with ``resume`` and a ``latest.pth``
+    present, training continues from it (read with ``weights_only=True``: a file that pickles
+    code is refused). ``progress(step, steps,
     losses)`` is called after every step (the CLI draws a progress bar with it);
     ``pool_progress`` wraps the generation of the training videos (see ``training_pool``).
     """
@@ -152,7 +155,7 @@ def train(
     step, history = 0, []
     latest = out / LATEST
     if resume and latest.is_file():
-        payload = torch.load(latest, weights_only=False)
+        payload = read_payload(latest)
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
         step, history = payload["step"], payload["history"]
@@ -180,6 +183,7 @@ def train(
             progress(step, config.steps, record)
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save(latest, model, optimizer, step, rng, config, history)
+            pause_point("train-checkpoint-saved")
     final = out / "final.pth"
     model.eval()
     save_checkpoint(model, final, extra={"train_config": asdict(config), "steps": step,
