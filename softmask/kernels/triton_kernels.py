@@ -125,16 +125,15 @@ def _attend_tile(
         if KEY_BOUND:
             key_ok = key_ok & (offs_s < keys_left)
     if HARD:
-        allowed = m_tile != 0
         if PADDING or KEY_BOUND:
-            allowed = allowed & key_ok[None, :]
-        seen_new = tl.maximum(seen, tl.max(allowed.to(tl.int32), axis=1))
+            scores = tl.where(key_ok[None, :], scores, float("-inf"))
+        # Float selects and row maxima only (no reduction over the mask bytes themselves): the
+        # row met an allowed key in this tile iff its masked max is finite.
+        masked = tl.where(m_tile != 0, scores, float("-inf"))
+        seen_new = tl.maximum(seen, (tl.max(masked, axis=1) > float("-inf")).to(tl.int32))
         # The first allowed key of this split: the all-keys state so far is dropped.
         m_i = tl.where(seen_new > seen, float("-inf"), m_i)
-        keep = allowed | (seen_new == 0)[:, None]
-        if PADDING or KEY_BOUND:
-            keep = keep & key_ok[None, :]
-        scores = tl.where(keep, scores, float("-inf"))
+        scores = tl.where(seen_new[:, None] > 0, masked, scores)
         seen = seen_new
     else:
         scores = tl.fma(m_tile.to(tl.float32), alpha_scaled, scores)
