@@ -32,9 +32,10 @@ the masked one (``_attend_tile``); the sign of the partial's l says which (``_st
 and the merge keeps the masked partials of a row when it has any, else its all-keys ones.
 
 Compile-time variants: ``HARD``, ``PADDING`` (the variant reads a key padding mask when
-``has_padding`` is nonzero; without it there is no per-key test at all), ``BLOCK_I`` in {16, 32, 64} with one warp
-per 16 query rows, ``BLOCK_S``, ``HEAD_DIM``; Triton's own specialisation (JIT) or an explicit
-divisibility hint (AOT) of ``num_keys`` by 16 makes mask rows 16-byte aligned (vector loads).
+``has_padding`` is nonzero; without it there is no per-key test at all), ``BLOCK_I`` in
+{16, 32, 64} with one warp per 16 query rows, ``BLOCK_S``, ``HEAD_DIM``; Triton's own
+specialisation (JIT) or an explicit divisibility hint (AOT) of ``num_keys`` by 16 makes mask rows
+16-byte aligned (vector loads).
 Query rows past I are clamped to row I - 1 on load (in bounds, no predicate) and dropped at the
 store. ``DOT_IN_FP32`` exists for the interpreter only (its ``tl.dot`` cannot multiply bf16).
 
@@ -229,7 +230,8 @@ def _store_partial(
     HARD: tl.constexpr,
 ):
     """Write one partial. ``HARD``: l's sign carries ``seen`` (l > 0: the partial met an allowed
-    key, whose own weight keeps l at about 1 or more; else -l <= 0, 0 when it met no unpadded key at all)."""
+    key, whose own weight keeps l at about 1 or more; else -l <= 0, 0 when it met no unpadded key
+    at all)."""
     if HARD:
         l_i = tl.where(seen > 0, l_i, -l_i)
     tl.store(acc_ptr + rows[:, None] * HEAD_DIM + offs_d[None, :], acc, mask=row_ok[:, None])
