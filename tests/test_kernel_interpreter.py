@@ -167,7 +167,9 @@ HARD_CASES = [
     ((2, 37, 300, 2, 32, None), 64),  # S % 16 != 0, heuristic splits, a partial query tile
     ((1, 20, 520, 1, 32, 3), 32),  # uneven splits, a tail tile
     ((1, 3, 200, 1, 128, 9), 64),  # more splits than key tiles: empty splits
-    ((1, 24, 384, 1, 32, 11), 32),  # two merge levels (groups of 8)
+    # Two merge levels with keys in both groups (9 tiles of 128 at 16 bits, 18 of 64 at fp32): a
+    # row allowed only the last key has all-keys partials in group 0 and a masked one in group 1.
+    ((1, 24, 1152, 1, 32, 11), 32),
     ((1, 9, 640, 2, 32, 1), 16),  # aligned S, one split: the program writes the output itself
 ]
 
