@@ -103,6 +103,93 @@ torch.library.opcheck(soft_masked_attention_op, (*args, h, None))
 json.dump(results, sys.stdout)
 """
 
+# Hard mode (Mask2Former): bool masks of several densities, every row of query 0 blocked (it
+# attends to every key), query 1 allowed only the last key, query 2 only the second half.
+HARD_MASK = r"""
+def hard_mask(b, i, s, g):
+    density = torch.tensor([0.5, 0.1, 0.01, 0.9])[torch.arange(i) % 4]
+    m = torch.rand(b, i, s, generator=g) < density[None, :, None]
+    m[:, 0] = False
+    if i > 1:
+        m[:, 1] = torch.arange(s) == s - 1
+    if i > 2:
+        m[:, 2] = torch.arange(s) > s // 2
+    return m
+"""
+
+JIT_HARD_CHECK = (
+    r"""
+import json, sys, torch
+from softmask.kernels import sma_forward
+from softmask.ops.reference import soft_masked_attention as reference
+"""
+    + HARD_MASK
+    + r"""
+shapes = json.loads(sys.argv[1])
+results = []
+for dtype in (torch.float32, torch.float16, torch.bfloat16):
+    for b, i, s, h, d, splits, pad in shapes:
+        g = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(b, n, h * d, generator=g).to(dtype).cuda() for n in (i, s, s))
+        m = hard_mask(b, i, s, g).cuda()
+        a = torch.full((h,), float("nan")).cuda()
+        kpm = None
+        if pad:
+            kpm = (torch.rand(b, s, generator=g) < 0.5).cuda()
+            kpm[0] = True
+        out = sma_forward(q, k, v, m, a, h, kpm, num_splits=splits, hard=True)
+        want = reference(q.double(), k.double(), v.double(), m, a.double(), h, kpm, hard=True)
+        err = ((out.double() - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
+        zeros = bool(torch.equal(out[0], torch.zeros_like(out[0]))) if pad else True
+        results.append([str(dtype), b, i, s, h, d, splits, pad, err, zeros])
+json.dump(results, sys.stdout)
+"""
+)
+
+# The custom op in hard mode on CUDA tensors: forward through the fused kernel (counted), backward
+# through the op's autograd (no gradient into the bool mask); against float64 autograd.
+OP_HARD_CHECK = (
+    r"""
+import json, sys, torch
+import softmask.kernels as kernels
+from softmask.ops.custom_op import soft_masked_attention
+from softmask.ops.reference import soft_masked_attention as reference
+"""
+    + HARD_MASK
+    + r"""
+calls = []
+fused = kernels.sma_forward
+def counted(*args, **kwargs):
+    calls.append(kwargs.get("hard"))
+    return fused(*args, **kwargs)
+kernels.sma_forward = counted
+results = []
+for dtype, pad in ((torch.float32, False), (torch.float32, True), (torch.float16, True),
+                   (torch.bfloat16, False)):
+    g = torch.Generator().manual_seed(3)
+    b, i, s, h, d = 2, 13, 777, 8, 32
+    make = lambda *shape: torch.randn(*shape, generator=g)
+    q, k, v = make(b, i, h * d), make(b, s, h * d), make(b, s, h * d)
+    m, a = hard_mask(b, i, s, g).cuda(), torch.rand(h, generator=g).cuda()
+    kpm = (torch.rand(b, s, generator=g) < 0.3).cuda() if pad else None
+    grad = make(b, i, h * d).cuda()
+    ins = [t.to(dtype).cuda().requires_grad_(True) for t in (q, k, v)]
+    before = len(calls)
+    out = soft_masked_attention(*ins, m, a, h, kpm, hard=True)
+    used_kernel = calls[before:] == [True]
+    (out.float() * grad).sum().backward()
+    ref_ins = [t.detach().double().requires_grad_(True) for t in ins]
+    want = reference(*ref_ins, m, a.double(), h, kpm, hard=True)
+    (want * grad.double()).sum().backward()
+    fwd = ((out.double() - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
+    grads = {}
+    for name, t, r in zip("qkv", ins, ref_ins):
+        grads[name] = ((t.grad.double() - r.grad).abs().max() / r.grad.abs().max().clamp_min(1e-6)).item()
+    results.append([str(dtype), pad, used_kernel, fwd, grads])
+json.dump(results, sys.stdout)
+"""
+)
+
 # GPU tolerances: fp32 products use three TF32 passes (about fp32 accuracy); p is rounded to the
 # input dtype before p.v (bf16: 8 mantissa bits).
 GPU_TOLERANCE = {"torch.float32": 1e-4, "torch.float16": 2e-3, "torch.bfloat16": 2e-2}
@@ -140,6 +227,24 @@ def test_custom_op_cuda_dispatch_forward_and_backward():
         assert fwd <= GPU_TOLERANCE[dtype], f"{dtype} padding={pad}: forward error {fwd:.3g}"
         for name, err in grads.items():
             assert err <= GRAD_TOLERANCE[dtype], f"{dtype} padding={pad}: grad {name} {err:.3g}"
+
+
+@pytest.mark.gpu
+def test_jit_kernel_hard_mode_matches_reference_on_gpu():
+    for dtype, *shape, err, zeros in json.loads(_run(JIT_HARD_CHECK, json.dumps(JIT_SHAPES))):
+        assert err <= GPU_TOLERANCE[dtype], f"hard {dtype} {shape}: relative error {err:.3g}"
+        assert zeros, f"hard {dtype} {shape}: a fully padded batch element must give zeros"
+
+
+@pytest.mark.gpu
+def test_custom_op_cuda_dispatch_hard_mode_forward_and_backward():
+    for dtype, pad, used_kernel, fwd, grads in json.loads(_run(OP_HARD_CHECK)):
+        assert used_kernel, f"hard {dtype}: the custom op did not dispatch to the fused kernel"
+        assert fwd <= GPU_TOLERANCE[dtype], f"hard {dtype} padding={pad}: forward error {fwd:.3g}"
+        for name, err in grads.items():
+            assert err <= GRAD_TOLERANCE[dtype], (
+                f"hard {dtype} padding={pad}: grad {name} {err:.3g}"
+            )
 
 
 @pytest.fixture(scope="module")

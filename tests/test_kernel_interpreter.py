@@ -156,3 +156,138 @@ def test_unsupported_reason_names_float64_and_head_dim(sma_forward):
     assert "float64" in unsupported_reason(q.double(), m, 2)
     assert "float64" in unsupported_reason(q, m.double(), 2)
     assert "head dim" in unsupported_reason(q, m, 4)  # D = 8
+
+
+# Hard mode (Mask2Former's masked attention): bool mask, blocked keys -inf, a row with no allowed
+# unpadded key attends to every unpadded key. The kernel decides the empty-row rule per split
+# (all-keys state until a row's first allowed key) and in the merge (masked partials win), so
+# the masks below place a row's allowed keys where each of those paths runs.
+HARD_CASES = [
+    ((1, 1, 5, 2, 16, None), 16),  # S below one tile (only the peeled tail), I = 1
+    ((2, 37, 300, 2, 32, None), 64),  # S % 16 != 0, heuristic splits, a partial query tile
+    ((1, 20, 520, 1, 32, 3), 32),  # uneven splits, a tail tile
+    ((1, 3, 200, 1, 128, 9), 64),  # more splits than key tiles: empty splits
+    # Two merge levels with keys in both groups (9 tiles of 128 at 16 bits, 18 of 64 at fp32): a
+    # row allowed only the last key has all-keys partials in group 0 and a masked one in group 1.
+    ((1, 24, 1152, 1, 32, 11), 32),
+    ((1, 9, 640, 2, 32, 1), 16),  # aligned S, one split: the program writes the output itself
+]
+
+
+def _hard_mask(batch: int, queries: int, keys: int, seed: int = 0) -> torch.Tensor:
+    """bool [B, I, S], True = attend: random rows of several densities plus the rows where the
+    empty-row rule and the per-split reset matter (see the comments)."""
+    g = torch.Generator().manual_seed(seed + 1)
+    density = torch.tensor([0.5, 0.1, 0.01, 0.9])[torch.arange(queries) % 4]
+    mask = torch.rand(batch, queries, keys, generator=g) < density[None, :, None]
+    special = [
+        torch.zeros(keys, dtype=torch.bool),  # every key blocked: attends to all keys
+        torch.arange(keys) == keys - 1,  # only the last key (the peeled tail, the last split)
+        torch.arange(keys) >= keys // 2 + 1,  # blocked first half: earlier splits drop out
+        torch.arange(keys) == keys // 3,  # one key mid-sequence: reset inside a split
+    ]
+    for row, allowed in enumerate(special[:queries]):
+        mask[:, row] = allowed
+    return mask
+
+
+def _check_hard(sma_forward, q, k, v, mask, heads, kpm=None, num_splits=None):
+    alpha = torch.full((heads,), float("nan"))  # hard mode must not read it
+    got = sma_forward(q, k, v, mask, alpha, heads, kpm, num_splits=num_splits, hard=True)
+    want = reference(
+        q.double(), k.double(), v.double(), mask, alpha.double(), heads, kpm, hard=True
+    )
+    assert got.dtype == q.dtype and got.shape == q.shape
+    scale = max(want.abs().max().item(), 1e-6)
+    err = (got.double() - want).abs().max().item() / scale
+    assert err <= TOLERANCE[q.dtype], f"relative error {err:.3g} > {TOLERANCE[q.dtype]}"
+    return got, want
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("case", HARD_CASES, ids=lambda c: "-".join(map(str, c[0])))
+def test_hard_mode_matches_reference(sma_forward, dtype, case):
+    (batch, queries, keys, heads, head_dim, splits), block_i = case
+    q, k, v, _m, _alpha = _inputs(batch, queries, keys, heads, head_dim, dtype)
+    tiles = heuristics.kernel_tiles(
+        batch, heads, queries, keys, head_dim, 132, 90, q.element_size(), 1
+    )
+    assert tiles.block_i == block_i
+    _check_hard(sma_forward, q, k, v, _hard_mask(batch, queries, keys), heads, num_splits=splits)
+
+
+def test_hard_cases_cover_every_query_tile_both_mask_paths_and_merge_levels():
+    assert {c[1] for c in HARD_CASES} == set(heuristics.BLOCK_IS)
+    assert {heuristics.keys_aligned(c[0][2]) for c in HARD_CASES} == {True, False}
+    forced = {c[0][5] for c in HARD_CASES}
+    assert 1 in forced and any(s and s > 8 for s in forced)
+
+
+@pytest.mark.parametrize(
+    "dtype,keys,splits",
+    [(torch.float32, 700, 5), (torch.float16, 300, 1), (torch.bfloat16, 640, 10)],
+)
+def test_hard_mode_key_padding(sma_forward, dtype, keys, splits):
+    q, k, v, _m, _alpha = _inputs(3, 6, keys, 2, 32, dtype)
+    mask = _hard_mask(3, 6, keys)
+    kpm = torch.zeros(3, keys, dtype=torch.bool)
+    kpm[0] = True  # batch 0: every key padded -> zeros
+    kpm[1, : keys // 2 + 1] = True  # batch 1: the first splits hold only padded keys
+    kpm[2, ::3] = True  # batch 2: scattered padding
+    # Batch 2, row 4: its only allowed keys are padded, so it attends to every unpadded key.
+    mask[2, 4] = kpm[2]
+    got, _ = _check_hard(sma_forward, q, k, v, mask, 2, kpm=kpm, num_splits=splits)
+    assert torch.equal(got[0], torch.zeros_like(got[0]))
+
+
+def test_hard_mode_blocked_rows_attend_to_every_key(sma_forward):
+    """An all-blocked row equals plain softmax attention (soft mode with alpha 0), not zeros (SDPA)
+    nor the mean of V (ONNX Runtime's CUDA path)."""
+    q, k, v, _m, _alpha = _inputs(1, 5, 520, 2, 32, torch.float32)
+    mask = torch.zeros(1, 5, 520, dtype=torch.bool)
+    mask[0, 1, 7] = True  # one row with a single allowed key: exactly that key's value
+    got = sma_forward(q, k, v, mask, torch.zeros(2), 2, num_splits=4, hard=True)
+    plain = reference(
+        q.double(),
+        k.double(),
+        v.double(),
+        torch.ones(1, 5, 520, dtype=torch.float64),
+        torch.zeros(2, dtype=torch.float64),
+        2,
+    )
+    rows = [0, 2, 3, 4]
+    assert (got[:, rows].double() - plain[:, rows]).abs().max().item() <= 1e-5
+    assert torch.allclose(got[0, 1], v[0, 7], atol=1e-6)
+
+
+def test_hard_mode_wants_a_bool_mask(sma_forward):
+    q, k, v, m, alpha = _inputs(1, 2, 8, 1, 16, torch.float32)
+    with pytest.raises(InputError, match="hard mode: mask must be bool"):
+        sma_forward(q, k, v, m, alpha, 1, hard=True)
+
+
+def test_bool_mask_without_hard_mode_is_an_input_error(sma_forward):
+    q, k, v, m, alpha = _inputs(1, 2, 8, 1, 16, torch.float32)
+    with pytest.raises(InputError, match="hard mode"):
+        sma_forward(q, k, v, m > 0.5, alpha, 1)
+
+
+def test_custom_op_cuda_dispatch_runs_the_kernel_in_hard_mode(sma_forward, monkeypatch):
+    """The op's CUDA implementation (called directly: CPU tensors run it under the interpreter)
+    hands hard mode to the fused kernel instead of the reference math."""
+    from softmask import kernels
+    from softmask.ops import custom_op
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("hard"))
+        return sma_forward(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "sma_forward", counted)
+    q, k, v, _m, alpha = _inputs(1, 4, 130, 2, 16, torch.float16)
+    mask = _hard_mask(1, 4, 130)
+    got = custom_op._cuda(q, k, v, mask, alpha, 2, None, True)
+    want = reference(q.double(), k.double(), v.double(), mask, alpha.double(), 2, hard=True)
+    assert calls == [True]
+    assert (got.double() - want).abs().max().item() <= TOLERANCE[torch.float16] * want.abs().max()

@@ -7,7 +7,7 @@ writes into DIR:
 
 - ``<symbol>.bin``: one cubin (or PTX text, NUL-terminated) per specialisation and arch, named
   ``sma_split_<dtype>_m<mask dtype>_d<D>[_<variant>]_<sm|ptx><arch>``, e.g.
-  ``sma_split_fp16_mfp16_d32_sm90.bin``;
+  ``sma_split_fp16_mfp16_d32_sm90.bin`` (``_mbool_``: hard mode);
 - ``softmask_kernels_table.h``: the table's types and the merge constants;
 - ``softmask_kernels_table.c``: the images embedded with the assembler's ``.incbin`` (no giant
   hex arrays to compile) and ``softmask_kernel_table[]``: arch, dtypes, head dim, tiles, warps,
@@ -16,9 +16,10 @@ writes into DIR:
 Specialisations per cubin arch (sm_80 and newer):
 - *fast* (no variant tag, or ``i16``/``i32``): fp16 query/key/value with an fp16 mask, every
   head dim, BLOCK_I 64/16/32, no key padding, S a multiple of 16 (compiled with that divisibility,
-  so mask rows are 16-byte aligned and load as vectors);
-- *any* (tag ``any``): every (dtype, mask dtype) of {fp32, fp16}^2 and head dim, BLOCK_I 64,
-  reads a key padding mask when given, any S (element-wise mask loads).
+  so mask rows are 16-byte aligned and load as vectors); the hard mode (mask dtype ``bool``, one
+  byte per key, table value 3) likewise at BLOCK_I 64 only;
+- *any* (tag ``any``): every (dtype, mask dtype) of {fp32, fp16} x {fp32, fp16, bool} and head
+  dim, BLOCK_I 64, reads a key padding mask when given, any S (element-wise mask loads).
 sm_75 and the PTX fallback get the *any* set only. Alpha is always fp32 here (the launcher
 converts an fp16 alpha). Query, key, value, mask, output and workspace pointers are compiled as
 16-byte aligned; the launcher checks.
@@ -45,7 +46,11 @@ from softmask.kernels import heuristics
 logger = logging.getLogger(__name__)
 
 DTYPES = {"fp32": 0, "fp16": 1}  # values of SoftmaskDtype in softmask_kernels.h
-ELEM_BYTES = {"fp32": 4, "fp16": 2}
+# Mask dtypes: a bool mask (1 byte per key, nonzero = attend) is the hard (Mask2Former) mode; its
+# value, 3, extends SoftmaskDtype for masks only (the C header's SOFTMASK_DTYPE_BOOL).
+MASK_DTYPES = {**DTYPES, "bool": 3}
+ELEM_BYTES = {"fp32": 4, "fp16": 2, "bool": 1}
+TRITON_TYPES = {"fp32": "fp32", "fp16": "fp16", "bool": "u8"}
 PTX_ISA = 80
 SPLIT_PARAMS = (
     15  # non-constexpr parameters of sma_split_kernel, before Triton's two scratch pointers
@@ -53,6 +58,9 @@ SPLIT_PARAMS = (
 POINTER_PARAMS = (0, 1, 2, 3, 6, 7, 8, 9)  # q, k, v, mask, out, acc, ml, counters: 16-byte aligned
 NUM_KEYS_PARAM = 11
 DEFAULT_ARCHS = (75, 80, 87, 90)
+# The fast hard-mode kernels come in one query tile only (each costs build time): Mask2Former and
+# OneFormer run 100 to 200 queries; fewer take it too (rows past I are clamped and dropped).
+HARD_FAST_BLOCK_I = 64
 # Largest dynamic shared memory one CTA may use (bytes), by compute capability. sm_80 cubins also
 # serve 8.6 and 8.9 GPUs (their own cubins are not built by default), so they keep to 99 KiB.
 MAX_SHARED_PER_CTA = {75: 64 << 10, 80: 99 << 10, 86: 99 << 10, 87: 163 << 10, 89: 99 << 10}
@@ -64,7 +72,7 @@ class Variant:
     """One kernel specialisation for one arch (``ptx``: emit PTX instead of a cubin).
 
     ``general``: reads a key padding mask when given and takes any S; otherwise unpadded calls with
-    S % 16 == 0 only.
+    S % 16 == 0 only. ``mask_dtype`` "bool" is the hard mode.
     """
 
     arch: int
@@ -74,6 +82,10 @@ class Variant:
     block_i: int
     general: bool
     ptx: bool = False
+
+    @property
+    def hard(self) -> bool:
+        return self.mask_dtype == "bool"
 
     @property
     def tag(self) -> str:
@@ -133,7 +145,7 @@ def _compile(variant: Variant) -> dict:
         "q_ptr": f"*{v.dtype}",
         "k_ptr": f"*{v.dtype}",
         "v_ptr": f"*{v.dtype}",
-        "mask_ptr": f"*{v.mask_dtype}",
+        "mask_ptr": f"*{TRITON_TYPES[v.mask_dtype]}",
         "alpha_ptr": "*fp32",
         "kpm_ptr": "*u8",
         "out_ptr": f"*{v.dtype}",
@@ -152,6 +164,7 @@ def _compile(variant: Variant) -> dict:
         "DOT_PRECISION": "constexpr",
         "PADDING": "constexpr",
         "DOT_IN_FP32": "constexpr",
+        "HARD": "constexpr",
     }
     constexprs = {
         "HEAD_DIM": v.head_dim,
@@ -161,6 +174,7 @@ def _compile(variant: Variant) -> dict:
         "DOT_PRECISION": v.precision,
         "PADDING": v.general,
         "DOT_IN_FP32": False,
+        "HARD": v.hard,
     }
     attrs = {(i,): [["tt.divisibility", 16]] for i in POINTER_PARAMS}
     if not v.general:
@@ -217,8 +231,9 @@ def variants(archs: list[int]) -> list[Variant]:
                 for block_i in heuristics.BLOCK_IS:
                     if block_i == heuristics.block_i_for(block_i, head_dim):
                         out.append(Variant(arch, "fp16", "fp16", head_dim, block_i, False))
+                out.append(Variant(arch, "fp16", "bool", head_dim, HARD_FAST_BLOCK_I, False))
             for dtype in DTYPES:
-                for mask_dtype in DTYPES:
+                for mask_dtype in MASK_DTYPES:
                     out.append(Variant(arch, dtype, mask_dtype, head_dim, 64, True, ptx))
     return out
 
@@ -239,7 +254,7 @@ typedef struct SoftmaskKernelEntry {
     int32_t arch;           /* compute capability * 10 + minor, e.g. 87 */
     int32_t is_ptx;         /* 1: image is NUL-terminated PTX (JIT, any newer GPU) */
     int32_t dtype;          /* SoftmaskDtype of query/key/value/output */
-    int32_t mask_dtype;     /* SoftmaskDtype of mask */
+    int32_t mask_dtype;     /* SoftmaskDtype of mask; 3 = bool, 1 byte per key: hard mode */
     int32_t head_dim;
     int32_t block_i;        /* query rows per program */
     int32_t block_s;        /* keys per main-loop iteration */
@@ -290,7 +305,7 @@ def write_outputs(rows: list[dict], out_dir: Path) -> None:
         sym = f"softmask_image_{v.symbol}"
         decls.append(_incbin(sym, path))
         entries.append(
-            f"    {{{v.arch}, {int(v.ptx)}, {DTYPES[v.dtype]}, {DTYPES[v.mask_dtype]}, "
+            f"    {{{v.arch}, {int(v.ptx)}, {DTYPES[v.dtype]}, {MASK_DTYPES[v.mask_dtype]}, "
             f"{v.head_dim}, {v.block_i}, {v.block_s}, {row['num_warps']}, {v.num_stages}, "
             f"{int(v.general)}, {v.key_align}, {row['shared']}, {SPLIT_PARAMS}, "
             f"{row['gscratch']}, {row['gscratch_align']}, {row['pscratch']}, "

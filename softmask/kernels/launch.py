@@ -61,6 +61,7 @@ def unsupported_reason(query: torch.Tensor, mask: torch.Tensor, num_heads: int) 
     """Why the kernel cannot take these (already valid) inputs, or None when it can.
 
     For callers that fall back to the reference instead (float64, head dims without a kernel).
+    A bool mask (hard mode) is always supported.
     """
     head_dim = query.shape[-1] // num_heads
     if head_dim not in heuristics.HEAD_DIMS:
@@ -69,7 +70,7 @@ def unsupported_reason(query: torch.Tensor, mask: torch.Tensor, num_heads: int) 
             f"{heuristics.HEAD_DIMS}"
         )
     for name, t in (("query", query), ("mask", mask)):
-        if t.dtype not in _KERNEL_DTYPES:
+        if t.dtype not in _KERNEL_DTYPES and not (name == "mask" and t.dtype == torch.bool):
             return f"{name} dtype {t.dtype} has no kernel; supported: {_KERNEL_DTYPES}"
     return None
 
@@ -98,17 +99,23 @@ def sma_forward(
     num_heads: int,
     key_padding_mask: torch.Tensor | None = None,
     num_splits: int | None = None,
+    hard: bool = False,
 ) -> torch.Tensor:
     """Fused soft-masked attention forward (Triton), same contract as the reference.
 
     Args:
         query: [B, I, E] fp16/bf16/fp32; key, value: [B, S, E] same dtype; E = num_heads * D with
             D in {16, 32, 64, 128}.
-        mask: [B, I, S] floating (any of the three dtypes), shared by all heads.
-        alpha: [H] floating.
+        mask: [B, I, S] floating (any of the three dtypes), shared by all heads; bool (True =
+            attend) in hard mode.
+        alpha: [H] floating; not read in hard mode.
         key_padding_mask: optional [B, S] bool, True = padded; rows with every key padded give 0.
         num_splits: None picks the key split count (``heuristics.choose_num_splits``); an
             int >= 1 forces it (splits beyond the key tiles are empty and still merged).
+        hard: Mask2Former's masked attention (``reference.attention_probs``): blocked keys get
+            -inf, a row with no allowed unpadded key attends to every unpadded key. The mask must
+            be bool here (``reference.hard_mask`` applies a threshold); the kernel reads 1 byte
+            per key.
 
     Returns:
         [B, I, E] in query's dtype (fp32 accumulation inside).
@@ -118,7 +125,12 @@ def sma_forward(
             on different devices, CPU tensors without ``TRITON_INTERPRET=1``, or sizes whose
             per-batch offsets overflow 32 bits (S * E or I * S >= 2**31).
     """
-    dims = check_inputs(query, key, value, mask, alpha, num_heads, key_padding_mask)
+    dims = check_inputs(query, key, value, mask, alpha, num_heads, key_padding_mask, hard)
+    if hard and mask.dtype != torch.bool:
+        raise InputError(
+            f"hard mode: mask must be bool (True = attend), got dtype {mask.dtype}; threshold a "
+            "floating mask first (softmask.ops.reference.hard_mask)"
+        )
     reason = unsupported_reason(query, mask, num_heads)
     if reason is not None:
         raise InputError(reason)
@@ -149,13 +161,17 @@ def sma_forward(
     num_sms, arch = _device_facts(device)
     tiles = _tiles(dims, num_sms, arch, query.element_size(), mask.element_size())
     splits = num_splits if num_splits is not None else tiles.num_splits
-    return _launch(query, key, value, mask, alpha, key_padding_mask, dims, tiles, splits)
+    return _launch(query, key, value, mask, alpha, key_padding_mask, dims, tiles, splits, hard)
 
 
-def _launch(query, key, value, mask, alpha, key_padding_mask, dims, tiles, splits) -> torch.Tensor:
+def _launch(
+    query, key, value, mask, alpha, key_padding_mask, dims, tiles, splits, hard
+) -> torch.Tensor:
     from softmask.kernels.triton_kernels import LOG2E, MAX_MERGE_GROUPS, sma_split_kernel
 
     query, key, value, mask, alpha = (t.contiguous() for t in (query, key, value, mask, alpha))
+    if hard:
+        mask = mask.view(torch.uint8)  # the kernel reads bytes, as the AOT kernels' *u8
     out = torch.empty_like(query)
     query_tiles = heuristics.cdiv(dims.queries, tiles.block_i)
     device = query.device
@@ -177,7 +193,7 @@ def _launch(query, key, value, mask, alpha, key_padding_mask, dims, tiles, split
     else:
         padding = key_padding_mask.contiguous().view(torch.uint8)
     precision = heuristics.dot_precision(query.element_size(), _device_facts(device)[1])
-    logger.debug("sma_forward %s tiles=%s splits=%d", dims, tiles, splits)
+    logger.debug("sma_forward %s tiles=%s splits=%d hard=%s", dims, tiles, splits, hard)
     sma_split_kernel[(dims.heads * query_tiles, splits, dims.batch)](
         query,
         key,
@@ -201,6 +217,7 @@ def _launch(query, key, value, mask, alpha, key_padding_mask, dims, tiles, split
         DOT_PRECISION=precision,
         PADDING=key_padding_mask is not None,
         DOT_IN_FP32=query.dtype == torch.bfloat16 and _interpreting(),
+        HARD=hard,
         num_warps=tiles.num_warps,
         num_stages=tiles.num_stages,
     )

@@ -24,10 +24,18 @@ by ``log2(e) / QK_SCALE_LOG2`` once per program, each score is one FMA ``fma(M, 
 the row max is kept in log2 units (``max * QK_SCALE_LOG2``) and ``QK_SCALE_LOG2 = log2(e) /
 sqrt(D)`` is applied inside the exp2 argument's FMA, ``exp2(fma(s, QK_SCALE_LOG2, -m))``.
 
-Compile-time variants: ``PADDING`` (the variant reads a key padding mask when ``has_padding`` is
-nonzero; without it there is no per-key test at all), ``BLOCK_I`` in {16, 32, 64} with one warp
-per 16 query rows, ``BLOCK_S``, ``HEAD_DIM``; Triton's own specialisation (JIT) or an explicit
-divisibility hint (AOT) of ``num_keys`` by 16 makes mask rows 16-byte aligned (vector loads).
+Hard mode (``HARD``, Mask2Former's masked attention): the mask is read as one byte per key
+(nonzero = attend), alpha is not read, blocked keys get -inf, and a row with no allowed unpadded
+key attends to every unpadded key. No second pass over K/V and no second softmax state: each
+split keeps, per row, the all-keys state until the row's first allowed key in that split, then
+the masked one (``_attend_tile``); the sign of the partial's l says which (``_store_partial``),
+and the merge keeps the masked partials of a row when it has any, else its all-keys ones.
+
+Compile-time variants: ``HARD``, ``PADDING`` (the variant reads a key padding mask when
+``has_padding`` is nonzero; without it there is no per-key test at all), ``BLOCK_I`` in
+{16, 32, 64} with one warp per 16 query rows, ``BLOCK_S``, ``HEAD_DIM``; Triton's own
+specialisation (JIT) or an explicit divisibility hint (AOT) of ``num_keys`` by 16 makes mask rows
+16-byte aligned (vector loads).
 Query rows past I are clamped to row I - 1 on load (in bounds, no predicate) and dropped at the
 store. ``DOT_IN_FP32`` exists for the interpreter only (its ``tl.dot`` cannot multiply bf16).
 
@@ -52,6 +60,7 @@ def _attend_tile(
     acc,
     m_i,
     l_i,
+    seen,
     q,
     k_tile_ptr,
     v_tile_ptr,
@@ -67,11 +76,21 @@ def _attend_tile(
     embed,
     KEY_BOUND: tl.constexpr,
     PADDING: tl.constexpr,
+    HARD: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     DOT_IN_FP32: tl.constexpr,
     QK_SCALE_LOG2: tl.constexpr,
 ):
     """One key tile of the online softmax; pointers point at the tile's first key.
+
+    Returns the updated ``(acc, m_i, l_i, seen)``. ``HARD``: the mask is one byte per key (nonzero
+    = allowed) and ``seen`` [BLOCK_I] int32 says whether the row met an allowed key earlier in this
+    split. Until it does, the row's state is the softmax over every (unpadded) key; the tile where
+    it meets its first allowed key drops that state (``m_i`` -> -inf: correction 0) and from there
+    on blocked keys get -inf. So one state, one exp per score and one p.v per tile serve both
+    Mask2Former cases: a split whose row is ``seen`` holds the masked partial, one whose row is
+    not holds the all-keys partial, and the merge keeps the ones the row's total calls for.
+    Soft mode passes ``seen`` through untouched.
 
     ``KEY_BOUND``: the tile may hold fewer than BLOCK_S keys (``keys_left``; the peeled last tile):
     loads are masked and the missing keys get -inf. ``PADDING``: the variant reads the key padding
@@ -96,7 +115,6 @@ def _attend_tile(
         scores = tl.dot(q.to(tl.float32), kt.to(tl.float32), input_precision="ieee")
     else:
         scores = tl.dot(q, kt, input_precision=DOT_PRECISION)
-    scores = tl.fma(m_tile.to(tl.float32), alpha_scaled, scores)
     if PADDING:
         # Without a padding mask (has_padding == 0) the launcher passes any readable pointer and
         # the bytes read are ignored: one unpredicated byte load per key, no branch.
@@ -107,9 +125,21 @@ def _attend_tile(
         key_ok = (padded == 0) | (has_padding == 0)
         if KEY_BOUND:
             key_ok = key_ok & (offs_s < keys_left)
-        scores = tl.where(key_ok[None, :], scores, float("-inf"))
-    elif KEY_BOUND:
-        scores = tl.where(key_ok[None, :], scores, float("-inf"))
+    if HARD:
+        if PADDING or KEY_BOUND:
+            scores = tl.where(key_ok[None, :], scores, float("-inf"))
+        # Float selects and row maxima only (no reduction over the mask bytes themselves): the
+        # row met an allowed key in this tile iff its masked max is finite.
+        masked = tl.where(m_tile != 0, scores, float("-inf"))
+        seen_new = tl.maximum(seen, (tl.max(masked, axis=1) > float("-inf")).to(tl.int32))
+        # The first allowed key of this split: the all-keys state so far is dropped.
+        m_i = tl.where(seen_new > seen, float("-inf"), m_i)
+        scores = tl.where(seen_new[:, None] > 0, masked, scores)
+        seen = seen_new
+    else:
+        scores = tl.fma(m_tile.to(tl.float32), alpha_scaled, scores)
+        if PADDING or KEY_BOUND:
+            scores = tl.where(key_ok[None, :], scores, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(scores, axis=1) * QK_SCALE_LOG2)
     if PADDING:
         # A row whose keys so far are all padded keeps m = -inf: shift by 0, not by -inf.
@@ -126,7 +156,7 @@ def _attend_tile(
     else:
         pv = tl.dot(p, v, input_precision=DOT_PRECISION)
     acc = acc * correction[:, None] + pv
-    return acc, m_new, l_i
+    return acc, m_new, l_i, seen
 
 
 @triton.jit
@@ -142,16 +172,20 @@ def _merge_partials(
     HEAD_DIM: tl.constexpr,
     BLOCK_I: tl.constexpr,
     CHUNK: tl.constexpr,
+    HARD: tl.constexpr,
 ):
     """Combine ``count`` partials whose rows start at ``first_row + j * row_stride`` (j < count).
 
-    Returns the merged (acc, m, l). Loads bypass L1 (``.cg``): other programs wrote the partials
-    during this launch. ``CHUNK`` partials are unrolled per step so their loads are in flight
-    together.
+    Returns the merged (acc, m, l, seen). Loads bypass L1 (``.cg``): other programs wrote the
+    partials during this launch. ``CHUNK`` partials are unrolled per step so their loads are in
+    flight together. ``HARD``: a row's partials that met an allowed key (``_store_partial``'s
+    sign of l) win over the all-keys ones, which count only when no partial of the row met one;
+    done in the same single pass (the first winning partial drops the running state).
     """
     m_run = tl.full([BLOCK_I], float("-inf"), tl.float32)
     l_run = tl.zeros([BLOCK_I], tl.float32)
     acc = tl.zeros([BLOCK_I, HEAD_DIM], tl.float32)
+    seen_run = tl.zeros([BLOCK_I], tl.int32)
     for start in range(0, count, CHUNK):
         for j in tl.static_range(CHUNK):
             item = start + j
@@ -165,6 +199,12 @@ def _merge_partials(
                 other=0.0,
                 cache_modifier=".cg",
             )
+            if HARD:
+                seen_j = (l_j > 0.0).to(tl.int32)
+                l_j = tl.abs(l_j)
+                m_run = tl.where(seen_j > seen_run, float("-inf"), m_run)
+                m_j = tl.where(seen_run > seen_j, float("-inf"), m_j)
+                seen_run = tl.maximum(seen_run, seen_j)
             m_new = tl.maximum(m_run, m_j)
             m_shift = tl.where(m_new == float("-inf"), 0.0, m_new)
             scale_run = tl.math.exp2(m_run - m_shift)
@@ -172,11 +212,28 @@ def _merge_partials(
             acc = acc * scale_run[:, None] + a_j * scale_j[:, None]
             l_run = l_run * scale_run + l_j * scale_j
             m_run = m_new
-    return acc, m_run, l_run
+    return acc, m_run, l_run, seen_run
 
 
 @triton.jit
-def _store_partial(acc_ptr, ml_ptr, rows, acc, m_i, l_i, offs_d, row_ok, HEAD_DIM: tl.constexpr):
+def _store_partial(
+    acc_ptr,
+    ml_ptr,
+    rows,
+    acc,
+    m_i,
+    l_i,
+    seen,
+    offs_d,
+    row_ok,
+    HEAD_DIM: tl.constexpr,
+    HARD: tl.constexpr,
+):
+    """Write one partial. ``HARD``: l's sign carries ``seen`` (l > 0: the partial met an allowed
+    key, whose own weight keeps l at about 1 or more; else -l <= 0, 0 when it met no unpadded key
+    at all)."""
+    if HARD:
+        l_i = tl.where(seen > 0, l_i, -l_i)
     tl.store(acc_ptr + rows[:, None] * HEAD_DIM + offs_d[None, :], acc, mask=row_ok[:, None])
     tl.store(ml_ptr + rows * 2, m_i, mask=row_ok)
     tl.store(ml_ptr + rows * 2 + 1, l_i, mask=row_ok)
@@ -206,6 +263,7 @@ def sma_split_kernel(
     DOT_PRECISION: tl.constexpr,
     PADDING: tl.constexpr,
     DOT_IN_FP32: tl.constexpr = False,
+    HARD: tl.constexpr = False,
 ):
     pid_hq = tl.program_id(0)
     split = tl.program_id(1)
@@ -246,12 +304,14 @@ def sma_split_kernel(
     m_i = tl.full([BLOCK_I], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_I], tl.float32)
     acc = tl.zeros([BLOCK_I, HEAD_DIM], tl.float32)
+    seen = tl.zeros([BLOCK_I], tl.int32)
     for tile in range(tile_first, full_end):
         key0 = tile * BLOCK_S
-        acc, m_i, l_i = _attend_tile(
+        acc, m_i, l_i, seen = _attend_tile(
             acc,
             m_i,
             l_i,
+            seen,
             q,
             k_base + key0 * embed,
             v_base + key0 * embed,
@@ -267,6 +327,7 @@ def sma_split_kernel(
             embed,
             KEY_BOUND=False,
             PADDING=PADDING,
+            HARD=HARD,
             DOT_PRECISION=DOT_PRECISION,
             DOT_IN_FP32=DOT_IN_FP32,
             QK_SCALE_LOG2=QK_SCALE_LOG2,
@@ -274,10 +335,11 @@ def sma_split_kernel(
     if (tile_first <= full_tiles) & (full_tiles < tile_end):
         # This split holds the last tile, cut by S % BLOCK_S != 0.
         key0 = full_end * BLOCK_S
-        acc, m_i, l_i = _attend_tile(
+        acc, m_i, l_i, seen = _attend_tile(
             acc,
             m_i,
             l_i,
+            seen,
             q,
             k_base + key0 * embed,
             v_base + key0 * embed,
@@ -293,6 +355,7 @@ def sma_split_kernel(
             embed,
             KEY_BOUND=True,
             PADDING=PADDING,
+            HARD=HARD,
             DOT_PRECISION=DOT_PRECISION,
             DOT_IN_FP32=DOT_IN_FP32,
             QK_SCALE_LOG2=QK_SCALE_LOG2,
@@ -314,9 +377,11 @@ def sma_split_kernel(
             acc,
             m_i,
             l_i,
+            seen,
             offs_d,
             row_ok,
             HEAD_DIM,
+            HARD,
         )
         # Partials merged per unrolled step: their loads are in flight together; D / 2 floats
         # per thread each, so 8 of them fit the registers up to D = 32.
@@ -332,7 +397,7 @@ def sma_split_kernel(
         tl.debug_barrier()
         done = tl.atomic_add(counters + group, 1, sem="acq_rel", scope="gpu")
         if done == group_size - 1:
-            acc, m_i, l_i = _merge_partials(
+            acc, m_i, l_i, seen = _merge_partials(
                 acc_ptr,
                 ml_ptr,
                 head_row0 + group_first * num_queries,
@@ -344,6 +409,7 @@ def sma_split_kernel(
                 HEAD_DIM,
                 BLOCK_I,
                 MERGE_CHUNK,
+                HARD,
             )
             tl.atomic_xchg(counters + group, 0, sem="relaxed", scope="gpu")
             if num_groups == 1:
@@ -357,15 +423,17 @@ def sma_split_kernel(
                     acc,
                     m_i,
                     l_i,
+                    seen,
                     offs_d,
                     row_ok,
                     HEAD_DIM,
+                    HARD,
                 )
                 tl.debug_barrier()
                 final = counters + MAX_MERGE_GROUPS
                 groups_done = tl.atomic_add(final, 1, sem="acq_rel", scope="gpu")
                 if groups_done == num_groups - 1:
-                    acc, m_i, l_i = _merge_partials(
+                    acc, m_i, l_i, seen = _merge_partials(
                         acc_ptr,
                         ml_ptr,
                         head_row0,
@@ -377,6 +445,7 @@ def sma_split_kernel(
                         HEAD_DIM,
                         BLOCK_I,
                         MERGE_CHUNK,
+                        HARD,
                     )
                     tl.atomic_xchg(final, 0, sem="relaxed", scope="gpu")
                     denom = tl.where(l_i > 0.0, l_i, 1.0)

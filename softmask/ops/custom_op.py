@@ -50,25 +50,21 @@ def _warn_no_kernel(reason: str) -> None:
 
 @soft_masked_attention_op.register_kernel("cuda")
 def _cuda(query, key, value, mask, alpha, num_heads, key_padding_mask=None, hard=False):
-    """CUDA forward: the fused Triton kernel; the reference math (on the GPU) without Triton,
-    and for the hard mode, which the fused kernel does not implement."""
-    if hard:
-        return reference.soft_masked_attention(
-            query, key, value, mask, alpha, num_heads, key_padding_mask, hard
-        )
+    """CUDA forward: the fused Triton kernel (soft and hard mode); the reference math (on the
+    GPU) without Triton or for inputs the kernel does not take."""
     try:
         from softmask.kernels import sma_forward, unsupported_reason  # triton: gpu/dev extra
     except ImportError as exc:
         _warn_no_kernel(str(exc))
         return reference.soft_masked_attention(
-            query, key, value, mask, alpha, num_heads, key_padding_mask
+            query, key, value, mask, alpha, num_heads, key_padding_mask, hard
         )
     if unsupported_reason(query, mask, num_heads) is not None:
         # float64 (gradcheck) or a head dim without a kernel: the reference math on the GPU.
         return reference.soft_masked_attention(
-            query, key, value, mask, alpha, num_heads, key_padding_mask
+            query, key, value, mask, alpha, num_heads, key_padding_mask, hard
         )
-    return sma_forward(query, key, value, mask, alpha, num_heads, key_padding_mask)
+    return sma_forward(query, key, value, mask, alpha, num_heads, key_padding_mask, hard=hard)
 
 
 def _setup_context(ctx, inputs, output) -> None:
