@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh dev
 # The serve tests run the embedded Triton server from its own environment (numpy<2).
 bash scripts/setup_env.sh serve
+# The deployment install (no PyTorch, not editable) that tests/test_deploy_install.py runs.
+bash scripts/setup_env.sh deploy
 bash scripts/fetch_tensorrt_headers.sh
 cmake -S . -B build -DSOFTMASK_TRT_HEADERS_ONLY=ON -DPython3_EXECUTABLE="$PWD/.venv/bin/python" \
   -DCMAKE_BUILD_TYPE=Release

@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from softmask import __version__
 from softmask.errors import InputError, SoftmaskError
+from softmask.optional import require_torch
 from softmask.redact import redact, redact_logging
 from softmask.signals import exit_code, interrupt_reason, terminate_as_interrupt
 
@@ -29,6 +30,14 @@ Handler = Callable[[argparse.Namespace], int]
 # Exporter loggers that report routine steps (constant folding, deduplication, optional
 # packages) as INFO/WARNING on every export: silenced below -vv.
 _NOISY_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
+# Commands that always run the model in PyTorch (the `torch` extra); the others run exports, and
+# their options that need torch (a checkpoint to export, --backend torch) say so themselves.
+_TORCH_COMMANDS = {
+    "demo": "the demo (PyTorch against ONNX Runtime)",
+    "export": "exporting a model",
+    "precision": "the precision search (exports each candidate)",
+    "train": "training",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -1047,6 +1056,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     handler: Handler = args.handler
     try:
+        if args.command in _TORCH_COMMANDS:
+            require_torch(_TORCH_COMMANDS[args.command])
         with terminate_as_interrupt():
             return handler(args)
     except SoftmaskError as exc:

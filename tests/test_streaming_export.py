@@ -29,8 +29,10 @@ def _plugin_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 
 def test_graphs_pass_the_checker_and_hold_one_plugin_node_per_encoder_layer_call(export):
     # The encoder's layers are the only soft-masked attention calls (2 in tiny). init encodes the
-    # annotation, step encodes its prediction, annotate does both.
-    encodes = {"init": 1, "step": 1, "annotate": 2}
+    # annotation, step encodes its prediction, annotate does both; the frame encoder (features)
+    # has none.
+    encodes = {"features": 0, "init": 1, "step": 1, "annotate": 2}
+    assert set(export.graphs) == set(encodes)
     for name, path in export.graphs.items():
         graph = onnx.load(str(path))
         onnx.checker.check_model(graph, full_check=True)
@@ -39,14 +41,14 @@ def test_graphs_pass_the_checker_and_hold_one_plugin_node_per_encoder_layer_call
         # TensorRT names each layer after its node: the plugin layers must say what they are.
         assert [n.name for n in nodes] == [f"{OP_TYPE}_{i}" for i in range(len(nodes))]
         assert export.manifest["graphs"][name]["op_nodes"] == len(nodes)
-        # The function bodies that let plain ONNX Runtime run the node are attached.
-        assert any(f.name == OP_TYPE and f.domain == DOMAIN for f in graph.functions)
+        if nodes:  # the function bodies that let plain ONNX Runtime run the node are attached
+            assert any(f.name == OP_TYPE and f.domain == DOMAIN for f in graph.functions)
         props = {p.key: p.value for p in graph.metadata_props}
         assert props["softmask.graph"] == name
         assert json.loads(props["softmask.stream_spec"])["num_objects"] == N
 
 
-def test_graph_inputs_and_outputs_are_uint8_images_and_the_explicit_state(export):
+def test_graph_inputs_and_outputs_are_uint8_images_the_frame_encoders_maps_and_the_state(export):
     state = [
         {"name": "fg", "dtype": "float32", "shape": [1, N, WINDOW, C]},
         {"name": "fg_valid", "dtype": "bool", "shape": [1, N, WINDOW]},
@@ -56,16 +58,22 @@ def test_graph_inputs_and_outputs_are_uint8_images_and_the_explicit_state(export
     ]
     frame = {"name": "frame", "dtype": "uint8", "shape": [H, W, 3]}
     annotation = {"name": "annotation", "dtype": "uint8", "shape": [H, W]}
+    f4 = {"name": "f4", "dtype": "float32", "shape": [1, C, H // 4, W // 4]}
+    f8 = {"name": "f8", "dtype": "float32", "shape": [1, C, H // 8, W // 8]}
     outputs = [
         {"name": "labels", "dtype": "uint8", "shape": [H, W]},
         {"name": "scores", "dtype": "float32", "shape": [N, H, W]},
         *({**s, "name": s["name"] + "_next"} for s in state),
     ]
-    assert export.io("step", "inputs") == [frame, *state]
-    for name in ("init", "annotate"):
-        assert export.io(name, "inputs") == [frame, annotation, *state]
-    for name in export.graphs:
+    assert export.io("features", "inputs") == [frame]
+    assert export.io("features", "outputs") == [f4, f8]
+    assert export.io("init", "inputs") == [f8, annotation, *state]
+    assert export.io("step", "inputs") == [f4, f8, *state]
+    assert export.io("annotate", "inputs") == [f4, f8, annotation, *state]
+    for name in ("init", "step", "annotate"):
         assert export.io(name, "outputs") == outputs
+        assert export.chain(name) == ("features", name)
+    assert export.manifest["format_version"] == 2
 
 
 def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
@@ -91,6 +99,8 @@ def test_uint8_casts_convert_only_from_or_to_float_and_labels_end_with_float_to_
             source = types[cast.input[0]]
             if onnx.TensorProto.UINT8 in (source, target):
                 assert {source, target} - {onnx.TensorProto.UINT8} <= floats, (name, cast.name, source, target)
+        if name == "features":
+            continue
         last = next(n for n in graph.graph.node if "labels" in n.output)
         assert last.op_type == "Cast", (name, last.op_type)
         assert onnx.helper.get_attribute_value(last.attribute[0]) == onnx.TensorProto.UINT8
@@ -165,7 +175,8 @@ def test_fp16_export_runs_in_onnxruntime_close_to_the_fp32_model(model, tmp_path
     assert export.precision == "fp16"
     dtypes = {i["name"]: i["dtype"] for i in export.io("step", "inputs")}
     assert dtypes == {
-        "frame": "uint8",
+        "f4": "float16",
+        "f8": "float16",
         "fg": "float16",
         "fg_valid": "bool",
         "bg": "float16",

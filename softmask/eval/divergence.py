@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from softmask.export.frame_graphs import FLOAT_STATE, NEXT_SUFFIX, STATE_NAMES
+from softmask.export.spec import FLOAT_STATE, NEXT_SUFFIX, STATE_NAMES
 
 LABELS = "labels"
 SCORES = "scores"
@@ -202,3 +202,18 @@ def drift(frames: Sequence[int], values: Sequence[float]) -> dict[str, Any]:
         trend = "flat"
     result.update(slope_per_frame=float(slope), start=float(start), end=float(end), trend=trend)
     return result
+
+
+@dataclass
+class DivergenceContext:
+    """What the first diverging frame needs to be re-run: its index, graph, inputs, the state
+    each backend went in with, and the reference's outputs."""
+
+    divergence: Divergence
+    frame: np.ndarray
+    annotation: np.ndarray | None
+    reference_state_in: dict[str, np.ndarray]
+    candidate_state_in: dict[str, np.ndarray]
+    reference_labels: np.ndarray
+    reference_scores: np.ndarray | None
+    reference_state_out: dict[str, np.ndarray]

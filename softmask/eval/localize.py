@@ -26,6 +26,7 @@ import torch
 
 from softmask.eval.divergence import (
     Divergence,
+    DivergenceContext,
     StateDiff,
     Tolerances,
     over_tolerance,
@@ -53,21 +54,6 @@ logger = logging.getLogger(__name__)
 
 COMPUTED = "computed here"
 INHERITED = "inherited state"
-
-
-@dataclass
-class DivergenceContext:
-    """What the first diverging frame needs to be re-run: its index, graph, inputs, the state
-    each backend went in with, and the reference's outputs."""
-
-    divergence: Divergence
-    frame: np.ndarray
-    annotation: np.ndarray | None
-    reference_state_in: dict[str, np.ndarray]
-    candidate_state_in: dict[str, np.ndarray]
-    reference_labels: np.ndarray
-    reference_scores: np.ndarray | None
-    reference_state_out: dict[str, np.ndarray]
 
 
 @dataclass

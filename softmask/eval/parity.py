@@ -21,16 +21,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from softmask.data.io import VOID_LABEL
-from softmask.errors import InputError
+from softmask.errors import BackendUnavailable, InputError
 from softmask.eval.davis import frame_j_and_f
 from softmask.eval.davis import mean_region_similarity as mean_iou  # noqa: F401 (re-export)
 from softmask.eval.divergence import (
     Divergence,
+    DivergenceContext,
     StateDiff,
     Tolerances,
     describe,
@@ -40,12 +41,15 @@ from softmask.eval.divergence import (
     score_difference,
     state_differences,
 )
-from softmask.eval.localize import DivergenceContext, Localisation
+from softmask.optional import require_torch
 from softmask.runtime.annotations import resolve_annotations
 from softmask.runtime.backend import Backend
 from softmask.runtime.factory import BACKENDS
 from softmask.runtime.sources import open_source
 from softmask.runtime.stream import VideoStream
+
+if TYPE_CHECKING:
+    from softmask.eval.localize import Localisation
 
 logger = logging.getLogger(__name__)
 
@@ -372,7 +376,7 @@ def parity_video(
         BackendUnavailable: a backend cannot run here.
         ExportError: the export failed.
     """
-    from softmask.export.streaming import load_streaming_export
+    from softmask.export.manifest import load_streaming_export
     from softmask.runtime.factory import check_backend_available, resolve_model
     from softmask.runtime.settings import RunSettings, prepare_backend
 
@@ -421,6 +425,11 @@ def parity_video(
     )
     report = compare_backends(*backends, frames, annotations, truth, tolerances=tol)
     if not localize_divergence or report.context is None:
+        return report
+    try:
+        require_torch("localising the divergence (probing the model's modules)")
+    except BackendUnavailable as error:
+        logger.warning("%s; the report has no localisation", error)
         return report
     candidate_export = prepared[candidate].setup.get("export_dir")
     own_work = work_dir is None

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from softmask.eval.parity import ParityReport
-from softmask.export.frame_graphs import FLOAT_STATE, NEXT_SUFFIX
+from softmask.export.spec import FLOAT_STATE, NEXT_SUFFIX
 
 
 def _log_curve(ax, frames, values, label: str, colour: str) -> None:

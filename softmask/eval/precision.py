@@ -26,18 +26,20 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from softmask.errors import InputError
 from softmask.eval.divergence import Divergence, Tolerances
 from softmask.eval.parity import ParityReport, compare_backends, read_video
-from softmask.export.frame_graphs import StreamSpec
-from softmask.export.precision import FP32_GROUPS, PrecisionPlan, groups_of_module
-from softmask.model.hodor import HodorModel
+from softmask.export.plan import FP32_GROUPS, PrecisionPlan
+from softmask.export.spec import StreamSpec
 from softmask.runtime.factory import check_backend_available
 from softmask.runtime.settings import RunSettings
+
+if TYPE_CHECKING:
+    from softmask.model.hodor import HodorModel
 
 logger = logging.getLogger(__name__)
 
@@ -195,13 +197,15 @@ def needed_graphs(annotations: Mapping[int, np.ndarray]) -> tuple[str, ...]:
 
 def complete_export(model: HodorModel, folder: Path, spec: StreamSpec, plan: PrecisionPlan):
     """Export the graphs ``folder`` lacks and rewrite its manifest, so it loads as a full export."""
-    from softmask.export.frame_graphs import GRAPH_NAMES
+    from softmask.export.spec import FEATURES_GRAPH, GRAPH_NAMES
     from softmask.export.streaming import export_graphs, write_manifest
 
-    present = {n: folder / f"{n}.onnx" for n in GRAPH_NAMES if (folder / f"{n}.onnx").is_file()}
+    names = (FEATURES_GRAPH, *GRAPH_NAMES)
+    present = {n: folder / f"{n}.onnx" for n in names if (folder / f"{n}.onnx").is_file()}
     missing = [n for n in GRAPH_NAMES if n not in present]
+    # Exporting any per-frame graph writes the features graph again (the same weights).
     graphs = {**present, **export_graphs(model, folder, spec, plan, missing)}
-    return write_manifest(folder, model, spec, plan, {n: graphs[n] for n in GRAPH_NAMES})
+    return write_manifest(folder, model, spec, plan, {n: graphs[n] for n in names})
 
 
 class _Evaluator:
@@ -254,6 +258,7 @@ class _Evaluator:
 
     def localize_culprit(self, result: CandidateResult) -> None:
         from softmask.eval.localize import OnnxProbes, TorchProbes, localize
+        from softmask.export.precision import groups_of_module
 
         backend, report = self.runs[result.name]
         if report.context is None:

@@ -1,6 +1,15 @@
-"""torch -> ONNX export (custom node + function body) and the streaming per-frame graphs."""
+"""torch -> ONNX export (custom node + function body) and the streaming per-frame graphs.
 
-from softmask.export.onnx_export import export_onnx
-from softmask.export.streaming import StreamingExport, export_streaming, load_streaming_export
+Imported on first use: ``StreamingExport`` and ``load_streaming_export`` (reading an export,
+``softmask.export.manifest``) work without PyTorch; exporting needs it.
+"""
 
-__all__ = ["StreamingExport", "export_onnx", "export_streaming", "load_streaming_export"]
+from softmask.optional import lazy_attributes
+
+_SOURCES = {
+    "export_onnx": "softmask.export.onnx_export",
+    "StreamingExport": "softmask.export.manifest",
+    "load_streaming_export": "softmask.export.manifest",
+    "export_streaming": "softmask.export.streaming",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _SOURCES)

@@ -1,5 +1,6 @@
 """The per-frame streaming graphs as torch modules: what ``export_streaming`` exports and what
-``softmask.runtime.TorchBackend`` runs.
+``softmask.runtime.TorchBackend`` runs. Names, ``StreamSpec`` and the state's layout are the
+torch-free contract of ``softmask.export.spec``.
 
 Each module is one frame of HODOR's video loop (``softmask.model.video``) with pre- and
 post-processing inside, for one fixed frame size, object count N and window W (batch 1):
@@ -13,8 +14,13 @@ post-processing inside, for one fixed frame size, object count N and window W (b
 | ``step`` | every later frame without an annotation | features, step |
 | ``annotate`` | a later frame with an annotation (new or re-annotated objects) | features, annotate, step |
 
+A shared-encoder export (``SHARED_GRAPH_MODULES``, the default) holds the frame encoder (backbone +
+FPN, most of the weights) once: the ``features`` graph maps the frame to its stride-4 and stride-8
+maps ``f4`` [1, C, Hp/4, Wp/4] and ``f8`` [1, C, Hp/8, Wp/8], which ``init`` (``f8`` only),
+``step`` and ``annotate`` take instead of the frame. Same functions, split at that boundary.
+
 Frames before the first annotation run no graph: their labels are zeros, and the runtime advances
-the ring buffer (``push_empty``).
+the ring buffer (``softmask.export.spec.advance_window``).
 
 The state is ``VideoState``'s five tensors, in ``STATE_NAMES`` order (shapes in ``state_shapes``):
 fg [1, N, W, C], fg_valid [1, N, W] bool, bg [1, Qb, W, C], bg_valid [1, Qb, W] bool, active [1, N]
@@ -23,58 +29,30 @@ bool. Descriptors are in the model's dtype (float16 in an fp16 export).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from softmask.errors import InputError
+from softmask.export.spec import (  # noqa: F401 (the contract's names, re-exported)
+    FEATURES_GRAPH,
+    FLOAT_STATE,
+    GRAPH_NAMES,
+    NEXT_SUFFIX,
+    STATE_NAMES,
+    StreamSpec,
+    input_names,
+    output_names,
+)
+from softmask.model.geometry import FrameGeometry
 from softmask.model.hodor import HodorModel
 from softmask.model.video import (
-    FrameGeometry,
     VideoState,
     annotate,
     finalize,
     first_frame,
-    frame_geometry,
     prepare_annotation,
     preprocess_frame,
     step,
 )
-
-GRAPH_NAMES = ("init", "step", "annotate")
-STATE_NAMES = ("fg", "fg_valid", "bg", "bg_valid", "active")
-# State tensors holding descriptors (the model's dtype); the others are bool flags.
-FLOAT_STATE = ("fg", "bg")
-# Graph outputs carrying the next state are named "<state name>_next".
-NEXT_SUFFIX = "_next"
-
-
-@dataclass(frozen=True)
-class StreamSpec:
-    """Everything fixed by one export: frame size (pixels), objects, window, resize rule.
-
-    min_dim / max_dim: ``frame_geometry``'s resize rule applied inside the graphs (None, None: the
-    model sees the frame at its own size, padded to multiples of 32).
-    """
-
-    height: int
-    width: int
-    num_objects: int
-    temporal_window: int = 7
-    min_dim: int | None = None
-    max_dim: int | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("height", "width", "num_objects", "temporal_window"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
-
-    @property
-    def geometry(self) -> FrameGeometry:
-        """Original, resized and padded sizes of every frame."""
-        return frame_geometry(self.height, self.width, self.min_dim, self.max_dim)
 
 
 def state_shapes(model: HodorModel, spec: StreamSpec) -> dict[str, tuple[int, ...]]:
@@ -119,12 +97,8 @@ class _FrameGraph(nn.Module):
         self.spec = spec
         self.geometry = spec.geometry
 
-    # uint8 inputs are cast to float32 before any other op: TensorRT takes uint8 tensors only at
-    # the network's boundary and in casts, and older releases cast uint8 only to/from float.
     def _features(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dtype = next(self.model.parameters()).dtype
-        # Normalisation in float32 before the cast: uint8 pixel values minus means are exact there.
-        return self.model.features(preprocess_frame(frame.float(), self.geometry).to(dtype))
+        return frame_features(self.model, self.geometry, frame)
 
     def _annotation(self, f8: torch.Tensor, annotation: torch.Tensor):
         labels = annotation.float()
@@ -145,6 +119,9 @@ class InitFrame(_FrameGraph):
 
     def forward(self, frame, annotation, fg, fg_valid, bg, bg_valid, active):
         _, f8 = self._features(frame)
+        return self.from_features(f8, annotation, fg, fg_valid, bg, bg_valid, active)
+
+    def from_features(self, f8, annotation, fg, fg_valid, bg, bg_valid, active):
         ann = self._annotation(f8, annotation)
         state = _as_state((fg, fg_valid, bg, bg_valid, active))
         state, kept = first_frame(state, ann)
@@ -158,6 +135,9 @@ class StepFrame(_FrameGraph):
 
     def forward(self, frame, fg, fg_valid, bg, bg_valid, active):
         f4, f8 = self._features(frame)
+        return self.from_features(f4, f8, fg, fg_valid, bg, bg_valid, active)
+
+    def from_features(self, f4, f8, fg, fg_valid, bg, bg_valid, active):
         out = step(self.model, _as_state((fg, fg_valid, bg, bg_valid, active)), f4, f8)
         return self._finish(out.probs, 1 + self.model.num_bg, out.state)
 
@@ -168,24 +148,65 @@ class AnnotateFrame(_FrameGraph):
 
     def forward(self, frame, annotation, fg, fg_valid, bg, bg_valid, active):
         f4, f8 = self._features(frame)
+        return self.from_features(f4, f8, annotation, fg, fg_valid, bg, bg_valid, active)
+
+    def from_features(self, f4, f8, annotation, fg, fg_valid, bg, bg_valid, active):
         ann = self._annotation(f8, annotation)
         out = step(self.model, _as_state((fg, fg_valid, bg, bg_valid, active)), f4, f8, ann)
         return self._finish(out.probs, 1 + self.model.num_bg, out.state)
 
 
+class FeaturesGraph(_FrameGraph):
+    """The frame encoder: frame uint8 [H, W, 3] -> (f4 [1, C, Hp/4, Wp/4], f8 [1, C, Hp/8, Wp/8])
+    in the feature extractor's dtype."""
+
+    def forward(self, frame):
+        return self._features(frame)
+
+
+class InitFromFeatures(InitFrame):
+    """``InitFrame`` after ``FeaturesGraph``: (f8, annotation, *state) -> the same outputs."""
+
+    def forward(self, f8, annotation, fg, fg_valid, bg, bg_valid, active):
+        return self.from_features(f8, annotation, fg, fg_valid, bg, bg_valid, active)
+
+
+class StepFromFeatures(StepFrame):
+    """``StepFrame`` after ``FeaturesGraph``: (f4, f8, *state) -> the same outputs."""
+
+    def forward(self, f4, f8, fg, fg_valid, bg, bg_valid, active):
+        return self.from_features(f4, f8, fg, fg_valid, bg, bg_valid, active)
+
+
+class AnnotateFromFeatures(AnnotateFrame):
+    """``AnnotateFrame`` after ``FeaturesGraph``: (f4, f8, annotation, *state) -> the same
+    outputs."""
+
+    def forward(self, f4, f8, annotation, fg, fg_valid, bg, bg_valid, active):
+        return self.from_features(f4, f8, annotation, fg, fg_valid, bg, bg_valid, active)
+
+
+def frame_features(
+    model: HodorModel, geometry: FrameGeometry, frame: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 frame [H, W, 3] -> the model's stride-4 and stride-8 maps of it."""
+    # uint8 inputs are cast to float32 before any other op: TensorRT takes uint8 tensors only at
+    # the network's boundary and in casts, and older releases cast uint8 only to/from float.
+    dtype = next(model.parameters()).dtype
+    # Normalisation in float32 before the cast: uint8 pixel values minus means are exact there.
+    return model.features(preprocess_frame(frame.float(), geometry).to(dtype))
+
+
+# Self-contained graphs: each runs the frame encoder itself (format version 1 exports).
 GRAPH_MODULES: dict[str, type[_FrameGraph]] = {
     "init": InitFrame,
     "step": StepFrame,
     "annotate": AnnotateFrame,
 }
-
-
-def input_names(graph: str) -> tuple[str, ...]:
-    """Graph input names in forward order."""
-    images = ("frame", "annotation") if graph in ("init", "annotate") else ("frame",)
-    return (*images, *STATE_NAMES)
-
-
-def output_names() -> tuple[str, ...]:
-    """Graph output names (the same for every graph)."""
-    return ("labels", "scores", *(name + NEXT_SUFFIX for name in STATE_NAMES))
+# A shared-encoder export: ``features`` once per frame, then the frame's graph.
+SHARED_GRAPH_MODULES: dict[str, type[_FrameGraph]] = {
+    FEATURES_GRAPH: FeaturesGraph,
+    "init": InitFromFeatures,
+    "step": StepFromFeatures,
+    "annotate": AnnotateFromFeatures,
+}

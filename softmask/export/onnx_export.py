@@ -21,7 +21,9 @@ import torch
 
 from softmask import __version__
 from softmask.errors import ExportError
-from softmask.ops import onnx_op
+
+# custom_op registers softmask::soft_masked_attention, the op translated below.
+from softmask.ops import custom_op, onnx_op  # noqa: F401
 
 logger = logging.getLogger(__name__)
 

@@ -1,10 +1,13 @@
-"""Export HODOR's per-frame streaming graphs (init.onnx, step.onnx, annotate.onnx) and their
-manifest (manifest.json), and read such an export back.
+"""Export HODOR's per-frame streaming graphs (features.onnx, init.onnx, step.onnx, annotate.onnx)
+and their manifest (manifest.json). Reading an export back needs no PyTorch:
+``softmask.export.manifest`` (re-exported here).
 
 The graphs are the modules of ``softmask.export.frame_graphs``, exported with ``export_onnx`` at
 one fixed frame size, object count and window (batch 1): one uint8 frame in, one uint8 label map
 out; the descriptor ring buffer and validity flags are explicit inputs/outputs that the runtime
-feeds back. User docs: docs/runtime.md.
+feeds back. By default the frame encoder is a graph of its own that the others consume, so its
+weights are stored (and loaded) once; ``shared_features=False`` writes the self-contained graphs of
+format version 1. User docs: docs/runtime.md.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,59 +28,31 @@ import torch
 from softmask import __version__
 from softmask.errors import InputError
 from softmask.export.frame_graphs import (
+    FEATURES_GRAPH,
     GRAPH_MODULES,
     GRAPH_NAMES,
+    SHARED_GRAPH_MODULES,
+    FeaturesGraph,
     StreamSpec,
     empty_state,
     input_names,
     output_names,
 )
+from softmask.export.manifest import (
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    StreamingExport,
+    load_streaming_export,
+)
 from softmask.export.onnx_export import export_onnx
 from softmask.export.precision import PrecisionPlan, mixed_precision_model
 from softmask.files import DIR_MODE, file_sha256
-from softmask.model.config import ModelConfig
 from softmask.model.hodor import HodorModel
 from softmask.ops.onnx_lowering import ATTENTION_LOWERINGS, lower_attention
 from softmask.testing_hooks import pause_point
 
 logger = logging.getLogger(__name__)
-
-MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = "softmask-streaming"
-MANIFEST_VERSION = 1
-
-
-@dataclass(frozen=True)
-class StreamingExport:
-    """An export folder: its manifest (parsed) and the path of each graph, keyed by graph name."""
-
-    directory: Path
-    manifest: dict[str, Any]
-    graphs: dict[str, Path]
-
-    @property
-    def spec(self) -> StreamSpec:
-        """Frame size, object count, window and resize rule the graphs were exported for."""
-        return StreamSpec(**self.manifest["spec"])
-
-    @property
-    def model_config(self) -> ModelConfig:
-        return ModelConfig.from_dict(self.manifest["model_config"])
-
-    @property
-    def precision(self) -> str:
-        """ "fp32" or "fp16" (descriptors and weights; labels are uint8, scores float32)."""
-        return self.manifest["precision"]
-
-    @property
-    def plan(self) -> PrecisionPlan:
-        """The precision plan: fp32, fp16, or fp16 with fp32 islands (``fp32_groups``)."""
-        groups = tuple(self.manifest.get("fp32_groups", ()))
-        return PrecisionPlan(self.precision == "fp16", groups)
-
-    def io(self, graph: str, kind: str) -> list[dict[str, Any]]:
-        """``kind`` "inputs" or "outputs" of ``graph``: [{"name", "dtype", "shape"}, ...]."""
-        return self.manifest["graphs"][graph][kind]
 
 
 def _value_infos(values) -> list[dict[str, Any]]:
@@ -119,6 +94,19 @@ def example_inputs(
     return (frame, annotation, *state)
 
 
+def shared_example_inputs(
+    exported: HodorModel, spec: StreamSpec, graph: str, state_dtype: torch.dtype
+) -> tuple[torch.Tensor, ...]:
+    """Inputs of ``graph`` of a shared-encoder export for tracing: ``example_inputs`` with the
+    frame replaced by the maps ``FeaturesGraph`` of ``exported`` (the model in the export's
+    precision) makes of it."""
+    frame, *rest = example_inputs(exported, spec, graph, state_dtype)
+    if graph == FEATURES_GRAPH:
+        return (frame,)
+    f4, f8 = FeaturesGraph(exported, spec).eval()(frame)
+    return (f8, *rest) if graph == "init" else (f4, f8, *rest)
+
+
 def graph_metadata(
     model: HodorModel, spec: StreamSpec, plan: PrecisionPlan, graph: str
 ) -> dict[str, str]:
@@ -146,6 +134,7 @@ def export_streaming(
     progress: Callable[[str], None] | None = None,
     fp32_groups: Sequence[str] = (),
     attention: str = "plugin",
+    shared_features: bool = True,
 ) -> StreamingExport:
     """Export the streaming graphs of ``model`` for one frame size and object count.
 
@@ -154,7 +143,8 @@ def export_streaming(
 
     Args:
         model: a HodorModel (not modified: a copy in the export's precision is exported).
-        out_dir: folder for init.onnx, step.onnx, annotate.onnx and manifest.json (created).
+        out_dir: folder for features.onnx, init.onnx, step.onnx, annotate.onnx and manifest.json
+            (created).
         height, width: frame size in pixels of every frame of the videos to run.
         num_objects: N, object slots (object ids 1..N may appear at any frame).
         temporal_window: W, past frames whose descriptors the decoder sees.
@@ -166,6 +156,8 @@ def export_streaming(
         attention: how the attention is written (``softmask.ops.onnx_lowering``): "plugin" (the
             custom node with its function body), "function" (the body inlined) or
             "onnx-attention" (ONNX's Attention op).
+        shared_features: the frame encoder in a graph of its own (``features``) that the others
+            consume (format version 2); False: each graph holds it (version 1, no features.onnx).
 
     Returns:
         The export (paths and manifest).
@@ -188,7 +180,9 @@ def export_streaming(
     except OSError as error:
         raise InputError(f"{out}: cannot write the export: {error.strerror or error}") from error
     try:
-        graphs = export_graphs(model, staging, spec, plan, GRAPH_NAMES, progress)
+        graphs = export_graphs(
+            model, staging, spec, plan, GRAPH_NAMES, progress, shared_features=shared_features
+        )
         if attention != "plugin":
             for path in graphs.values():
                 onnx.save(lower_attention(onnx.load(str(path)), attention), str(path))
@@ -213,23 +207,33 @@ def export_graphs(
     plan: PrecisionPlan,
     names: Sequence[str],
     progress: Callable[[str], None] | None = None,
+    shared_features: bool = True,
 ) -> dict[str, Path]:
-    """Export the graphs ``names`` of ``model`` in ``plan``'s precision into ``out_dir`` as
-    ``<name>.onnx`` (no manifest: ``write_manifest`` makes one). Returns name -> path."""
+    """Export the per-frame graphs ``names`` of ``model`` in ``plan``'s precision into ``out_dir``
+    as ``<name>.onnx`` (no manifest: ``write_manifest`` makes one); with ``shared_features`` the
+    ``features`` graph too, first, and ``names`` take its maps instead of the frame. Returns
+    name -> path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     exported = mixed_precision_model(model, plan)
+    modules = SHARED_GRAPH_MODULES if shared_features else GRAPH_MODULES
+    if shared_features and names:
+        names = (FEATURES_GRAPH, *(n for n in names if n != FEATURES_GRAPH))
     graphs: dict[str, Path] = {}
     for name in names:
         if progress is not None:
             progress(name)
-        module = GRAPH_MODULES[name](exported, spec).eval()
+        module = modules[name](exported, spec).eval()
+        if shared_features:
+            inputs = shared_example_inputs(exported, spec, name, plan.state_dtype)
+        else:
+            inputs = example_inputs(model, spec, name, plan.state_dtype)
         graphs[name] = export_onnx(
             module,
-            example_inputs(model, spec, name, plan.state_dtype),
+            inputs,
             out / f"{name}.onnx",
-            input_names=input_names(name),
-            output_names=output_names(),
+            input_names=input_names(name, shared_features),
+            output_names=output_names(name),
             metadata=graph_metadata(model, spec, plan, name),
         )
         logger.info("exported streaming graph %s (%s) -> %s", name, plan.name, graphs[name])
@@ -244,13 +248,17 @@ def write_manifest(
     plan: PrecisionPlan,
     graphs: dict[str, Path],
 ) -> StreamingExport:
-    """Write ``manifest.json`` for ``graphs`` (name -> file in ``out_dir``) and return the export.
-    ``load_streaming_export`` accepts it once every graph of ``GRAPH_NAMES`` is listed."""
+    """Write ``manifest.json`` for ``graphs`` (name -> file in ``out_dir``) and return the export:
+    format version 2 when ``graphs`` has the ``features`` graph (each per-frame graph runs after
+    it), else 1. ``load_streaming_export`` accepts it once every graph of ``GRAPH_NAMES`` is
+    listed."""
     out = Path(out_dir)
     geometry = spec.geometry
+    shared = FEATURES_GRAPH in graphs
+    chains = {n: [FEATURES_GRAPH, n] for n in GRAPH_NAMES if n in graphs} if shared else None
     manifest = {
         "format": MANIFEST_FORMAT,
-        "format_version": MANIFEST_VERSION,
+        "format_version": MANIFEST_VERSION if shared else 1,
         "softmask_version": __version__,
         "precision": plan.precision,
         "fp32_groups": list(plan.fp32_groups),
@@ -264,44 +272,7 @@ def write_manifest(
         "num_bg": model.num_bg,
         "dim": model.config.dim,
         "graphs": {name: _graph_entry(path) for name, path in graphs.items()},
+        **({"frame_graphs": chains} if shared else {}),
     }
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
     return StreamingExport(out, manifest, dict(graphs))
-
-
-def load_streaming_export(directory: str | Path, verify_hashes: bool = True) -> StreamingExport:
-    """Read an export folder written by ``export_streaming``.
-
-    Raises:
-        InputError: the manifest is missing, unreadable or of another format, a graph file is
-            missing, or (``verify_hashes``) a graph's sha256 differs from the manifest's.
-    """
-    folder = Path(directory)
-    manifest_path = folder / MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise InputError(f"{manifest_path}: no streaming manifest (run softmask export first)")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise InputError(f"{manifest_path}: unreadable manifest: {error}") from error
-    if (
-        manifest.get("format") != MANIFEST_FORMAT
-        or manifest.get("format_version") != MANIFEST_VERSION
-    ):
-        raise InputError(
-            f"{manifest_path}: format {manifest.get('format')!r} version "
-            f"{manifest.get('format_version')!r}; expected {MANIFEST_FORMAT!r} version "
-            f"{MANIFEST_VERSION}"
-        )
-    graphs = {}
-    for name in GRAPH_NAMES:
-        entry = manifest.get("graphs", {}).get(name)
-        if entry is None:
-            raise InputError(f"{manifest_path}: no entry for graph {name!r}")
-        path = folder / entry["file"]
-        if not path.is_file():
-            raise InputError(f"{path}: graph file listed in {manifest_path} is missing")
-        if verify_hashes and file_sha256(path) != entry["sha256"]:
-            raise InputError(f"{path}: sha256 differs from {manifest_path} (file was modified)")
-        graphs[name] = path
-    return StreamingExport(folder, manifest, graphs)

@@ -1,24 +1,24 @@
 """HODOR architecture (full and tiny configs), checkpoints, and the per-frame video loop.
 
-User docs: ``docs/model.md``; spec: ``docs/reference/hodor_model.md``.
+User docs: ``docs/model.md``; spec: ``docs/reference/hodor_model.md``. The names below are
+imported on first use: ``softmask.model.config`` and ``softmask.model.geometry`` work without
+PyTorch, the rest needs it.
 """
 
-from softmask.model.checkpoint import bundled_checkpoint_path, load_checkpoint, save_checkpoint
-from softmask.model.config import PRESETS, ModelConfig, resolve_config
-from softmask.model.hodor import HodorModel, build_model
-from softmask.model.video import VideoState, init_state, segment_video, step
+from softmask.optional import lazy_attributes
 
-__all__ = [
-    "PRESETS",
-    "HodorModel",
-    "ModelConfig",
-    "VideoState",
-    "build_model",
-    "bundled_checkpoint_path",
-    "init_state",
-    "load_checkpoint",
-    "resolve_config",
-    "save_checkpoint",
-    "segment_video",
-    "step",
-]
+_SOURCES = {
+    "bundled_checkpoint_path": "softmask.model.checkpoint",
+    "load_checkpoint": "softmask.model.checkpoint",
+    "save_checkpoint": "softmask.model.checkpoint",
+    "PRESETS": "softmask.model.config",
+    "ModelConfig": "softmask.model.config",
+    "resolve_config": "softmask.model.config",
+    "HodorModel": "softmask.model.hodor",
+    "build_model": "softmask.model.hodor",
+    "VideoState": "softmask.model.video",
+    "init_state": "softmask.model.video",
+    "segment_video": "softmask.model.video",
+    "step": "softmask.model.video",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _SOURCES)

@@ -13,10 +13,8 @@ from torch import nn
 
 from softmask.errors import InputError
 from softmask.model.config import ModelConfig
+from softmask.model.geometry import INPUT_MULTIPLE
 from softmask.model.swin import SwinTransformer
-
-# Input height and width must be multiples of this (the stride of the coarsest Swin stage).
-INPUT_MULTIPLE = 32
 
 
 class _ConvUnit(nn.Module):

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from softmask.errors import InputError
-from softmask.model.features import INPUT_MULTIPLE
+from softmask.export.spec import advance_window
+from softmask.model.geometry import FrameGeometry, frame_geometry
 from softmask.model.hodor import HodorModel
 
 logger = logging.getLogger(__name__)
@@ -46,15 +47,6 @@ PIXEL_STD_RGB = (58.395, 57.12, 57.375)
 ENCODER_STRIDE = 8
 # Mask values above this count as the object (annotation resizing, dropping vanished objects).
 MASK_THRESHOLD = 0.5
-
-
-@dataclass(frozen=True)
-class FrameGeometry:
-    """Sizes of a video's frames: original, resized (before padding), padded (multiple of 32)."""
-
-    original: tuple[int, int]
-    resized: tuple[int, int]
-    padded: tuple[int, int]
 
 
 @dataclass
@@ -71,26 +63,6 @@ class VideoState:
     bg: torch.Tensor
     bg_valid: torch.Tensor
     active: torch.Tensor
-
-
-def frame_geometry(
-    height: int, width: int, min_dim: int | None, max_dim: int | None
-) -> FrameGeometry:
-    """HODOR's resize rule: scale = min_dim / short side, lowered to max_dim / long side if the long
-    side would exceed max_dim; rounded sizes; then padding to multiples of 32."""
-    if min_dim is None:
-        if max_dim is not None:
-            scale = min(1.0, max_dim / max(height, width))
-            resized = (round(height * scale), round(width * scale))
-        else:
-            resized = (height, width)
-    else:
-        scale = min_dim / min(height, width)
-        if max_dim is not None and max(height, width) * scale > max_dim:
-            scale = max_dim / max(height, width)
-        resized = (round(height * scale), round(width * scale))
-    padded = tuple(-(-s // INPUT_MULTIPLE) * INPUT_MULTIPLE for s in resized)
-    return FrameGeometry((height, width), resized, padded)
 
 
 def pad_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -171,18 +143,9 @@ def push(
 
 
 def push_empty(state: VideoState) -> VideoState:
-    """Advance the ring buffer by one frame that holds no valid descriptor."""
-    b, n, _, c = state.fg.shape
-    qb = state.bg.shape[1]
-    device = state.fg.device
-    return push(
-        state,
-        torch.zeros(b, n, c, device=device, dtype=state.fg.dtype),
-        torch.zeros(b, n, dtype=torch.bool, device=device),
-        torch.zeros(b, qb, c, device=device, dtype=state.bg.dtype),
-        torch.zeros(b, dtype=torch.bool, device=device),
-        state.active,
-    )
+    """Advance the ring buffer by one frame that holds no valid descriptor (the runtimes' shift,
+    ``softmask.export.spec.advance_window``)."""
+    return VideoState(**advance_window(vars(state)))
 
 
 def _to_stride8(x: torch.Tensor) -> torch.Tensor:

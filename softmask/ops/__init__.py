@@ -1,16 +1,17 @@
 """The soft-masked attention op: reference math, custom op with autograd, HODOR's module.
 
-Contract: ``docs/reference/soft_masked_attention.md``; user docs: ``docs/ops.md``.
+Contract: ``docs/reference/soft_masked_attention.md``; user docs: ``docs/ops.md``. The names below
+are imported on first use (they need PyTorch); ``softmask.ops.onnx_op``, the ONNX node and its
+function body, works without it (the TensorRT build strips function bodies with it).
 """
 
-from softmask.ops.custom_op import soft_masked_attention
-from softmask.ops.module import SoftMaskedAttention, default_scaling_factors
-from softmask.ops.validation import SmaDims, check_inputs
+from softmask.optional import lazy_attributes
 
-__all__ = [
-    "SmaDims",
-    "SoftMaskedAttention",
-    "check_inputs",
-    "default_scaling_factors",
-    "soft_masked_attention",
-]
+_SOURCES = {
+    "soft_masked_attention": "softmask.ops.custom_op",
+    "SoftMaskedAttention": "softmask.ops.module",
+    "default_scaling_factors": "softmask.ops.module",
+    "SmaDims": "softmask.ops.validation",
+    "check_inputs": "softmask.ops.validation",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _SOURCES)

@@ -2,36 +2,31 @@
 onnxruntime, tensorrt) behind one interface, the per-frame graph dispatch, the decode -> step ->
 write pipeline with per-stage latency, export caching, and the pipeline benchmark.
 Docs: docs/runtime.md.
+
+The names below are imported on first use, so ``import softmask.runtime`` imports neither PyTorch
+nor TensorRT; running an export with ONNX Runtime needs neither.
 """
 
-from softmask.runtime.annotations import Annotations, resolve_annotations
-from softmask.runtime.backend import Backend, FrameOutput
-from softmask.runtime.factory import BACKENDS, create_backend, resolve_model
-from softmask.runtime.onnxruntime_backend import OnnxRuntimeBackend
-from softmask.runtime.pipeline import run_video, stream_video
-from softmask.runtime.settings import RunSettings, prepare_backend
-from softmask.runtime.sources import Frame, FrameSource, open_source
-from softmask.runtime.stream import VideoStream
-from softmask.runtime.tensorrt_backend import TensorRTBackend
-from softmask.runtime.torch_backend import TorchBackend
+from softmask.optional import lazy_attributes
 
-__all__ = [
-    "BACKENDS",
-    "Annotations",
-    "Backend",
-    "Frame",
-    "FrameOutput",
-    "FrameSource",
-    "OnnxRuntimeBackend",
-    "RunSettings",
-    "TensorRTBackend",
-    "TorchBackend",
-    "VideoStream",
-    "create_backend",
-    "open_source",
-    "prepare_backend",
-    "resolve_annotations",
-    "resolve_model",
-    "run_video",
-    "stream_video",
-]
+_SOURCES = {
+    "Annotations": "softmask.runtime.annotations",
+    "resolve_annotations": "softmask.runtime.annotations",
+    "Backend": "softmask.runtime.backend",
+    "FrameOutput": "softmask.runtime.backend",
+    "BACKENDS": "softmask.runtime.factory",
+    "create_backend": "softmask.runtime.factory",
+    "resolve_model": "softmask.runtime.factory",
+    "OnnxRuntimeBackend": "softmask.runtime.onnxruntime_backend",
+    "run_video": "softmask.runtime.pipeline",
+    "stream_video": "softmask.runtime.pipeline",
+    "RunSettings": "softmask.runtime.settings",
+    "prepare_backend": "softmask.runtime.settings",
+    "Frame": "softmask.runtime.sources",
+    "FrameSource": "softmask.runtime.sources",
+    "open_source": "softmask.runtime.sources",
+    "VideoStream": "softmask.runtime.stream",
+    "TensorRTBackend": "softmask.runtime.tensorrt_backend",
+    "TorchBackend": "softmask.runtime.torch_backend",
+}
+__getattr__, __dir__ = lazy_attributes(__name__, _SOURCES)

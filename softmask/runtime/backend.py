@@ -1,7 +1,7 @@
 """The interface every runtime backend implements, and what one frame gives back.
 
 A backend holds one video's state (the descriptor ring buffer and validity flags of
-``softmask.export.frame_graphs``) on its device and runs one of the per-frame graphs on it:
+``softmask.export.spec``) on its device and runs one of the per-frame graphs on it:
 ``init`` (first annotated frame), ``step`` (tracked frame), ``annotate`` (tracked frame with an
 annotation). Which graph a frame needs is decided by ``softmask.runtime.stream.VideoStream``, not
 by backends.
@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from softmask.export.frame_graphs import StreamSpec
+from softmask.export.spec import StreamSpec
 
 
 @dataclass

@@ -21,6 +21,7 @@ beside the figures (``softmask.runtime.tegrastats``).
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import resource
 import time
@@ -107,13 +108,18 @@ def _steady_fps(done: Sequence[float], warmup: int) -> float | None:
 
 
 def _peak_memory() -> dict[str, float | None]:
-    """Peak resident memory of this process (MiB) and, on CUDA, torch's allocator peak (MiB)."""
+    """Peak resident memory of this process (MiB) and, on CUDA, torch's allocator peak (MiB; None
+    without CUDA or without PyTorch)."""
+    peak: dict[str, float | None] = {
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_cuda_torch_mib": None,
+    }
+    if importlib.util.find_spec("torch") is None:  # a deployment install
+        return peak
     import torch
 
-    peak = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    peak["peak_cuda_torch_mib"] = (
-        torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    )
+    if torch.cuda.is_available():
+        peak["peak_cuda_torch_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return peak
 
 

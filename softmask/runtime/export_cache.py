@@ -3,7 +3,7 @@ seconds instead of re-exporting.
 
 An export is keyed by what determines its bytes: the checkpoint's content (sha256 of the file, or
 of the weights when a model object is given), the export settings (``StreamSpec`` and precision),
-and the versions of the exporter's packages (softmask, torch, onnx, onnxscript). It is written into a temporary folder beside
+and the versions of the exporter's packages (softmask, torch, onnx, onnxscript) and the manifest's format. It is written into a temporary folder beside
 the cache entry and renamed into place when complete, so an interrupted export (Ctrl-C) never
 leaves a half export under a valid key, and two processes exporting the same key both end with
 one complete entry.
@@ -28,8 +28,9 @@ import torch
 
 from softmask import __version__
 from softmask.errors import InputError
-from softmask.export.frame_graphs import StreamSpec
-from softmask.export.streaming import StreamingExport, export_streaming, load_streaming_export
+from softmask.export.manifest import MANIFEST_VERSION, StreamingExport, load_streaming_export
+from softmask.export.spec import StreamSpec
+from softmask.export.streaming import export_streaming
 from softmask.model.hodor import HodorModel
 from softmask.runtime.cache_dirs import cache_root
 
@@ -63,6 +64,7 @@ def export_key(model_hash: str, spec: StreamSpec, fp16: bool) -> str:
         "torch": torch.__version__,
         "onnx": package_version("onnx"),
         "onnxscript": package_version("onnxscript"),
+        "format": MANIFEST_VERSION,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from softmask.errors import InputError
-from softmask.export.frame_graphs import StreamSpec
-from softmask.export.streaming import StreamingExport
-from softmask.model.checkpoint import bundled_checkpoint_path, load_checkpoint
-from softmask.model.hodor import HodorModel
+from softmask.export.manifest import StreamingExport
+from softmask.export.spec import StreamSpec
+from softmask.optional import require_torch
 from softmask.runtime.backend import Backend
+
+if TYPE_CHECKING:
+    from softmask.model.hodor import HodorModel
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +26,12 @@ def resolve_model(checkpoint: str | Path | HodorModel | None) -> HodorModel:
 
     Raises:
         InputError: the checkpoint cannot be loaded.
+        BackendUnavailable: PyTorch is not installed.
     """
+    require_torch("loading a checkpoint")
+    from softmask.model.checkpoint import bundled_checkpoint_path, load_checkpoint
+    from softmask.model.hodor import HodorModel
+
     if isinstance(checkpoint, HodorModel):
         return checkpoint.eval()
     if checkpoint is None:
@@ -55,6 +63,7 @@ def create_backend(
     if name == "torch":
         if model is None or spec is None:
             raise InputError("the torch backend needs a model and a StreamSpec")
+        require_torch("the torch backend")
         from softmask.runtime.torch_backend import TorchBackend
 
         return TorchBackend(model, spec, with_scores=with_scores, threads=threads)
@@ -75,7 +84,9 @@ def create_backend(
 def check_backend_available(name: str, providers: Sequence[str] | None = None) -> None:
     """Raise BackendUnavailable now, before any long work, if backend ``name`` (with these ONNX
     Runtime ``providers``) cannot run on this machine."""
-    if name == "onnxruntime":
+    if name == "torch":
+        require_torch("the torch backend")
+    elif name == "onnxruntime":
         from softmask.runtime.onnxruntime_backend import select_providers
 
         select_providers(providers)

@@ -1,5 +1,6 @@
 """ONNX Runtime backend: runs the exported graphs (custom node via its standard-op function body)
 with the best available execution provider, the state kept as OrtValues on that provider's device.
+Needs no PyTorch.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from softmask.errors import BackendUnavailable
-from softmask.export.frame_graphs import NEXT_SUFFIX, STATE_NAMES
-from softmask.export.streaming import StreamingExport
+from softmask.export.manifest import StreamingExport
+from softmask.export.spec import NEXT_SUFFIX, STATE_NAMES, advance_window
 from softmask.files import atomic_file
-from softmask.model.video import VideoState, push_empty
 from softmask.runtime.backend import FrameOutput, StageClock
 from softmask.runtime.cache_dirs import cache_root
 
@@ -134,7 +133,9 @@ class OnnxRuntimeBackend:
             engine and timing caches (default ``$SOFTMASK_CACHE/engines``).
 
     Per frame only the uint8 frame (and annotation) is uploaded and the uint8 labels (plus the N
-    ``active`` flags after ``init``/``annotate``) downloaded; the state stays on the device.
+    ``active`` flags after ``init``/``annotate``) downloaded; the state, and the frame encoder's
+    maps between the graphs of a shared-encoder export (``StreamingExport.chain``), stay on the
+    device. Each graph file is one session, so the frame encoder's weights are loaded once.
     """
 
     name = "onnxruntime"
@@ -178,11 +179,7 @@ class OnnxRuntimeBackend:
         on_gpu = first in ("CUDAExecutionProvider", TENSORRT_PROVIDER)
         self._device_type = "cuda" if on_gpu else "cpu"
         self.device = f"{self._device_type} ({first})"
-        self._state_infos = {
-            info["name"]: info
-            for info in export.io("step", "inputs")
-            if info["name"] in STATE_NAMES
-        }
+        self._state_infos = export.state_infos()
         self._state: dict[str, object] = {}
         self.reset()
         logger.info("onnxruntime %s backend on %s", ort.__version__, self.device)
@@ -207,10 +204,9 @@ class OnnxRuntimeBackend:
 
     def advance_empty(self) -> None:
         # Only frames before the first tracked object get here; a host round trip of the small
-        # state keeps one implementation of the shift (push_empty).
-        host = VideoState(*(torch.from_numpy(self._state[n].numpy()) for n in STATE_NAMES))
-        shifted = push_empty(host)
-        self._state = {n: self._upload(getattr(shifted, n).numpy()) for n in STATE_NAMES}
+        # state keeps one implementation of the shift (advance_window).
+        shifted = advance_window({n: self._state[n].numpy() for n in STATE_NAMES})
+        self._state = {n: self._upload(shifted[n]) for n in STATE_NAMES}
 
     def read_state(self) -> dict[str, np.ndarray]:
         return {n: self._state[n].numpy().copy() for n in STATE_NAMES}
@@ -225,21 +221,15 @@ class OnnxRuntimeBackend:
         self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None
     ) -> FrameOutput:
         clock = StageClock()
-        session = self._sessions[graph]
-        binding = session.io_binding()
-        binding.bind_ortvalue_input("frame", self._upload(frame))
+        values = {"frame": self._upload(frame), **self._state}
         if annotation is not None:
-            binding.bind_ortvalue_input("annotation", self._upload(annotation))
-        for name in STATE_NAMES:
-            binding.bind_ortvalue_input(name, self._state[name])
-        # Outputs stay on the device until downloaded below, so that D2H is timed on its own.
-        for name in ("labels", "scores", *(n + NEXT_SUFFIX for n in STATE_NAMES)):
-            binding.bind_output(name, self._device_type)
+            values["annotation"] = self._upload(annotation)
         clock.mark("H2D")
-        session.run_with_iobinding(binding)
+        for part in self.export.chain(graph):
+            values.update(self._run_graph(part, values))
         clock.mark("compute")
-        labels, scores, *state = binding.get_outputs()
-        self._state = dict(zip(STATE_NAMES, state))
+        labels, scores = values["labels"], values["scores"]
+        self._state = {n: values[n + NEXT_SUFFIX] for n in STATE_NAMES}
         out = FrameOutput(
             labels=labels.numpy(),
             scores=scores.numpy() if self.with_scores else None,
@@ -248,3 +238,16 @@ class OnnxRuntimeBackend:
         clock.mark("D2H")
         out.timings = clock.timings
         return out
+
+    def _run_graph(self, graph: str, values: dict[str, object]) -> dict[str, object]:
+        """Run one graph file on the named device values it takes; its outputs, by name, stay on
+        the device (downloaded later, so that D2H is timed on its own)."""
+        session = self._sessions[graph]
+        binding = session.io_binding()
+        for info in self.export.io(graph, "inputs"):
+            binding.bind_ortvalue_input(info["name"], values[info["name"]])
+        names = [info["name"] for info in self.export.io(graph, "outputs")]
+        for name in names:
+            binding.bind_output(name, self._device_type)
+        session.run_with_iobinding(binding)
+        return dict(zip(names, binding.get_outputs()))

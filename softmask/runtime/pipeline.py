@@ -20,6 +20,7 @@ written, and the error raised; Ctrl-C and SIGTERM do the same (the report says w
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
@@ -452,16 +453,19 @@ def _report(
 
 
 def machine_info() -> dict[str, Any]:
-    """What the figures were measured on: CPU, cores, OS, Python, GPU (if torch sees one)."""
-    import torch
-
+    """What the figures were measured on: CPU, cores, OS, Python; where PyTorch is installed also
+    its CPU threads and the GPU (if torch sees one)."""
     info: dict[str, Any] = {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "torch_threads": torch.get_num_threads(),
     }
+    if importlib.util.find_spec("torch") is None:  # a deployment install
+        return info
+    import torch
+
+    info["torch_threads"] = torch.get_num_threads()
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info

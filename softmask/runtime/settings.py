@@ -12,22 +12,23 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from softmask.errors import InputError
-from softmask.export.frame_graphs import StreamSpec
-from softmask.export.streaming import MANIFEST_NAME, StreamingExport, load_streaming_export
+from softmask.export.manifest import MANIFEST_NAME, StreamingExport, load_streaming_export
+from softmask.export.spec import StreamSpec
 from softmask.files import file_sha256
-from softmask.model.checkpoint import checkpoint_file
-from softmask.model.hodor import HodorModel
+from softmask.optional import require_torch
 from softmask.runtime.backend import Backend
-from softmask.runtime.export_cache import ExportCache, export_key, model_sha256
 from softmask.runtime.factory import (
     BACKENDS,
     check_backend_available,
     create_backend,
     resolve_model,
 )
+
+if TYPE_CHECKING:
+    from softmask.model.hodor import HodorModel
 
 logger = logging.getLogger(__name__)
 
@@ -170,8 +171,12 @@ def checkpoint_identity(
     checkpoint: str | Path | HodorModel | None,
 ) -> tuple[str, Callable[[], HodorModel]]:
     """(content hash, loader) of a checkpoint: the file's sha256 (plus HODOR's ``config.yaml``
-    beside it), or the weights' for a model object; the loader loads it only when called."""
-    if isinstance(checkpoint, HodorModel):
+    beside it), or the weights' for a model object; the loader loads it only when called.
+    Needs PyTorch (a checkpoint is a torch file)."""
+    from softmask.model.checkpoint import checkpoint_file
+    from softmask.runtime.export_cache import model_sha256
+
+    if not isinstance(checkpoint, (str, Path)) and checkpoint is not None:  # a HodorModel
         return model_sha256(checkpoint), lambda: resolve_model(checkpoint)
     path = checkpoint_file(checkpoint if checkpoint is not None else "tiny")
     digest = file_sha256(path)
@@ -198,6 +203,7 @@ def resolve_export(
     Raises:
         InputError: the export does not fit the settings or the frames; unloadable checkpoint.
         ExportError: the export failed.
+        BackendUnavailable: an export is needed and PyTorch is not installed.
     """
     tick = time.perf_counter()
     setup: dict[str, Any] = {}
@@ -213,6 +219,9 @@ def resolve_export(
         setup["export"] = "given"
         setup["model"] = file_sha256(export.directory / MANIFEST_NAME)
     else:
+        require_torch("exporting a checkpoint", "run an existing export with --export-dir")
+        from softmask.runtime.export_cache import ExportCache, export_key
+
         digest, load_model = checkpoint_identity(settings.checkpoint)
         spec = settings.spec(height, width, largest_id)
         cache = ExportCache(settings.cache_dir)

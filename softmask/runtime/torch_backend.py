@@ -1,5 +1,6 @@
 """The reference backend: runs the per-frame graph modules (the model's own per-frame functions)
-in PyTorch, state as torch tensors on the model's device."""
+in PyTorch, state as torch tensors on the model's device. Like a shared-encoder export, each frame
+runs the ``features`` module, then the frame's graph module on its maps."""
 
 from __future__ import annotations
 
@@ -9,20 +10,22 @@ import numpy as np
 import torch
 
 from softmask.export.frame_graphs import (
-    GRAPH_MODULES,
+    FEATURES_GRAPH,
+    SHARED_GRAPH_MODULES,
     STATE_NAMES,
     StreamSpec,
     empty_state,
 )
+from softmask.export.spec import FEATURE_NAMES, advance_window, input_names
 from softmask.model.hodor import HodorModel
-from softmask.model.video import VideoState, push_empty
 from softmask.runtime.backend import FrameOutput, StageClock
 
 logger = logging.getLogger(__name__)
 
 
 class TorchBackend:
-    """``Backend`` running ``softmask.export.frame_graphs`` modules with ``model`` (eval mode).
+    """``Backend`` running ``softmask.export.frame_graphs``' shared-encoder modules with ``model``
+    (eval mode).
 
     Args:
         model: the HodorModel; it is put in eval mode and stays on its device.
@@ -49,7 +52,9 @@ class TorchBackend:
         self._device = next(model.parameters()).device
         self.device = str(self._device)
         self.precision = "fp16" if next(model.parameters()).dtype == torch.float16 else "fp32"
-        self._graphs = {name: cls(model, spec).eval() for name, cls in GRAPH_MODULES.items()}
+        self._graphs = {
+            name: cls(model, spec).eval() for name, cls in SHARED_GRAPH_MODULES.items()
+        }
         self._state: tuple[torch.Tensor, ...] = ()
         self.reset()
 
@@ -57,7 +62,8 @@ class TorchBackend:
         self._state = empty_state(self.model, self.spec, device=self._device)
 
     def advance_empty(self) -> None:
-        self._state = tuple(getattr(push_empty(VideoState(*self._state)), n) for n in STATE_NAMES)
+        shifted = advance_window(dict(zip(STATE_NAMES, self._state)))
+        self._state = tuple(shifted[n] for n in STATE_NAMES)
 
     def read_state(self) -> dict[str, np.ndarray]:
         return {n: t.cpu().numpy().copy() for n, t in zip(STATE_NAMES, self._state)}
@@ -74,15 +80,20 @@ class TorchBackend:
     ) -> FrameOutput:
         cuda = self._device.type == "cuda"
         clock = StageClock()
-        images = [torch.from_numpy(np.ascontiguousarray(frame)).to(self._device)]
+        image = torch.from_numpy(np.ascontiguousarray(frame)).to(self._device)
+        values = dict(zip(STATE_NAMES, self._state))
         if annotation is not None:
-            images.append(torch.from_numpy(np.ascontiguousarray(annotation)).to(self._device))
+            values["annotation"] = torch.from_numpy(np.ascontiguousarray(annotation)).to(
+                self._device
+            )
         if cuda:
             torch.cuda.synchronize(self._device)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
         clock.mark("H2D")
-        labels, scores, *state = self._graphs[graph](*images, *self._state)
+        values.update(zip(FEATURE_NAMES, self._graphs[FEATURES_GRAPH](image)))
+        inputs = [values[name] for name in input_names(graph, shared_features=True)]
+        labels, scores, *state = self._graphs[graph](*inputs)
         if cuda:
             end.record()
             torch.cuda.synchronize(self._device)

@@ -6,8 +6,14 @@ from __future__ import annotations
 import hashlib
 
 STREAM_MODEL = "softmask_stream"
-# Per-frame graph models called from the stream model (BLS), keyed by graph name.
-GRAPH_MODELS = {"init": "softmask_init", "step": "softmask_step", "annotate": "softmask_annotate"}
+# Graph models called from the stream model (BLS), keyed by graph name: the frame encoder of a
+# shared-encoder export and the per-frame graphs.
+GRAPH_MODELS = {
+    "features": "softmask_features",
+    "init": "softmask_init",
+    "step": "softmask_step",
+    "annotate": "softmask_annotate",
+}
 
 # softmask_stream's tensors.
 FRAME = "FRAME"  # uint8 [H, W, 3], RGB

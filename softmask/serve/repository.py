@@ -7,8 +7,10 @@ Layout (``REPO/``):
     softmask_stream/1/model.py    loads softmask.serve.triton_model
     softmask_stream/manifest.json the export's manifest (sizes, dtypes, state shapes)
     softmask_stream/export/       in-process only: the export (graphs + manifest)
-    softmask_<graph>/             onnxruntime / tensorrt / python only, for init, step, annotate:
-        config.pbtxt, 1/model.onnx | 1/model.plan | 1/model.onnx + 1/model.py
+    softmask_<graph>/             onnxruntime / tensorrt / python only, for each graph the export
+                                  lists (features, init, step, annotate; no features in a format
+                                  version 1 export): config.pbtxt, 1/model.onnx | 1/model.plan |
+                                  1/model.onnx + 1/model.py
 
 Graph variants:
 
@@ -37,8 +39,7 @@ from typing import Any
 import onnx
 
 from softmask.errors import BackendUnavailable, InputError
-from softmask.export.frame_graphs import GRAPH_NAMES
-from softmask.export.streaming import MANIFEST_NAME, StreamingExport, load_streaming_export
+from softmask.export.manifest import MANIFEST_NAME, StreamingExport, load_streaming_export
 from softmask.files import DIR_MODE
 from softmask.serve.pbtxt import Enum, to_pbtxt
 from softmask.serve.protocol import (
@@ -421,7 +422,7 @@ def _write_models(
         shutil.copytree(export.directory, stream_dir / "export",
                         ignore=shutil.ignore_patterns("*.engine", "*.json.tmp"))
     trtexec = []
-    for graph in GRAPH_NAMES if graphs != "in-process" else ():
+    for graph in export.graphs if graphs != "in-process" else ():
         model_dir = repo / GRAPH_MODELS[graph]
         _write_config(model_dir, graph_model_config(export, graph, graphs, device))
         (model_dir / "1").mkdir(parents=True, exist_ok=True)

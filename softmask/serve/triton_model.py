@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from softmask.errors import InputError
-from softmask.export.streaming import MANIFEST_NAME, StreamingExport, load_streaming_export
+from softmask.export.manifest import MANIFEST_NAME, StreamingExport, load_streaming_export
 from softmask.serve.protocol import (
     ANNOTATION,
     END,
