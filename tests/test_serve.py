@@ -612,8 +612,9 @@ def test_generated_repositories_parse_with_tritons_model_config_schema(
             plugins=["/opt/softmask/libsoftmask_trt_plugin_autoregister.so"], build_plans=False,
         )
         summary = json.loads((repo / "softmask_serve.json").read_text())
+        graph_names = ("features", "init", "step", "annotate")
         names = ["softmask_stream"] + ([] if graphs == "in-process" else
-                                       ["softmask_init", "softmask_step", "softmask_annotate"])
+                                       [f"softmask_{g}" for g in graph_names])
         configs = _parse_configs(serve_python, [repo / n / "config.pbtxt" for n in names])
         stream = configs[0]
         assert stream["backend"] == "python" and stream["name"] == STREAM_MODEL
@@ -627,15 +628,18 @@ def test_generated_repositories_parse_with_tritons_model_config_schema(
         assert kinds == {"START": "CONTROL_SEQUENCE_START", "END": "CONTROL_SEQUENCE_END",
                          "READY": "CONTROL_SEQUENCE_READY", "CORRID": "CONTROL_SEQUENCE_CORRID"}
         assert stream["parameters"]["graphs"]["stringValue"] == graphs
-        for graph, config in zip(("init", "step", "annotate"), configs[1:]):
+        for graph, config in zip(graph_names, configs[1:]):
             manifest_inputs = export.io(graph, "inputs")
             assert [i["name"] for i in config["input"]] == [i["name"] for i in manifest_inputs]
             assert [[int(d) for d in i["dims"]] for i in config["input"]] == [
                 i["shape"] for i in manifest_inputs
             ]
             types = {i["name"]: i["dataType"] for i in config["input"] + config["output"]}
-            assert types["frame"] == "TYPE_UINT8" and types["fg"] == "TYPE_FP32"
-            assert types["fg_valid"] == "TYPE_BOOL" and types["labels"] == "TYPE_UINT8"
+            if graph == "features":  # the frame encoder: uint8 frame in, its maps out
+                assert types == {"frame": "TYPE_UINT8", "f4": "TYPE_FP32", "f8": "TYPE_FP32"}
+            else:
+                assert types["f8"] == "TYPE_FP32" and types["fg"] == "TYPE_FP32"
+                assert types["fg_valid"] == "TYPE_BOOL" and types["labels"] == "TYPE_UINT8"
             platform_or_backend = config.get("platform") or config.get("backend")
             assert platform_or_backend == {"onnxruntime": "onnxruntime_onnx",
                                            "tensorrt": "tensorrt_plan",
@@ -1003,8 +1007,8 @@ def _failing_graph(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def bls_server(serve_python, export, tmp_path_factory):
-    """The BLS path (softmask_stream calling softmask_init/step/annotate, state passed between
-    models) with python-backend graph models, the variant the embedded server can run, from a
+    """The BLS path (softmask_stream calling softmask_features, then softmask_init/step/annotate;
+    state and feature maps passed between models) with python-backend graph models, the variant the embedded server can run, from a
     repository written by ``softmask serve repo`` (``serve start --repo``): at most
     ``BLS_MAX_STREAMS`` streams, idle timeout ``BLS_IDLE_S`` (longer than any test here, so Triton
     holds a sequence for a minute), and a broken ``softmask_annotate`` model (a frame annotated
