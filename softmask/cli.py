@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from softmask import __version__
 from softmask.errors import InputError, SoftmaskError
+from softmask.export.spec import SHARED_GRAPHS
 from softmask.optional import require_torch
 from softmask.redact import redact, redact_logging
 from softmask.signals import exit_code, interrupt_reason, terminate_as_interrupt
@@ -200,7 +201,8 @@ class _ExportProgress:
 
     def __call__(self, graph: str) -> None:
         if self._bar is None:
-            self._bar = _bar(self._args, total=3, desc="exporting graphs", unit="graph")
+            self._bar = _bar(self._args, total=len(SHARED_GRAPHS), desc="exporting graphs",
+                             unit="graph")
         else:
             self._bar.update(1)
         self._bar.set_postfix_str(graph)

@@ -4,11 +4,13 @@ Here (torch installed): importing the CLI, ``softmask --help`` and argument erro
 behind run, bench, stream, serve and parity import no torch. In ``.venv-deploy`` (``pip install .``
 without torch; ``scripts/test.sh`` makes it with ``scripts/setup_env.sh deploy``): ``softmask run``
 on the demo's embedded video from an export made here writes the masks this environment's ONNX
-Runtime run writes, and the commands that need torch say so in one line with exit code 4.
+Runtime run writes, ``bench`` and ``parity`` between exports run, and the commands that need torch
+say so in one line with exit code 4.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -184,3 +186,22 @@ def test_a_deployment_install_names_the_torch_extra_where_torch_is_needed(
         assert result.returncode == 4, result.stderr
         assert len(lines) == 1 and "pip install 'softmask[torch]'" in lines[0], lines
         assert names in lines[0], lines[0]
+
+
+def test_a_deployment_install_benches_an_export_and_checks_parity_between_exports(
+    deploy_softmask, demo_clip, tmp_path
+):
+    frames, annotations, export = demo_clip
+    bench = _deploy_run(deploy_softmask, "-q", "bench", frames, "--annotations", annotations,
+                        "--out", tmp_path / "bench", "--export-dir", export, "--warmup", 2,
+                        cwd=tmp_path)
+    assert bench.returncode == 0, bench.stderr
+    report = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert "torch_threads" not in report["machine"]  # measured without torch
+    parity = _deploy_run(deploy_softmask, "-q", "parity", frames, "--annotations", annotations,
+                         "--reference", "onnxruntime", "--candidate", "onnxruntime",
+                         "--export-dir", export, "--report", tmp_path / "parity.json",
+                         cwd=tmp_path)
+    assert parity.returncode == 0, parity.stderr
+    result = json.loads((tmp_path / "parity.json").read_text())
+    assert result["passed"] and len(result["frames"]) == len(default_video().frames)

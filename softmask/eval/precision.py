@@ -197,10 +197,10 @@ def needed_graphs(annotations: Mapping[int, np.ndarray]) -> tuple[str, ...]:
 
 def complete_export(model: HodorModel, folder: Path, spec: StreamSpec, plan: PrecisionPlan):
     """Export the graphs ``folder`` lacks and rewrite its manifest, so it loads as a full export."""
-    from softmask.export.spec import FEATURES_GRAPH, GRAPH_NAMES
+    from softmask.export.spec import GRAPH_NAMES, SHARED_GRAPHS
     from softmask.export.streaming import export_graphs, write_manifest
 
-    names = (FEATURES_GRAPH, *GRAPH_NAMES)
+    names = SHARED_GRAPHS
     present = {n: folder / f"{n}.onnx" for n in names if (folder / f"{n}.onnx").is_file()}
     missing = [n for n in GRAPH_NAMES if n not in present]
     # Exporting any per-frame graph writes the features graph again (the same weights).

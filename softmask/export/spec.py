@@ -23,6 +23,8 @@ GRAPH_NAMES = ("init", "step", "annotate")
 # the per-frame graphs of a shared-encoder export consume instead of the frame.
 FEATURES_GRAPH = "features"
 FEATURE_NAMES = ("f4", "f8")
+# Every graph file of a shared-encoder export, in the order they are exported.
+SHARED_GRAPHS = (FEATURES_GRAPH, *GRAPH_NAMES)
 STATE_NAMES = ("fg", "fg_valid", "bg", "bg_valid", "active")
 # State tensors holding descriptors (the model's dtype); the others are bool flags.
 FLOAT_STATE = ("fg", "bg")
