@@ -205,3 +205,21 @@ def test_a_deployment_install_benches_an_export_and_checks_parity_between_export
     assert parity.returncode == 0, parity.stderr
     result = json.loads((tmp_path / "parity.json").read_text())
     assert result["passed"] and len(result["frames"]) == len(default_video().frames)
+
+
+def test_serving_an_export_imports_no_torch(demo_clip, tmp_path):
+    # Here torch is installed, so an import of it on the way (also one inside a function) shows.
+    _, _, export = demo_clip
+    code = (
+        "import sys\n"
+        "from softmask.serve.repository import write_repository\n"
+        "from softmask.serve.server import check_embedded_model, embedded_repository\n"
+        f"check_embedded_model({str(export)!r})\n"
+        f"embedded_repository({str(tmp_path / 'embedded')!r}, {str(export)!r})\n"
+        f"write_repository({str(export)!r}, {str(tmp_path / 'bls')!r}, graphs='python')\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    result = _python(code, env=_here_env())
+    assert result.returncode == 0, result.stderr
+    assert "torch imported: False" in result.stdout
+    assert (tmp_path / "bls" / "softmask_features" / "1" / "model.onnx").is_file()

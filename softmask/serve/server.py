@@ -467,7 +467,7 @@ def check_embedded_model(
     if checkpoint is not None:
         raise InputError("--checkpoint: the export given with --export fixes the model; give "
                          "--checkpoint or --export, not both")
-    from softmask.export.streaming import load_streaming_export
+    from softmask.export.manifest import load_streaming_export
 
     export = load_streaming_export(export_dir)
     settings.check_export(export)
