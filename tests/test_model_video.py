@@ -268,3 +268,31 @@ def test_window_counts_frames_not_decoded_steps(model, monkeypatch):
     assert len(spy.calls) == 1  # frame 3 only; frame 2 is the first frame with a kept object
     assert spy.calls[0]["bg_valid"][0, 0].tolist() == [False, True, False]
     assert spy.calls[0]["fg_valid"][0].tolist() == [[False, False, False], [False, True, False]]
+
+
+def test_the_window_shift_is_push_of_an_empty_frame_on_numpy_and_torch_states():
+    from softmask.export.spec import STATE_NAMES, advance_window
+    from softmask.model.video import VideoState, push
+
+    g = torch.Generator().manual_seed(0)
+    b, n, w, c = 1, 3, 4, 5
+    state = VideoState(
+        fg=torch.randn(b, n, w, c, generator=g),
+        fg_valid=torch.rand(b, n, w, generator=g) > 0.5,
+        bg=torch.randn(b, QB, w, c, generator=g),
+        bg_valid=torch.rand(b, QB, w, generator=g) > 0.5,
+        active=torch.tensor([[True, False, True]]),
+    )
+    # The ring buffer's own update with a frame that holds no valid descriptor.
+    expected = push(state, torch.zeros(b, n, c), torch.zeros(b, n, dtype=torch.bool),
+                    torch.zeros(b, QB, c), torch.zeros(b, dtype=torch.bool), state.active)
+    tensors = {name: getattr(state, name) for name in STATE_NAMES}
+    before = {name: t.clone() for name, t in tensors.items()}
+    on_host = advance_window({name: t.numpy() for name, t in tensors.items()})
+    on_torch = advance_window(tensors)
+    for name in STATE_NAMES:
+        want = getattr(expected, name)
+        assert isinstance(on_host[name], np.ndarray) and on_host[name].dtype == want.numpy().dtype
+        np.testing.assert_array_equal(on_host[name], want.numpy(), err_msg=name)
+        assert torch.equal(on_torch[name], want), name
+        assert torch.equal(tensors[name], before[name]), f"{name} was modified in place"
