@@ -3,10 +3,10 @@ seconds instead of re-exporting.
 
 An export is keyed by what determines its bytes: the checkpoint's content (sha256 of the file, or
 of the weights when a model object is given), the export settings (``StreamSpec`` and precision),
-and the versions of the exporter's packages (softmask, torch, onnx, onnxscript) and the manifest's format. It is written into a temporary folder beside
-the cache entry and renamed into place when complete, so an interrupted export (Ctrl-C) never
-leaves a half export under a valid key, and two processes exporting the same key both end with
-one complete entry.
+the versions of the exporter's packages (softmask, torch, onnx, onnxscript) and the manifest's
+format. It is written into a temporary folder beside the cache entry and renamed into place when
+complete, so an interrupted export (Ctrl-C) never leaves a half export under a valid key, and two
+processes exporting the same key both end with one complete entry.
 
 Where: ``--cache-dir``, else ``$SOFTMASK_CACHE/exports``, else ``$XDG_CACHE_HOME/softmask/exports``
 (``~/.cache/softmask/exports``).
