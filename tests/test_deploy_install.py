@@ -39,6 +39,8 @@ DEPLOY_MODULES = (
     "softmask.runtime.settings",
     "softmask.runtime.onnxruntime_backend",
     "softmask.runtime.tensorrt_build",
+    "softmask.runtime.tensorrt_backend",
+    "softmask.runtime.cuda_driver",
     "softmask.eval.parity",
     "softmask.eval.plot",
     "softmask.serve.server",

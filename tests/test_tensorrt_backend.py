@@ -125,7 +125,9 @@ def test_buffers_and_addresses_are_set_once_and_warmed_up_at_load(fakes, export,
     assert [c.address_calls for c in contexts] == bound
     assert [c.shape_changes for c in contexts] == shape_changes  # onShapeChange: load time only
     assert driver.memory.keys() == allocations.keys() and not driver.freed
-    assert sum(c.enqueues for c in contexts) == len(contexts) + T - 1  # frame 0 runs no graph
+    # Frame 0 runs no graph; every other frame runs the frame encoder's engine, then its graph's.
+    assert list(engines) == ["features", "init", "step", "annotate"]
+    assert sum(c.enqueues for c in contexts) == len(contexts) + 2 * (T - 1)
 
 
 def test_per_frame_copies_move_images_and_labels_never_the_state(fakes, export, tmp_path):
@@ -147,7 +149,8 @@ def test_per_frame_copies_move_images_and_labels_never_the_state(fakes, export, 
         kinds = [op.kind for op in ops]
         uploads = ["HtoD"] * (1 if stream.last_graph == "step" else 2)
         downloads = ["DtoH"] * (1 if stream.last_graph == "step" else 2)
-        assert kinds == [*uploads, "enqueue", *downloads], (t, kinds)
+        # The frame encoder's engine, then the graph's: its maps stay in device buffers.
+        assert kinds == [*uploads, "enqueue", "enqueue", *downloads], (t, kinds)
         assert {op.dst for op in ops if op.kind == "HtoD"} <= _buffer_ranges(
             backend, ("frame", "annotation"))
         assert not {op.dst for op in ops} & state

@@ -4,7 +4,8 @@ layer (``softmask.runtime.cuda_driver``, cuda-python's driver bindings). No torc
 
 Per video the state lives on the device in two buffer sets (ping-pong): a graph reads one set and
 writes the other. Every buffer is allocated once, so each execution context gets its tensor
-addresses once: one context per graph and parity (six), which share one activation memory (they
+addresses once: one context per graph and parity (eight: the frame encoder's graph and the three
+per-frame graphs that run after it, docs/runtime.md), which share one activation memory (they
 run one at a time on one stream). TensorRT re-runs each plugin layer's ``onShapeChange`` at the
 first enqueue after an address change (NvInferRuntime.h, IPluginV3OneRuntime); binding once and
 one warm-up enqueue per context at load time keep that, and the kernel loading it does, out of
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from softmask.errors import BackendUnavailable, ExportError
-from softmask.export.frame_graphs import NEXT_SUFFIX, STATE_NAMES
+from softmask.export.spec import FEATURE_NAMES, GRAPH_NAMES, NEXT_SUFFIX, STATE_NAMES
 from softmask.plugins import library_digests, load_into_tensorrt
 from softmask.runtime.backend import FrameOutput
 from softmask.runtime.cuda_driver import Device, DeviceBuffer
@@ -144,6 +145,9 @@ class TensorRTBackend:
             start = time.perf_counter()
             self._warm_up()
             self.warmup_seconds = time.perf_counter() - start
+        # The engines each per-frame graph runs, in order (the frame encoder's first in a
+        # shared-encoder export; its maps stay in device buffers between the two).
+        self._chains = {graph: export.chain(graph) for graph in GRAPH_NAMES}
         self._parity = 0
         self.reset()
         logger.info("tensorrt %s backend on %s (warm-up %.3f s)", trt.__version__, self.device,
@@ -166,7 +170,8 @@ class TensorRTBackend:
         and one activation memory for all contexts (the largest any engine needs)."""
         names = {engine.get_tensor_name(i) for engine in self._engines.values()
                  for i in range(engine.num_io_tensors)}
-        self._io = {n: self._tensor_buffer(n) for n in ("frame", "annotation", "labels", "scores")
+        self._io = {n: self._tensor_buffer(n)
+                    for n in ("frame", "annotation", *FEATURE_NAMES, "labels", "scores")
                     if n in names}
         self._states = [{n: self._tensor_buffer(n) for n in STATE_NAMES} for _ in PARITIES]
         size = max(_memory_size(e) for e in self._engines.values())
@@ -247,13 +252,15 @@ class TensorRTBackend:
     def run(
         self, graph: str, frame: np.ndarray, annotation: np.ndarray | None = None
     ) -> FrameOutput:
-        context = self._contexts[graph, self._parity]
         with self._gpu.current():
             sent = [self._io["frame"].upload(frame, self._stream)]
             if annotation is not None:
                 sent.append(self._io["annotation"].upload(annotation, self._stream))
-            if not context.execute_async_v3(self._stream.handle):
-                raise BackendUnavailable(f"TensorRT execution of graph {graph!r} failed (see log)")
+            for part in self._chains[graph]:
+                if not self._contexts[part, self._parity].execute_async_v3(self._stream.handle):
+                    raise BackendUnavailable(
+                        f"TensorRT execution of graph {part!r} failed (see log)"
+                    )
             self._parity = 1 - self._parity
             labels = self._io["labels"].download(self._stream)  # waits for the graph
             scores = self._io["scores"].download(self._stream) if self.with_scores else None
