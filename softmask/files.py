@@ -52,12 +52,15 @@ def file_sha256(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike, replace: bool = False, noun: str = "folder"
+) -> Iterator[Path]:
     """A temporary folder beside ``path`` to fill; on a clean exit it is renamed to ``path`` (a
     folder under its final name is always complete), on an error (Ctrl-C included) removed.
 
     ``path`` must not exist, or be an empty folder; with ``replace`` an existing folder is
-    replaced, and kept if the new one cannot be moved into place.
+    replaced, and kept if the new one cannot be moved into place. ``noun`` names what the folder
+    holds in error messages ("export", "repository").
 
     Raises:
         InputError: ``path`` is a file, a non-empty folder without ``replace``, or cannot be
@@ -74,7 +77,7 @@ def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
     except OSError as error:
-        raise InputError(f"{path}: cannot write here: {error.strerror or error}") from error
+        raise InputError(f"{path}: cannot write the {noun}: {error.strerror or error}") from error
     earlier = None
     try:
         yield staging
@@ -88,7 +91,7 @@ def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]
             if earlier is not None and not path.exists() and (earlier / path.name).exists():
                 os.rename(earlier / path.name, path)
             raise InputError(
-                f"{path}: cannot move the finished folder into place: {error.strerror or error}"
+                f"{path}: cannot move the finished {noun} into place: {error.strerror or error}"
             ) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)

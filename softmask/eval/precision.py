@@ -35,6 +35,7 @@ from softmask.eval.divergence import Divergence, Tolerances
 from softmask.eval.parity import ParityReport, compare_backends, read_video
 from softmask.export.plan import FP32_GROUPS, PrecisionPlan
 from softmask.export.spec import StreamSpec
+from softmask.files import atomic_dir
 from softmask.runtime.factory import check_backend_available
 from softmask.runtime.settings import RunSettings
 
@@ -375,11 +376,9 @@ def precision_video(
                                   engine_cache_dir, max_drop, work, threads)
         best_dir = next(c.export_dir for c in report.candidates if c.name == report.best)
         out.mkdir(parents=True, exist_ok=True)
-        staging = out / f".{BEST_EXPORT}.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(best_dir, staging)
-        complete_export(model, staging, spec, PrecisionPlan.parse(report.best))
-        staging.rename(out / BEST_EXPORT)
+        with atomic_dir(out / BEST_EXPORT, noun="export") as staging:
+            shutil.copytree(best_dir, staging, dirs_exist_ok=True)
+            complete_export(model, staging, spec, PrecisionPlan.parse(report.best))
         report.best_export = str(out / BEST_EXPORT)
         report.save(out)
         return report

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -47,7 +44,7 @@ from softmask.export.manifest import (
 )
 from softmask.export.onnx_export import export_onnx
 from softmask.export.precision import PrecisionPlan, mixed_precision_model
-from softmask.files import DIR_MODE, file_sha256
+from softmask.files import atomic_dir, file_sha256
 from softmask.model.hodor import HodorModel
 from softmask.ops.onnx_lowering import ATTENTION_LOWERINGS, lower_attention
 from softmask.testing_hooks import pause_point
@@ -174,12 +171,7 @@ def export_streaming(
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: export folder exists and is not empty; export into a new folder")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    except OSError as error:
-        raise InputError(f"{out}: cannot write the export: {error.strerror or error}") from error
-    try:
+    with atomic_dir(out, noun="export") as staging:
         graphs = export_graphs(
             model, staging, spec, plan, GRAPH_NAMES, progress, shared_features=shared_features
         )
@@ -187,15 +179,6 @@ def export_streaming(
             for path in graphs.values():
                 onnx.save(lower_attention(onnx.load(str(path)), attention), str(path))
         write_manifest(staging, model, spec, plan, graphs)
-        os.chmod(staging, DIR_MODE)
-        try:
-            os.rename(staging, out)
-        except OSError as error:
-            raise InputError(
-                f"{out}: cannot move the finished export into place: {error.strerror or error}"
-            ) from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return load_streaming_export(out)
 
 

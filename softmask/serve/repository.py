@@ -29,10 +29,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shlex
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +38,7 @@ import onnx
 
 from softmask.errors import BackendUnavailable, InputError
 from softmask.export.manifest import MANIFEST_NAME, StreamingExport, load_streaming_export
-from softmask.files import DIR_MODE
+from softmask.files import atomic_dir
 from softmask.serve.pbtxt import Enum, to_pbtxt
 from softmask.serve.protocol import (
     ANNOTATION,
@@ -336,17 +334,9 @@ def write_repository(
         from softmask.runtime.tensorrt_build import import_tensorrt
 
         import_tensorrt()  # fail before writing anything
-    try:
-        repo.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.partial-", dir=repo.parent))
-    except OSError as error:
-        raise InputError(f"{repo}: cannot write the repository: {error.strerror or error}") from error
-    try:
+    with atomic_dir(repo, replace=True, noun="repository") as staging:
         summary = _write_models(export, staging, graphs, max_streams, idle_timeout_s, instances,
                                 device, scores, plugin_paths, build_plans)
-        _move_into_place(staging, repo)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     logger.info("wrote Triton model repository %s (%s graphs)", repo, summary["graphs"])
     return repo
 
@@ -375,26 +365,6 @@ def check_repository_settings(
         raise InputError(
             f"--idle-timeout {idle_timeout_s}: must be a positive, finite number of seconds"
         )
-
-
-def _move_into_place(staging: Path, repo: Path) -> None:
-    """Rename the finished repository ``staging`` to ``repo``, replacing an earlier one."""
-    earlier = None
-    os.chmod(staging, DIR_MODE)  # mkdtemp's folder is its owner's only; a server may run as another
-    try:
-        if repo.exists():
-            earlier = Path(tempfile.mkdtemp(prefix=f".{repo.name}.earlier-", dir=repo.parent))
-            os.rename(repo, earlier / repo.name)
-        os.rename(staging, repo)
-    except OSError as error:
-        if earlier is not None and not repo.exists() and (earlier / repo.name).exists():
-            os.rename(earlier / repo.name, repo)  # the earlier repository back in place
-        raise InputError(
-            f"{repo}: cannot move the finished repository into place: {error.strerror or error}"
-        ) from error
-    finally:
-        if earlier is not None:
-            shutil.rmtree(earlier, ignore_errors=True)
 
 
 def _write_models(
