@@ -144,6 +144,9 @@ class StreamTable:
             with self._lock:
                 if fresh:
                     self._starting.discard(stream_id)
+                    # A START resets its id: the stream it replaced is gone too, and the id's
+                    # next frames hear that the START was refused.
+                    self._open.pop(stream_id, None)
                     self._remember(self._refused, stream_id, None)
                 else:
                     entry.busy = False
