@@ -38,6 +38,7 @@ _TORCH_COMMANDS = {
     "export": "exporting a model",
     "precision": "the precision search (exports each candidate)",
     "train": "training",
+    "parity-image": "comparing an export with the transformers model",
 }
 
 
