@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from softmask.model import build_model
+from softmask.model import build_model, save_checkpoint
 
 
 def _tensorrt_available() -> bool:
@@ -39,6 +39,15 @@ def softmask_cache(tmp_path_factory):
         os.environ.pop("SOFTMASK_CACHE", None)
     else:
         os.environ["SOFTMASK_CACHE"] = previous
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """The "tiny" model with seeded random weights, saved as a checkpoint file (one per module)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
+    save_checkpoint(build_model("tiny"), path)
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from softmask.export.streaming import export_streaming
-from softmask.model import build_model, save_checkpoint
 from tests.pausing import interrupt_at
 from tests.videos import first_annotation, moving_objects, write_label_png
 
@@ -65,14 +63,6 @@ def one_line_error(result, *fragments: str, code: int = 2) -> str:
         assert fragment in lines[0], lines[0]
     assert "Traceback" not in result.stderr
     return lines[0]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    save_checkpoint(build_model("tiny"), path)
-    return path
 
 
 @pytest.fixture(scope="module")

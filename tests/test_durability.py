@@ -13,12 +13,10 @@ import tracemalloc
 
 import numpy as np
 import pytest
-import torch
 
 from softmask.data.io import read_label_png
 from softmask.data.video import count_frames
 from softmask.errors import InputError
-from softmask.model import build_model, save_checkpoint
 from softmask.redact import redact
 from softmask.runtime import open_source, run_video
 from softmask.runtime.latency import FrameTable, stage_summary
@@ -46,14 +44,6 @@ def clip(tmp_path_factory):
     other[other == 2] = 0  # one object fewer: another job
     other[40:50, 10:20] = 2
     return video, annotation, write_label_png(root / "other.png", other)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    save_checkpoint(build_model("tiny"), path)
-    return path
 
 
 def _interrupt_at_frame(count: int):

@@ -214,36 +214,26 @@ def _run(script: str, *args: str) -> str:
 
 
 @pytest.mark.gpu
-def test_jit_kernel_matches_reference_on_gpu():
-    for dtype, *shape, err, zeros in json.loads(_run(JIT_CHECK, json.dumps(JIT_SHAPES))):
-        assert err <= GPU_TOLERANCE[dtype], f"{dtype} {shape}: relative error {err:.3g}"
-        assert zeros, f"{dtype} {shape}: a fully padded batch element must give zeros"
+@pytest.mark.parametrize("mode,script", [("soft", JIT_CHECK), ("hard", JIT_HARD_CHECK)])
+def test_jit_kernel_matches_reference_on_gpu(mode, script):
+    rows = json.loads(_run(script, json.dumps(JIT_SHAPES)))
+    assert len(rows) == 3 * len(JIT_SHAPES), f"{mode}: {len(rows)} checks ran"
+    for dtype, *shape, err, zeros in rows:
+        assert err <= GPU_TOLERANCE[dtype], f"{mode} {dtype} {shape}: relative error {err:.3g}"
+        assert zeros, f"{mode} {dtype} {shape}: a fully padded batch element must give zeros"
 
 
 @pytest.mark.gpu
-def test_custom_op_cuda_dispatch_forward_and_backward():
-    for dtype, pad, used_kernel, fwd, grads in json.loads(_run(OP_CHECK)):
-        assert used_kernel, f"{dtype}: the custom op did not dispatch to the fused kernel"
-        assert fwd <= GPU_TOLERANCE[dtype], f"{dtype} padding={pad}: forward error {fwd:.3g}"
-        for name, err in grads.items():
-            assert err <= GRAD_TOLERANCE[dtype], f"{dtype} padding={pad}: grad {name} {err:.3g}"
-
-
-@pytest.mark.gpu
-def test_jit_kernel_hard_mode_matches_reference_on_gpu():
-    for dtype, *shape, err, zeros in json.loads(_run(JIT_HARD_CHECK, json.dumps(JIT_SHAPES))):
-        assert err <= GPU_TOLERANCE[dtype], f"hard {dtype} {shape}: relative error {err:.3g}"
-        assert zeros, f"hard {dtype} {shape}: a fully padded batch element must give zeros"
-
-
-@pytest.mark.gpu
-def test_custom_op_cuda_dispatch_hard_mode_forward_and_backward():
-    for dtype, pad, used_kernel, fwd, grads in json.loads(_run(OP_HARD_CHECK)):
-        assert used_kernel, f"hard {dtype}: the custom op did not dispatch to the fused kernel"
-        assert fwd <= GPU_TOLERANCE[dtype], f"hard {dtype} padding={pad}: forward error {fwd:.3g}"
+@pytest.mark.parametrize("mode,script", [("soft", OP_CHECK), ("hard", OP_HARD_CHECK)])
+def test_custom_op_cuda_dispatch_forward_and_backward(mode, script):
+    rows = json.loads(_run(script))
+    assert rows, f"{mode}: no check ran"
+    for dtype, pad, used_kernel, fwd, grads in rows:
+        assert used_kernel, f"{mode} {dtype}: the custom op did not dispatch to the fused kernel"
+        assert fwd <= GPU_TOLERANCE[dtype], f"{mode} {dtype} padding={pad}: forward {fwd:.3g}"
         for name, err in grads.items():
             assert err <= GRAD_TOLERANCE[dtype], (
-                f"hard {dtype} padding={pad}: grad {name} {err:.3g}"
+                f"{mode} {dtype} padding={pad}: grad {name} {err:.3g}"
             )
 
 
