@@ -48,10 +48,11 @@ _BLOCK = 4096
 class FrameTable:
     """Per-frame durations (seconds) of named columns in bounded memory.
 
-    Up to ``exact_frames`` rows every value is kept and summaries are exact (``stage_summary``);
-    past that the values move into one log-spaced histogram per column and the percentiles are
-    estimates (``exact`` False; mean and max stay exact). Memory is at most
-    ``exact_frames x columns x 8`` bytes, whatever the number of frames. A NaN means "no value
+    Up to ``exact_frames`` rows (checked per block of 4096, so up to 4095 more) every value is
+    kept and summaries are exact (``stage_summary``); past that the values move into one
+    log-spaced histogram per column and the percentiles are estimates (``exact`` False; mean and
+    max stay exact). Memory is at most ``(exact_frames + 4096) x columns x 8`` bytes, whatever
+    the number of frames. A NaN means "no value
     for this frame" (e.g. a frame that ran no graph) and is left out of that column.
     """
 
