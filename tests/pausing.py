@@ -15,6 +15,13 @@ from softmask.testing_hooks import PAUSE_AT, PAUSE_FILE
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _deliver_ctrl_c() -> None:
+    """In the child before exec: SIGINT at its default, as in a terminal. A test run started as
+    a background job of a non-interactive shell inherits SIGINT ignored, and Python then never
+    raises KeyboardInterrupt (it installs its handler only over the default)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_at(
     point: str,
     args: list[object],
@@ -32,6 +39,7 @@ def interrupt_at(
     process = subprocess.Popen(
         [sys.executable, "-m", "softmask.cli", *map(str, args)], env=full_env, cwd=REPO,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_deliver_ctrl_c,
     )
     try:
         deadline = time.monotonic() + timeout_s
