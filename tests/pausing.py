@@ -15,11 +15,13 @@ from softmask.testing_hooks import PAUSE_AT, PAUSE_FILE
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _deliver_ctrl_c() -> None:
-    """In the child before exec: SIGINT at its default, as in a terminal. A test run started as
-    a background job of a non-interactive shell inherits SIGINT ignored, and Python then never
-    raises KeyboardInterrupt (it installs its handler only over the default)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# softmask's command line with Ctrl-C delivered as in a terminal: a test run started as a
+# background job of a non-interactive shell inherits SIGINT ignored, and Python then never raises
+# KeyboardInterrupt (it installs its handler only over the default disposition).
+_CLI_WITH_CTRL_C = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from softmask.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 def interrupt_at(
@@ -37,9 +39,8 @@ def interrupt_at(
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {}),
                 PAUSE_AT: point, PAUSE_FILE: str(marker)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "softmask.cli", *map(str, args)], env=full_env, cwd=REPO,
+        [sys.executable, "-c", _CLI_WITH_CTRL_C, *map(str, args)], env=full_env, cwd=REPO,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=_deliver_ctrl_c,
     )
     try:
         deadline = time.monotonic() + timeout_s
