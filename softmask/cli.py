@@ -1051,6 +1051,9 @@ def configure_logging(verbose: int) -> None:
     if verbose < 2:
         for name in _NOISY_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
+        # torch is imported later, on first use, and then sets its registered loggers' levels
+        # itself from TORCH_LOGS ("-onnx": torch.onnx at ERROR), undoing the line above.
+        os.environ.setdefault("TORCH_LOGS", "-onnx")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
