@@ -183,13 +183,16 @@ def _video_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_settings(args: argparse.Namespace, backend: str):
+    """RunSettings of the model, stream and backend flags; a flag the command lacks (precision
+    has no --export-dir, --fp16 or --cache-dir) is unset."""
     from softmask.runtime import RunSettings
 
     return RunSettings(
-        backend=backend, checkpoint=args.checkpoint, export_dir=args.export_dir,
+        backend=backend, checkpoint=args.checkpoint, export_dir=getattr(args, "export_dir", None),
         num_objects=args.objects, temporal_window=args.window, min_dim=args.min_dim,
-        max_dim=args.max_dim, fp16=args.fp16, providers=args.providers,
-        engine_cache_dir=args.engine_cache, cache_dir=args.cache_dir, threads=args.threads,
+        max_dim=args.max_dim, fp16=getattr(args, "fp16", False), providers=args.providers,
+        engine_cache_dir=args.engine_cache, cache_dir=getattr(args, "cache_dir", None),
+        threads=args.threads,
     )
 
 
@@ -417,7 +420,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_parity(args: argparse.Namespace) -> int:
     from softmask.eval.divergence import Tolerances, describe
-    from softmask.eval.parity import parity_video
+    from softmask.eval.parity import ParityOptions, parity_video
 
     overrides = {"min_agreement": args.min_agreement, "score": args.score_tolerance,
                  "state": args.state_tolerance, "module": args.module_tolerance}
@@ -430,16 +433,14 @@ def _cmd_parity(args: argparse.Namespace) -> int:
     export_progress = _ExportProgress(args)
     try:
         report = parity_video(
-            args.source, [*args.annotations, *args.annotate], reference=args.reference,
-            candidate=args.candidate, checkpoint=args.checkpoint, export_dir=args.export_dir,
-            ground_truth_dir=args.ground_truth, num_objects=args.objects,
-            temporal_window=args.window, providers=args.providers,
-            engine_cache_dir=args.engine_cache, work_dir=args.work_dir, fp16=args.fp16,
-            min_dim=args.min_dim, max_dim=args.max_dim, cache_dir=args.cache_dir,
-            threads=args.threads, localize_divergence=not args.no_localize,
-            tolerances=None if all(v is None for v in overrides.values()) else (
-                Tolerances.for_precision("fp16" if args.fp16 else "fp32").replace(**overrides)),
-            on_export=export_progress,
+            args.source, [*args.annotations, *args.annotate],
+            _run_settings(args, args.candidate),
+            ParityOptions(
+                reference=args.reference, ground_truth=args.ground_truth,
+                work_dir=args.work_dir, localize=not args.no_localize, on_export=export_progress,
+                tolerances=None if all(v is None for v in overrides.values()) else (
+                    Tolerances.for_precision("fp16" if args.fp16 else "fp32").replace(**overrides)),
+            ),
         )
     finally:
         export_progress.close()
@@ -462,7 +463,7 @@ def _cmd_parity(args: argparse.Namespace) -> int:
         print(f"drift: {drift.get('trend')}")
     first = report.first_divergence
     print(f"first divergence: {describe(first) + f' ({first.graph})' if first else 'none'}")
-    loc = report.localisation
+    loc = report.localization
     if loc is not None:
         print(f"frame {loc.frame} ({loc.graph}) from the reference's input state: "
               f"{loc.verdict or 'no verdict'}")
@@ -553,17 +554,15 @@ def _add_parity_image(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_precision(args: argparse.Namespace) -> int:
-    from softmask.eval.precision import REPORT_JSON, REPORT_MD, precision_video
+    from softmask.eval.precision import REPORT_JSON, REPORT_MD, PrecisionOptions, precision_video
 
     if args.fps is not None:
         raise InputError("--fps: the search compares frames one by one; their rate plays no part")
     report = precision_video(
         args.source, [*args.annotations, *args.annotate], args.out,
-        ground_truth_dir=args.ground_truth,
-        checkpoint=args.checkpoint, backend=args.backend, providers=args.providers,
-        engine_cache_dir=args.engine_cache, num_objects=args.objects,
-        temporal_window=args.window, min_dim=args.min_dim, max_dim=args.max_dim,
-        max_drop=args.max_jf_drop, work_dir=args.work_dir, threads=args.threads,
+        _run_settings(args, args.backend),
+        PrecisionOptions(ground_truth=args.ground_truth, max_drop=args.max_jf_drop,
+                         work_dir=args.work_dir),
     )
     print(report.markdown(), end="")
     out = Path(args.out)
@@ -574,6 +573,7 @@ def _cmd_precision(args: argparse.Namespace) -> int:
 
 def _add_precision(sub: argparse._SubParsersAction) -> None:
     from softmask.eval.precision import DEFAULT_MAX_DROP
+    from softmask.runtime.factory import backends_where
 
     p = sub.add_parser("precision", help="choose fp16/fp32 per module group by the task metric "
                                          "over a video (greedy from the divergence culprits)")
@@ -584,7 +584,8 @@ def _add_precision(sub: argparse._SubParsersAction) -> None:
                    help="output folder: precision.json, precision.md, export/ (the chosen one)")
     p.add_argument("--max-jf-drop", type=_non_negative_float, default=DEFAULT_MAX_DROP,
                    help=f"largest allowed drop of the metric from fp32 (default {DEFAULT_MAX_DROP})")
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), default="onnxruntime",
+    p.add_argument("--backend", choices=backends_where(lambda c: c.exports_graphs),
+                   default="onnxruntime",
                    help="where the candidates run and are timed")
     p.add_argument("--work-dir", help="keep every candidate's export here (default: a temporary "
                                       "folder, removed afterwards)")
@@ -732,11 +733,17 @@ def _refuse_given(args: argparse.Namespace, flags: dict[str, str], why: str) -> 
 
 
 def _cmd_serve_repo(args: argparse.Namespace) -> int:
-    from softmask.serve.repository import read_repository_manifest, write_repository
+    from softmask.serve.repository import (
+        read_repository_manifest,
+        variant_capabilities,
+        variants_where,
+        write_repository,
+    )
 
-    if args.graphs != "tensorrt":
+    if not variant_capabilities(args.graphs).builds_engines:
+        plans = " or ".join(variants_where(lambda c: c.builds_engines))
         _refuse_given(args, {"plugin": "--plugin", "skip_plans": "--skip-plans"},
-                      f"applies to --graphs tensorrt, not {args.graphs}")
+                      f"applies to --graphs {plans}, not {args.graphs}")
     repo = write_repository(
         args.export, args.out, graphs=args.graphs, device=args.device, plugins=args.plugin,
         build_plans=not args.skip_plans, **_serve_limit_values(args),

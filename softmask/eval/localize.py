@@ -184,7 +184,7 @@ class ModuleDiff:
 
 
 @dataclass
-class Localisation:
+class Localization:
     """Verdict and module table for the first diverging frame (see the module docstring).
 
     rerun: quantities still over tolerance when the candidate re-ran the frame from the
@@ -283,7 +283,7 @@ def localize(
     tolerances: Tolerances,
     reference_probes: ProbeSource | None = None,
     candidate_probes: ProbeSource | None = None,
-) -> Localisation:
+) -> Localization:
     """Verdict (computed here / inherited state) and, given both probe sources, the module table.
 
     Args:
@@ -293,7 +293,7 @@ def localize(
         reference_probes, candidate_probes: how to run the frame's graph with probes.
     """
     d = context.divergence
-    result = Localisation(d.frame, d.graph, d.quantity, None, module_tolerance=tolerances.module)
+    result = Localization(d.frame, d.graph, d.quantity, None, module_tolerance=tolerances.module)
     result.input_state = state_differences(context.reference_state_in, context.candidate_state_in)
     if d.graph not in GRAPH_MODULES:
         result.notes.append(f"frame {d.frame} ran no graph ({d.graph}); nothing to re-run")

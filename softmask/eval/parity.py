@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,12 +44,14 @@ from softmask.eval.divergence import (
 from softmask.optional import require_torch
 from softmask.runtime.annotations import resolve_annotations
 from softmask.runtime.backend import Backend
-from softmask.runtime.factory import BACKENDS
+from softmask.runtime.factory import backends_where, capabilities
 from softmask.runtime.sources import open_source
 from softmask.runtime.stream import VideoStream
 
 if TYPE_CHECKING:
-    from softmask.eval.localize import Localisation
+    from softmask.eval.localize import Localization
+    from softmask.export.manifest import StreamingExport
+    from softmask.runtime.settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
@@ -76,12 +78,16 @@ class FrameParity:
     candidate_ms: float | None = None
 
 
+# Report fields saved under another key, so that reports saved earlier keep their keys.
+_JSON_KEYS = {"localization": "localisation"}
+
+
 @dataclass
 class ParityReport:
     """Per-frame results, summary, the tolerances used and what failed (empty when it passed).
 
     first_divergence: the first frame and quantity over tolerance (None: none); drift: whether
-    the descriptor difference grows (``softmask.eval.divergence.drift``); localisation: filled
+    the descriptor difference grows (``softmask.eval.divergence.drift``); localization: filled
     by ``parity_video`` (or ``localize``) for the first diverging frame. J&F (``jf_*``) is the
     mean of J and F over the ground-truth frames except the first and the last (as DAVIS).
     """
@@ -103,7 +109,7 @@ class ParityReport:
     drift: dict[str, Any] = field(default_factory=dict)
     jf_reference: float | None = None
     jf_candidate: float | None = None
-    localisation: Localisation | None = None
+    localization: Localization | None = None
     context: DivergenceContext | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -111,8 +117,11 @@ class ParityReport:
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data (non-finite numbers, e.g. a NaN difference, as strings)."""
-        data = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "context"}
+        """Plain JSON data (non-finite numbers, e.g. a NaN difference, as strings); keys are the
+        field names, except ``localization``, saved as ``localisation`` (the key reports have
+        always had)."""
+        data = {_JSON_KEYS.get(f.name, f.name): _plain(getattr(self, f.name))
+                for f in fields(self) if f.name != "context"}
         return {**data, "passed": self.passed}
 
     def save(self, path: str | Path) -> None:
@@ -296,80 +305,115 @@ def read_video(
     return frames, found.labels, None if truth is None else truth.labels
 
 
-def _check_options(
-    reference: str,
-    candidate: str,
-    fp16: bool,
-    providers: Sequence[str] | None,
-    engine_cache_dir: Any,
-    cache_dir: Any,
-    export_dir: Any,
-    work_dir: Any,
-) -> None:
+@dataclass(frozen=True)
+class ParityOptions:
+    """What ``parity_video`` adds to the candidate's ``RunSettings``.
+
+    reference [--reference]: the backend the candidate is compared with.
+    ground_truth [--ground-truth]: folder of label PNGs named like the frames (by frame index
+        for a video); adds J and F per frame per backend.
+    work_dir [--work-dir]: keeps the graphs localization exports (default: a temporary folder,
+        removed before returning).
+    tolerances: every tolerance; None: ``Tolerances.for_precision`` of the candidate.
+    localize [not --no-localize]: localize the first diverging frame.
+    on_export: called with each graph's name while exporting (progress output).
+    """
+
+    reference: str = "torch"
+    ground_truth: str | Path | None = None
+    work_dir: str | Path | None = None
+    tolerances: Tolerances | None = None
+    localize: bool = True
+    on_export: Callable[[str], None] | None = None
+
+
+def _check_options(settings: RunSettings, options: ParityOptions) -> None:
     """Refuse options that apply to neither backend, naming the CLI flag (each backend's own
-    settings are checked by ``RunSettings.check``)."""
-    for name in (reference, candidate):
-        if name not in BACKENDS:
-            raise InputError(f"unknown backend {name!r}; choose one of {list(BACKENDS)}")
-    if fp16 and candidate == "torch":
+    settings are checked by ``RunSettings.check``); the backends' rows in
+    ``softmask.runtime.factory``'s capability table decide."""
+    reference, candidate = options.reference, settings.backend
+    ref, cand = capabilities(reference), capabilities(candidate)
+    exporters = " or ".join(backends_where(lambda c: c.exports_graphs))
+    if settings.fp16 and not cand.exports_graphs:
         raise InputError(
-            "--fp16 exports the candidate in fp16, but the torch candidate runs the checkpoint "
-            "as it is; use --candidate onnxruntime or tensorrt"
+            f"--fp16 exports the candidate in fp16, but the {candidate} candidate runs the "
+            f"checkpoint as it is; use --candidate {exporters}"
         )
-    if fp16 and reference != "torch":
+    if settings.fp16 and ref.exports_graphs:
         raise InputError(
             f"--fp16 with --reference {reference}: both backends would run the fp16 export; "
-            "compare an fp16 candidate with --reference torch"
+            "compare an fp16 candidate with --reference "
+            f"{' or '.join(backends_where(lambda c: not c.exports_graphs))}"
         )
-    if providers and "onnxruntime" not in (reference, candidate):
-        raise InputError("--providers applies to onnxruntime, which neither backend is")
-    if engine_cache_dir is not None and "tensorrt" not in (reference, candidate):
-        raise InputError("--engine-cache applies to tensorrt, which neither backend is")
-    if reference == candidate == "torch":
-        for flag, value in (("--export-dir", export_dir), ("--cache-dir", cache_dir),
-                            ("--work-dir", work_dir)):
+    if settings.providers and not (ref.takes_providers or cand.takes_providers):
+        raise InputError(
+            f"--providers applies to {' and '.join(backends_where(lambda c: c.takes_providers))}"
+            ", which neither backend is"
+        )
+    if settings.engine_cache_dir is not None and not (
+        ref.builds_engines_with(settings.providers) or cand.builds_engines_with(settings.providers)
+    ):
+        raise InputError(
+            f"--engine-cache applies to {' and '.join(backends_where(lambda c: c.builds_engines))}"
+            " and to --providers tensorrt, which neither backend uses"
+        )
+    if not (ref.exports_graphs or cand.exports_graphs):
+        names = " and ".join(dict.fromkeys((reference, candidate)))
+        for flag, value in (("--export-dir", settings.export_dir),
+                            ("--cache-dir", settings.cache_dir), ("--work-dir", options.work_dir)):
             if value is not None:
-                raise InputError(f"{flag} is for exported graphs; both backends are torch")
+                raise InputError(f"{flag} is for exported graphs; both backends are {names}")
+
+
+def backend_settings(
+    settings: RunSettings, reference: str, export: StreamingExport | None = None
+) -> dict[str, RunSettings]:
+    """Each backend's own settings (reference first; one entry when both are one backend),
+    derived from the candidate's ``settings``: a backend gets the flags its capability row
+    takes, and scores. An exported backend runs ``export`` (``settings.export_dir``, loaded)
+    when given; the torch reference then runs the export's stream settings."""
+    derived = {}
+    for name in dict.fromkeys((reference, settings.backend)):
+        can = capabilities(name)
+        exported = can.exports_graphs
+        own = replace(
+            settings,
+            backend=name,
+            checkpoint=None if exported and export is not None else settings.checkpoint,
+            export_dir=settings.export_dir if exported else None,
+            fp16=settings.fp16 and exported,
+            providers=settings.providers if can.takes_providers else None,
+            engine_cache_dir=(settings.engine_cache_dir
+                              if can.builds_engines_with(settings.providers) else None),
+            cache_dir=settings.cache_dir if exported else None,
+            with_scores=True,
+        )
+        if export is not None and not exported:
+            spec = export.spec  # the torch reference runs the export's settings
+            own = replace(own, num_objects=spec.num_objects, temporal_window=spec.temporal_window,
+                          min_dim=spec.min_dim, max_dim=spec.max_dim)
+        derived[name] = own
+    return derived
 
 
 def parity_video(
-    video_dir: str | Path,
-    annotations_dir: str | Path | Sequence[str | Path],
-    reference: str = "torch",
-    candidate: str = "onnxruntime",
-    checkpoint: Any = None,
-    export_dir: str | Path | None = None,
-    ground_truth_dir: str | Path | None = None,
-    num_objects: int | None = None,
-    temporal_window: int | None = None,
-    providers: Sequence[str] | None = None,
-    engine_cache_dir: str | Path | None = None,
-    work_dir: str | Path | None = None,
-    min_agreement: float | None = None,
-    score_tolerance: float | None = None,
-    fp16: bool = False,
-    min_dim: int | None = None,
-    max_dim: int | None = None,
-    cache_dir: str | Path | None = None,
-    threads: int | None = None,
-    tolerances: Tolerances | None = None,
-    localize_divergence: bool = True,
-    on_export: Callable[[str], None] | None = None,
+    source: str | Path,
+    annotations: str | Path | Sequence[str | Path],
+    settings: RunSettings | None = None,
+    options: ParityOptions | None = None,
 ) -> ParityReport:
-    """``compare_backends`` on a video folder (frames, and label PNGs named like them), then
+    """``compare_backends`` on a video (what ``softmask run`` reads, ``read_video``), then
     ``localize`` on the first diverging frame.
 
-    Each backend is built as ``softmask run`` builds it (``RunSettings``, ``prepare_backend``):
-    the torch backend runs ``checkpoint`` (a path, a HodorModel, or None for the bundled model);
-    exported backends run ``export_dir``, or an export of the same checkpoint from the export
-    cache (``cache_dir``), made if missing (``fp16``: float16) at the video's size with
-    ``num_objects`` slots (default: the largest annotated id), ``temporal_window`` (default 7)
-    and ``min_dim``/``max_dim``. With ``export_dir`` the torch backend takes the export's
-    settings. Both backends are checked before anything is exported. Graphs that localisation
-    exports go to ``work_dir``, or to a temporary folder removed before returning.
-    ``ground_truth_dir`` holds label PNGs named like frames. Tolerances: ``tolerances``, else
-    ``Tolerances.for_precision`` of the candidate with ``min_agreement`` and
-    ``score_tolerance`` applied.
+    ``settings`` are the candidate's (``settings.backend``; default ``RunSettings()``, ONNX
+    Runtime), ``options.reference`` names the reference (default torch). Each backend is built
+    as ``softmask run`` builds it (``prepare_backend``) from its own settings
+    (``backend_settings``): the torch backend runs ``settings.checkpoint`` (a path, a
+    HodorModel, or None for the bundled model); exported backends run ``settings.export_dir``,
+    or an export of the same checkpoint from the export cache, made if missing at the video's
+    size (``num_objects`` default: the largest annotated id). With ``export_dir`` the torch
+    backend takes the export's stream settings. Both backends are checked before anything is
+    exported.
 
     Raises:
         InputError: unreadable inputs, or options that would not take effect (naming the flag).
@@ -380,51 +424,30 @@ def parity_video(
     from softmask.runtime.factory import check_backend_available, resolve_model
     from softmask.runtime.settings import RunSettings, prepare_backend
 
-    _check_options(reference, candidate, fp16, providers, engine_cache_dir, cache_dir,
-                   export_dir, work_dir)
-    export = load_streaming_export(export_dir) if export_dir is not None else None
-    stream = {"num_objects": num_objects, "temporal_window": temporal_window,
-              "min_dim": min_dim, "max_dim": max_dim}
-    settings = {}
-    for name in dict.fromkeys((reference, candidate)):
-        exported = name != "torch"
-        own = dict(stream)
-        if export is not None and not exported:
-            spec = export.spec  # the torch reference runs the export's settings
-            own = {"num_objects": spec.num_objects, "temporal_window": spec.temporal_window,
-                   "min_dim": spec.min_dim, "max_dim": spec.max_dim}
-        settings[name] = RunSettings(
-            backend=name,
-            checkpoint=None if exported and export is not None else checkpoint,
-            export_dir=export_dir if exported else None,
-            fp16=fp16 and exported,
-            providers=providers if name == "onnxruntime" else None,
-            engine_cache_dir=engine_cache_dir if name == "tensorrt" else None,
-            cache_dir=cache_dir if exported else None,
-            threads=threads,
-            with_scores=True,
-            **own,
-        )
-        settings[name].check()
-    for name, setting in settings.items():
+    settings = settings or RunSettings()
+    options = options or ParityOptions()
+    reference, candidate = options.reference, settings.backend
+    _check_options(settings, options)
+    export = load_streaming_export(settings.export_dir) if settings.export_dir is not None else None
+    derived = backend_settings(settings, reference, export)
+    for setting in derived.values():
+        setting.check()
+    for name, setting in derived.items():
         check_backend_available(name, setting.providers)
-    frames, annotations, truth = read_video(video_dir, annotations_dir, ground_truth_dir)
-    largest = max(int(a.max()) for a in annotations.values())
+    frames, labels, truth = read_video(source, annotations, options.ground_truth)
+    largest = max(int(a.max()) for a in labels.values())
     height, width, _ = frames[0].shape
     prepared = {
-        name: prepare_backend(setting, height, width, largest, on_export)
-        for name, setting in settings.items()
+        name: prepare_backend(setting, height, width, largest, options.on_export)
+        for name, setting in derived.items()
     }
     backends = [prepared[reference].backend, prepared[candidate].backend]
     if reference == candidate:
         # Two streams of one backend kind: a second instance, so states stay separate.
-        backends[1] = prepare_backend(settings[candidate], height, width, largest).backend
-    precision = backends[1].precision
-    tol = tolerances or Tolerances.for_precision(precision).replace(
-        min_agreement=min_agreement, score=score_tolerance
-    )
-    report = compare_backends(*backends, frames, annotations, truth, tolerances=tol)
-    if not localize_divergence or report.context is None:
+        backends[1] = prepare_backend(derived[candidate], height, width, largest).backend
+    tol = options.tolerances or Tolerances.for_precision(backends[1].precision)
+    report = compare_backends(*backends, frames, labels, truth, tolerances=tol)
+    if not options.localize or report.context is None:
         return report
     try:
         require_torch("localising the divergence (probing the model's modules)")
@@ -432,38 +455,45 @@ def parity_video(
         logger.warning("%s; the report has no localisation", error)
         return report
     candidate_export = prepared[candidate].setup.get("export_dir")
-    own_work = work_dir is None
-    work = Path(tempfile.mkdtemp(prefix="softmask-parity-")) if own_work else Path(work_dir)
+    own_work = options.work_dir is None
+    work = (Path(tempfile.mkdtemp(prefix="softmask-parity-")) if own_work
+            else Path(options.work_dir))
     try:
-        model = getattr(backends[0], "model", None) or resolve_model(checkpoint)
+        model = getattr(backends[0], "model", None) or resolve_model(settings.checkpoint)
         if candidate_export is not None:
             export = load_streaming_export(candidate_export, verify_hashes=False)
-        report.localisation = _localize(report, backends, model, export, work, providers, tol)
+        report.localization = _localize(report, backends, model, export, work,
+                                        settings.providers, tol)
     finally:
         if own_work:
             shutil.rmtree(work, ignore_errors=True)
     return report
 
 
-def _localize(report, backends, model, export, work, providers, tol) -> Localisation:
-    """``localize`` with the probe sources each backend allows; an exported candidate's probed
-    graph is exported from ``model`` (the torch reference's weights) in ``export``'s plan."""
+def _localize(report, backends, model, export, work, providers, tol) -> Localization:
+    """``localize`` with the probe sources each backend's capability row allows; an exported
+    candidate's probed graph is exported from ``model`` (the torch reference's weights) in
+    ``export``'s plan."""
     from softmask.eval.localize import OnnxProbes, TorchProbes, localize
 
     spec = backends[1].spec
 
     def probes(backend):
-        if backend.name == "torch":
+        can = capabilities(backend.name)
+        if not can.exports_graphs:
             return TorchProbes(backend.model, spec)
-        if backend.name == "onnxruntime":
+        if can.probes_graphs:
             return OnnxProbes(model, spec, export.plan, work, providers)
         return None
 
     reference, candidate = backends
-    ref_probes = probes(reference) if reference.name == "torch" else None
-    result = localize(report.context, candidate, tol, ref_probes, probes(candidate))
-    if reference.name != "torch":
+    hooked = not capabilities(reference.name).exports_graphs
+    candidate_probes = probes(candidate)
+    result = localize(report.context, candidate, tol, probes(reference) if hooked else None,
+                      candidate_probes)
+    if not hooked:
         result.notes.append("module localisation hooks the torch model: use --reference torch")
-    if candidate.name == "tensorrt":
-        result.notes.append("a TensorRT candidate has no probed graph; the verdict still holds")
+    if candidate_probes is None:
+        result.notes.append(f"a {candidate.name} candidate has no probed graph; the verdict "
+                            "still holds")
     return result

@@ -36,7 +36,7 @@ from softmask.eval.parity import ParityReport, compare_backends, read_video
 from softmask.export.plan import FP32_GROUPS, PrecisionPlan
 from softmask.export.spec import StreamSpec
 from softmask.files import atomic_dir
-from softmask.runtime.factory import check_backend_available
+from softmask.runtime.factory import backends_where, capabilities, check_backend_available
 from softmask.runtime.settings import RunSettings
 
 if TYPE_CHECKING:
@@ -210,15 +210,15 @@ def complete_export(model: HodorModel, folder: Path, spec: StreamSpec, plan: Pre
 
 
 class _Evaluator:
-    """Exports each plan into ``work_dir`` and compares it with the torch reference."""
+    """Exports each plan into ``work_dir`` and compares it with the torch reference, running the
+    candidates on ``settings``' backend (its providers, engine cache and threads)."""
 
-    def __init__(self, model, frames, annotations, truth, spec, backend, providers,
-                 engine_cache_dir, work_dir: Path, threads: int | None = None) -> None:
+    def __init__(self, model, frames, annotations, truth, spec, settings: RunSettings,
+                 work_dir: Path) -> None:
         from softmask.runtime.factory import create_backend
 
         self.model, self.frames, self.annotations, self.truth = model, frames, annotations, truth
-        self.spec, self.backend, self.providers = spec, backend, providers
-        self.engine_cache_dir, self.work_dir, self.threads = engine_cache_dir, work_dir, threads
+        self.spec, self.settings, self.work_dir = spec, settings, work_dir
         self.reference = create_backend("torch", model=model, spec=spec, with_scores=True)
         self.runs: dict[str, tuple[Any, ParityReport]] = {}
         self.device = ""
@@ -231,9 +231,10 @@ class _Evaluator:
         names = needed_graphs(self.annotations)
         graphs = export_graphs(self.model, folder, self.spec, plan, names)
         export = write_manifest(folder, self.model, self.spec, plan, graphs)
-        backend = create_backend(self.backend, export=export, with_scores=True,
-                                 providers=self.providers, engine_cache_dir=self.engine_cache_dir,
-                                 threads=self.threads)
+        s = self.settings
+        backend = create_backend(s.backend, export=export, with_scores=True,
+                                 providers=list(s.providers) if s.providers else None,
+                                 engine_cache_dir=s.engine_cache_dir, threads=s.threads)
         self.device = backend.device
         report = compare_backends(
             self.reference, backend, self.frames, self.annotations, self.truth,
@@ -266,9 +267,9 @@ class _Evaluator:
             return
         plan = result.plan
         candidate_probes = None
-        if self.backend == "onnxruntime":
+        if capabilities(self.settings.backend).probes_graphs:
             candidate_probes = OnnxProbes(self.model, self.spec, plan,
-                                          self.work_dir / "localise", self.providers)
+                                          self.work_dir / "localise", self.settings.providers)
         found = localize(report.context, backend, Tolerances.for_precision(plan.precision),
                          TorchProbes(self.model, self.spec), candidate_probes)
         result.verdict = found.verdict
@@ -277,12 +278,35 @@ class _Evaluator:
             result.culprit_groups = groups_of_module(found.culprit, self.model)
 
 
+@dataclass(frozen=True)
+class PrecisionOptions:
+    """What ``precision_video`` adds to the candidates' ``RunSettings``.
+
+    ground_truth [--ground-truth]: folder of label PNGs named like the frames; the metric is
+        then J&F, else the label agreement with fp32.
+    max_drop [--max-jf-drop]: largest allowed drop of the metric from fp32.
+    work_dir [--work-dir]: keeps every candidate's export (default: a temporary folder, removed
+        before returning).
+    """
+
+    ground_truth: str | Path | None = None
+    max_drop: float = DEFAULT_MAX_DROP
+    work_dir: str | Path | None = None
+
+
 def _check_backend(settings: RunSettings) -> RunSettings:
-    """Refuse settings that would not take effect (``RunSettings.check``) or a backend that
-    runs no export, then check the backend runs here (before any export)."""
-    if settings.backend not in ("onnxruntime", "tensorrt"):
+    """Refuse settings that would not take effect (``RunSettings.check``; a backend that runs no
+    export; export flags, since the search exports every candidate itself), then check the
+    backend runs here (before any export)."""
+    exporters = backends_where(lambda c: c.exports_graphs)
+    if settings.backend not in exporters:
         raise InputError(f"--backend {settings.backend}: the search compares exports; choose "
-                         "onnxruntime or tensorrt")
+                         f"{' or '.join(exporters)}")
+    for flag, given in (("--export-dir", settings.export_dir is not None),
+                        ("--cache-dir", settings.cache_dir is not None), ("--fp16", settings.fp16)):
+        if given:
+            raise InputError(f"{flag}: the search exports every candidate itself (fp32, fp16 "
+                             f"and mixed); drop {flag}")
     settings.check()
     check_backend_available(settings.backend, settings.providers)
     return settings
@@ -293,29 +317,26 @@ def search_precision(
     frames: Sequence[np.ndarray],
     annotations: Mapping[int, np.ndarray],
     spec: StreamSpec,
+    settings: RunSettings,
     ground_truth: Mapping[int, np.ndarray] | None = None,
-    backend: str = "onnxruntime",
-    providers: Sequence[str] | None = None,
-    engine_cache_dir: str | Path | None = None,
     max_drop: float = DEFAULT_MAX_DROP,
     work_dir: str | Path | None = None,
-    threads: int | None = None,
 ) -> PrecisionReport:
-    """Run the greedy search for one video. Candidate exports (only the graphs the video needs,
-    ``needed_graphs``) stay in ``work_dir``; when None, a temporary folder is used and removed
-    before returning, and ``best_export`` is None (``precision_video`` completes and keeps it)."""
-    _check_backend(RunSettings(backend=backend, providers=providers,
-                               engine_cache_dir=engine_cache_dir, threads=threads))
+    """Run the greedy search for one video, the candidates on ``settings``' backend (its
+    providers, engine cache and threads; the stream settings are ``spec``'s). Candidate exports
+    (only the graphs the video needs, ``needed_graphs``) stay in ``work_dir``; when None, a
+    temporary folder is used and removed before returning, and ``best_export`` is None
+    (``precision_video`` completes and keeps it)."""
+    _check_backend(settings)
     own_work = work_dir is None
     work = Path(tempfile.mkdtemp(prefix="softmask-precision-")) if own_work else Path(work_dir)
     try:
         evaluator = _Evaluator(model, list(frames), dict(annotations), ground_truth, spec,
-                               backend, list(providers) if providers else None,
-                               engine_cache_dir, work, threads)
+                               settings, work)
         results = greedy_search(evaluator.evaluate, evaluator.localize_culprit, max_drop)
         best = choose_best(results)
         return PrecisionReport(
-            backend=backend,
+            backend=settings.backend,
             device=evaluator.device,
             metric="J&F" if ground_truth is not None else "label agreement with fp32",
             max_drop=max_drop,
@@ -329,51 +350,42 @@ def search_precision(
 
 
 def precision_video(
-    video_dir: str | Path,
-    annotations_dir: str | Path | Sequence[str | Path],
+    source: str | Path,
+    annotations: str | Path | Sequence[str | Path],
     out_dir: str | Path,
-    ground_truth_dir: str | Path | None = None,
-    checkpoint: Any = None,
-    backend: str = "onnxruntime",
-    providers: Sequence[str] | None = None,
-    engine_cache_dir: str | Path | None = None,
-    num_objects: int | None = None,
-    temporal_window: int | None = None,
-    min_dim: int | None = None,
-    max_dim: int | None = None,
-    max_drop: float = DEFAULT_MAX_DROP,
-    work_dir: str | Path | None = None,
-    threads: int | None = None,
+    settings: RunSettings | None = None,
+    options: PrecisionOptions | None = None,
 ) -> PrecisionReport:
-    """``search_precision`` on a video folder; writes ``precision.json``, ``precision.md`` and
-    the chosen export (``export/``) into ``out_dir``.
+    """``search_precision`` on a video (what ``softmask run`` reads) with ``settings``' backend
+    (default ONNX Runtime), checkpoint and stream settings; writes ``precision.json``,
+    ``precision.md`` and the chosen export (``export/``) into ``out_dir``.
 
     Raises:
-        InputError: unreadable inputs, or ``out_dir/export`` already exists.
+        InputError: unreadable inputs, settings that would not take effect, or
+            ``out_dir/export`` already exists.
         BackendUnavailable: the backend cannot run here (checked before any export).
     """
     from softmask.runtime.factory import resolve_model
 
+    settings = settings or RunSettings()
+    options = options or PrecisionOptions()
     out = Path(out_dir)
     if (out / BEST_EXPORT).exists():
         raise InputError(f"{out / BEST_EXPORT} exists; remove it or choose another --out")
-    if max_drop < 0:
-        raise InputError(f"--max-jf-drop must be >= 0, got {max_drop}")
-    settings = _check_backend(RunSettings(
-        backend=backend, providers=providers, engine_cache_dir=engine_cache_dir,
-        num_objects=num_objects, temporal_window=temporal_window, min_dim=min_dim,
-        max_dim=max_dim, threads=threads,
-    ))
-    frames, annotations, truth = read_video(video_dir, annotations_dir, ground_truth_dir)
+    if options.max_drop < 0:
+        raise InputError(f"--max-jf-drop must be >= 0, got {options.max_drop}")
+    _check_backend(settings)
+    frames, annotations, truth = read_video(source, annotations, options.ground_truth)
     largest = max(int(a.max()) for a in annotations.values())
     height, width, _ = frames[0].shape
     spec = settings.spec(height, width, largest)
-    model = resolve_model(checkpoint)
-    own_work = work_dir is None
-    work = Path(tempfile.mkdtemp(prefix="softmask-precision-")) if own_work else Path(work_dir)
+    model = resolve_model(settings.checkpoint)
+    own_work = options.work_dir is None
+    work = (Path(tempfile.mkdtemp(prefix="softmask-precision-")) if own_work
+            else Path(options.work_dir))
     try:
-        report = search_precision(model, frames, annotations, spec, truth, backend, providers,
-                                  engine_cache_dir, max_drop, work, threads)
+        report = search_precision(model, frames, annotations, spec, settings, truth,
+                                  options.max_drop, work)
         best_dir = next(c.export_dir for c in report.candidates if c.name == report.best)
         out.mkdir(parents=True, exist_ok=True)
         with atomic_dir(out / BEST_EXPORT, noun="export") as staging:

@@ -22,6 +22,8 @@ from softmask.optional import require_torch
 from softmask.runtime.backend import Backend
 from softmask.runtime.factory import (
     BACKENDS,
+    backends_where,
+    capabilities,
     check_backend_available,
     create_backend,
     resolve_model,
@@ -65,17 +67,9 @@ class RunSettings:
     threads: int | None = None
     with_scores: bool = False
 
-    def _builds_engines(self) -> bool:
-        """TensorRT engines are built: the tensorrt backend, or ONNX Runtime's TensorRT
-        provider."""
-        if self.backend == "tensorrt":
-            return True
-        named = {p.lower() for p in self.providers or ()}
-        return self.backend == "onnxruntime" and bool(named & {"tensorrt",
-                                                               "tensorrtexecutionprovider"})
-
     def check(self) -> None:
-        """Refuse settings that cannot take effect together (before any work).
+        """Refuse settings that cannot take effect together (before any work); which flags apply
+        to which backend is ``softmask.runtime.factory.capabilities``' table.
 
         Raises:
             InputError: one line naming the flag and why.
@@ -91,24 +85,28 @@ class RunSettings:
         ):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InputError(f"{flag} {value}: must be a positive integer")
-        exported = self.backend != "torch"
+        can = capabilities(self.backend)
+        exporters = backends_where(lambda c: c.exports_graphs)
         refusals = [
-            (not exported and self.fp16,
-             ("--fp16 applies to the exported graphs (--backend onnxruntime or tensorrt); the "
-             "torch backend runs the checkpoint as it is")),
-            (not exported and self.export_dir is not None,
-             ("--export-dir holds ONNX graphs, which the torch backend does not run; drop it or "
-             "choose --backend onnxruntime")),
-            (not exported and self.cache_dir is not None,
-             "--cache-dir: the torch backend exports nothing"),
-            (self.providers is not None and self.backend != "onnxruntime",
-             f"--providers applies to --backend onnxruntime, not {self.backend}"),
-            (self.engine_cache_dir is not None and not self._builds_engines(),
-             (f"--engine-cache applies to --backend tensorrt and to --providers tensorrt, not "
-              f"--backend {self.backend}"
-              f"{' without it' if self.backend == 'onnxruntime' else ''}")),
-            (self.threads is not None and self.backend == "tensorrt",
-             "--threads sets the CPU threads of torch and onnxruntime, not of tensorrt"),
+            (not can.exports_graphs and self.fp16,
+             (f"--fp16 applies to the exported graphs (--backend {' or '.join(exporters)}); the "
+              f"{self.backend} backend runs the checkpoint as it is")),
+            (not can.exports_graphs and self.export_dir is not None,
+             (f"--export-dir holds ONNX graphs, which the {self.backend} backend does not run; "
+              f"drop it or choose --backend {exporters[0]}")),
+            (not can.exports_graphs and self.cache_dir is not None,
+             f"--cache-dir: the {self.backend} backend exports nothing"),
+            (self.providers is not None and not can.takes_providers,
+             (f"--providers applies to --backend "
+              f"{' or '.join(backends_where(lambda c: c.takes_providers))}, not {self.backend}")),
+            (self.engine_cache_dir is not None and not can.builds_engines_with(self.providers),
+             (f"--engine-cache applies to --backend "
+              f"{' or '.join(backends_where(lambda c: c.builds_engines))} and to --providers "
+              f"tensorrt, not --backend {self.backend}"
+              f"{' without it' if can.engine_providers else ''}")),
+            (self.threads is not None and not can.takes_threads,
+             (f"--threads sets the CPU threads of "
+              f"{' and '.join(backends_where(lambda c: c.takes_threads))}, not of {self.backend}")),
             (self.export_dir is not None and self.checkpoint is not None,
              (f"--checkpoint: the export in {self.export_dir} already holds its weights; give "
              "--checkpoint or --export-dir, not both")),
@@ -261,14 +259,14 @@ def prepare_backend(
     settings.check()
     check_backend_available(settings.backend, settings.providers)
     setup: dict[str, Any] = {"export": None, "export_dir": None}
-    if settings.backend == "torch":
+    if not capabilities(settings.backend).exports_graphs:
         tick = time.perf_counter()
         setup["model"], load_model = checkpoint_identity(settings.checkpoint)
         model = load_model()
         setup["model_load_s"] = time.perf_counter() - tick
         tick = time.perf_counter()
         backend = create_backend(
-            "torch", model=model, spec=settings.spec(height, width, largest_id),
+            settings.backend, model=model, spec=settings.spec(height, width, largest_id),
             with_scores=settings.with_scores, threads=settings.threads,
         )
         setup["backend_init_s"] = time.perf_counter() - tick

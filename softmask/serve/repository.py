@@ -31,6 +31,7 @@ import logging
 import math
 import shlex
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ import onnx
 from softmask.errors import BackendUnavailable, InputError
 from softmask.export.manifest import MANIFEST_NAME, StreamingExport, load_streaming_export
 from softmask.files import atomic_dir
+from softmask.runtime.factory import BackendCapabilities, capabilities
 from softmask.serve.pbtxt import Enum, to_pbtxt
 from softmask.serve.protocol import (
     ANNOTATION,
@@ -58,7 +60,13 @@ from softmask.serve.protocol import (
 
 logger = logging.getLogger(__name__)
 
-GRAPH_VARIANTS = ("in-process", "onnxruntime", "tensorrt", "python")
+# The runtime that runs each variant's per-frame graphs (module docstring): its row in
+# softmask.runtime.factory's capability table says which devices and plan flags apply.
+VARIANT_RUNTIMES = {
+    "in-process": "onnxruntime", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt",
+    "python": "onnxruntime",
+}
+GRAPH_VARIANTS = tuple(VARIANT_RUNTIMES)
 # Variants the python backend alone can serve (the tritonserver bundled with nvidia-pytriton).
 PYTHON_ONLY_VARIANTS = ("in-process", "python")
 REPOSITORY_MANIFEST = "softmask_serve.json"
@@ -329,8 +337,9 @@ def write_repository(
         strangers = sorted(p.name for p in repo.iterdir() if p.name not in ours)
         if strangers:
             raise InputError(f"{repo}: holds {strangers[:5]}; write the repository to a new folder")
-    plugin_paths = _plugin_paths(plugins) if graphs == "tensorrt" else []
-    if graphs == "tensorrt" and build_plans:
+    plans = variant_capabilities(graphs).builds_engines
+    plugin_paths = _plugin_paths(plugins) if plans else []
+    if plans and build_plans:
         from softmask.runtime.tensorrt_build import import_tensorrt
 
         import_tensorrt()  # fail before writing anything
@@ -339,6 +348,16 @@ def write_repository(
                                 device, scores, plugin_paths, build_plans)
     logger.info("wrote Triton model repository %s (%s graphs)", repo, summary["graphs"])
     return repo
+
+
+def variant_capabilities(graphs: str) -> BackendCapabilities:
+    """The capability row of the runtime that runs variant ``graphs``' per-frame graphs."""
+    return capabilities(VARIANT_RUNTIMES[graphs])
+
+
+def variants_where(test: Callable[[BackendCapabilities], bool]) -> tuple[str, ...]:
+    """The variants whose runtime's row passes ``test`` (for messages)."""
+    return tuple(g for g in GRAPH_VARIANTS if test(variant_capabilities(g)))
 
 
 def check_repository_settings(
@@ -355,8 +374,8 @@ def check_repository_settings(
         raise InputError(f"--graphs {graphs}: choose one of {', '.join(GRAPH_VARIANTS)}")
     if device not in (None, "cpu", "gpu"):
         raise InputError(f"--device {device}: choose cpu or gpu")
-    if graphs == "tensorrt" and device == "cpu":
-        raise InputError("--device cpu: TensorRT graphs (--graphs tensorrt) run on a GPU only")
+    if device == "cpu" and variant_capabilities(graphs).gpu_only:
+        raise InputError(f"--device cpu: {graphs} graphs (--graphs {graphs}) run on a GPU only")
     for flag, value in (("--max-streams", max_streams), ("--instances", instances)):
         if not isinstance(value, int) or value < 1:
             raise InputError(f"{flag} {value}: must be a positive integer")
