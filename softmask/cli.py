@@ -635,7 +635,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     if args.model:
         from softmask.runtime.factory import resolve_model
-        from softmask.train.evaluate import segment_davis
+        from softmask.eval.davis_run import segment_davis
 
         model = resolve_model(args.model)
         segment_davis(model, args.davis_root, args.results, args.subset,
