@@ -9,7 +9,8 @@ A frame's journey, top to bottom:
    backend runs it: host checks (``preprocess``), frame upload (``H2D``), graph (``compute``),
    labels download (``D2H``).
 3. writer thread: waits for the labels (``write_queue``), writes the mask, overlay (``write``).
-4. ``report.json``: counts, graphs, setup times, per-stage percentiles, end-to-end latency.
+4. ``report.json`` (``softmask.runtime.report``): counts, graphs, setup times, per-stage
+   percentiles, end-to-end latency.
 
 The stages are contiguous, so for every frame they add up to its end-to-end latency (start of
 decode to mask written). Frames of one video are processed in order on one backend; run one
