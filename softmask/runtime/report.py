@@ -91,9 +91,9 @@ def run_report(
     out: Path,
     started: float,
 ) -> dict[str, Any]:
-    """The ``report.json`` of one pipeline run: counts, graphs, setup times, per-stage
-    percentiles (seconds), end-to-end latency, the machine; ``failure`` None when it completed.
-    ``wall`` and ``started`` are perf_counter seconds."""
+    """The ``report.json`` of one pipeline run: counts, graphs, setup times, per-stage and
+    end-to-end latency percentiles (milliseconds), the machine; ``failure`` is None when the run
+    completed. ``wall`` is seconds, ``started`` the run's start in ``time.perf_counter`` seconds."""
     report: dict[str, Any] = {
         "softmask_version": __version__,
         "backend": backend.name,
