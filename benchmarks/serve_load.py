@@ -31,7 +31,7 @@ from results_io import write_results
 
 from softmask.data.synthetic import generate_video
 from softmask.runtime.latency import latency_summary
-from softmask.runtime.pipeline import machine_info
+from softmask.runtime.report import machine_info
 from softmask.serve.client import ServerStream
 
 logger = logging.getLogger("serve_load")

@@ -635,8 +635,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from softmask.eval.davis import evaluate_davis, format_table, write_csv
 
     if args.model:
+        from softmask.eval.davis_run import segment_davis
         from softmask.runtime.factory import resolve_model
-        from softmask.train.evaluate import segment_davis
 
         model = resolve_model(args.model)
         segment_davis(model, args.davis_root, args.results, args.subset,

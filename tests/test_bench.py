@@ -9,7 +9,7 @@ from PIL import Image
 
 from softmask.model import save_checkpoint
 from softmask.runtime.bench import run_bench
-from softmask.runtime.pipeline import PIPELINE_STAGES
+from softmask.runtime.report import PIPELINE_STAGES
 from softmask.runtime.settings import RunSettings
 from tests.videos import first_annotation, moving_objects, write_label_png, write_video
 

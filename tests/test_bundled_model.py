@@ -8,8 +8,8 @@ import numpy as np
 
 from softmask.data.synthetic import generate_video, write_davis_dataset
 from softmask.eval.davis import region_similarity
+from softmask.eval.davis_run import evaluate_model_on_davis
 from softmask.model import bundled_checkpoint_path, load_checkpoint, segment_video
-from softmask.train.evaluate import evaluate_model_on_davis
 from softmask.train.trainer import TRAIN_SEED_BASE
 
 # The model card's held-out set: 20 videos x 24 frames of 128x224 from seeds 900,000-900,019.

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from softmask import cli
+from softmask.data.io import read_annotation
 from softmask.data.synthetic import write_davis_dataset
 from softmask.errors import InputError
 from softmask.eval.davis import (
@@ -197,6 +198,61 @@ def test_missing_result_png_names_the_file(tmp_path):
     root, res = _tree(tmp_path, [one, one, one, one], {1: one})
     with pytest.raises(InputError, match=r"00002\.png"):
         evaluate_davis(root, res)
+
+
+# The label files the two former readers told apart, and which each accepted, read from their
+# code before they became data.io.read_label_png: the annotation reader took palette (P) and
+# greyscale (L) PNGs only; DAVIS evaluation took any image whose array is 2-D (as the reference
+# evaluation's np.array(Image.open(path))), which for PNG files is modes P, L, 1 and I;16.
+LABEL_FILES = ("P", "L", "1", "I;16", "LA", "RGB", "RGBA", "not an image", "missing")
+ANNOTATION_ACCEPTS = {"P", "L"}
+DAVIS_ACCEPTS = {"P", "L", "1", "I;16"}
+
+
+def _label_file(path, labels, kind):
+    """Object ids 0/1 ``labels`` [H, W] written as a PNG that PIL opens in mode ``kind``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "missing":
+        return path
+    if kind == "not an image":
+        path.write_bytes(b"not a PNG")
+    elif kind == "1":
+        Image.fromarray(labels.astype(bool)).save(path)
+    elif kind == "I;16":
+        Image.fromarray(labels.astype(np.uint16)).save(path)
+    elif kind == "P":
+        image = Image.fromarray(labels.astype(np.uint8), mode="L")
+        image.putpalette([0, 0, 0, 128, 0, 0])  # makes it a palette image, values kept
+        image.save(path)
+    else:
+        Image.fromarray(labels.astype(np.uint8), mode="L").convert(kind).save(path)
+    if path.is_file() and kind != "not an image":
+        with Image.open(path) as image:
+            assert image.mode == kind
+    return path
+
+
+@pytest.mark.parametrize("kind", LABEL_FILES)
+def test_annotation_reader_accepts_and_refuses_what_it_did_before(tmp_path, kind):
+    labels = _block(1, slice(5, 15), slice(5, 15))
+    path = _label_file(tmp_path / "00000.png", labels, kind)
+    if kind in ANNOTATION_ACCEPTS:
+        np.testing.assert_array_equal(read_annotation(path), labels)
+    else:
+        with pytest.raises(InputError, match=r"00000\.png: "):
+            read_annotation(path)
+
+
+@pytest.mark.parametrize("kind", LABEL_FILES)
+def test_davis_evaluation_accepts_and_refuses_the_masks_it_did_before(tmp_path, kind):
+    one = _block(1, slice(5, 15), slice(5, 15))
+    root, res = _tree(tmp_path, [one, one, one], {})
+    _label_file(res / "clip" / "00001.png", one, kind)
+    if kind in DAVIS_ACCEPTS:
+        assert evaluate_davis(root, res)["J&F-Mean"] == pytest.approx(1.0)
+    else:
+        with pytest.raises(InputError, match=r"00001\.png: "):
+            evaluate_davis(root, res)
 
 
 def test_missing_image_set_is_an_input_error(tmp_path):

@@ -179,9 +179,9 @@ def test_a_url_scheme_without_a_whitelist_is_refused_in_one_line():
 
 
 def test_frame_statistics_stay_in_bounded_memory_over_a_million_frames():
-    from softmask.runtime.pipeline import _Stats
+    from softmask.runtime.report import RunStats
 
-    stats = _Stats()  # what the pipeline's writer thread fills, one frame at a time
+    stats = RunStats()  # what the pipeline's writer thread fills, one frame at a time
     rng = np.random.default_rng(0)
     draws = rng.lognormal(np.log(0.02), 0.5, 8192)  # a 20 ms median with a long tail
     tracemalloc.start()

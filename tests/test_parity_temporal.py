@@ -29,7 +29,7 @@ from softmask.eval.localize import (
 from softmask.eval.parity import compare_backends
 from softmask.eval.plot import plot_parity
 from softmask.export.frame_graphs import StreamSpec, empty_state
-from softmask.export.precision import PrecisionPlan, groups_of_module, mixed_precision_model
+from softmask.export.mixed_precision import PrecisionPlan, groups_of_module, mixed_precision_model
 from softmask.export.streaming import export_graphs, write_manifest
 from softmask.runtime import OnnxRuntimeBackend, TorchBackend
 from softmask.runtime.backend import FrameOutput

@@ -14,7 +14,7 @@ from softmask.data.io import write_frame_jpeg, write_label_png
 from softmask.data.synthetic import generate_video
 from softmask.errors import InputError
 from softmask.eval.precision import CandidateResult, choose_best, greedy_search, needed_graphs
-from softmask.export.precision import FP32_GROUPS, PrecisionPlan
+from softmask.export.mixed_precision import FP32_GROUPS, PrecisionPlan
 from softmask.export.streaming import load_streaming_export
 
 

@@ -30,7 +30,7 @@ from softmask.runtime import (
 from softmask.runtime.backend import FrameOutput
 from softmask.runtime.engine_cache import EngineCache, engine_cache_key
 from softmask.runtime.latency import latency_summary
-from softmask.runtime.pipeline import PIPELINE_STAGES
+from softmask.runtime.report import PIPELINE_STAGES
 
 H, W, N, WINDOW, T = 64, 96, 3, 3, 6
 # The graphs resize inside: short side 48 -> 48x72, padded to 64x96 (and back to 64x96 at the end).

@@ -24,6 +24,13 @@ FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 DAVIS_FPS = 24.0
 # DAVIS marks unlabelled pixels of annotations and ground truth with 255 ("void").
 VOID_LABEL = 255
+# Label PNGs the model reads: palette or 8-bit greyscale, so a pixel value is an object id.
+LABEL_MODES = ("P", "L")
+# DAVIS ground truth and results: every single-channel mode a PNG opens in, as the reference
+# evaluation (np.array of the image) reads them; colour (RGB) and alpha (LA) images are refused.
+DAVIS_LABEL_MODES = ("P", "L", "1", "I", "I;16")
+MODE_NAMES = {"P": "palette", "L": "greyscale", "1": "1-bit", "I": "32-bit integer",
+              "I;16": "16-bit greyscale"}
 
 
 def davis_palette() -> np.ndarray:
@@ -89,22 +96,36 @@ def read_frame(path: Path) -> np.ndarray:
         raise InputError(f"{path}: cannot read frame: {error}") from error
 
 
-def read_label_png(path: Path) -> np.ndarray:
-    """A label map (palette or greyscale PNG, pixel value = object id) as uint8 [H, W].
+def read_label_png(path: Path, modes: tuple[str, ...] = LABEL_MODES,
+                   what: str = "annotation") -> np.ndarray:
+    """A label map (pixel value = object id) as [H, W]: uint8 for palette (P) and greyscale (L)
+    PNGs, bool for 1, int32 for I, uint16 for I;16.
+
+    Args:
+        path: the PNG.
+        modes: the PIL image modes accepted. ``LABEL_MODES`` for masks the model reads;
+            ``DAVIS_LABEL_MODES`` for DAVIS ground truth and results, which the reference
+            evaluation reads as any single-channel image.
+        what: what the file is, in error messages ("annotation", "mask").
 
     Raises:
-        InputError: unreadable, or an RGB image (colours are not object ids).
+        InputError: missing, unreadable, or in another mode (RGB: colours are not object ids).
     """
+    if not Path(path).is_file():
+        raise InputError(f"{path}: {what} not found")
     try:
         with Image.open(path) as image:
-            if image.mode not in ("P", "L"):
+            if image.mode not in modes:
+                kinds = [f"{MODE_NAMES.get(mode, mode)} ({mode})" for mode in modes]
+                listed = kinds[0] if len(kinds) == 1 else (
+                    f"{', '.join(kinds[:-1])} or {kinds[-1]}")
                 raise InputError(
-                    f"{path}: annotation must be a palette (P) or greyscale (L) PNG whose pixel "
-                    f"values are object ids, got mode {image.mode}"
+                    f"{path}: {what} must be a {listed} PNG whose pixel values are object ids, "
+                    f"got mode {image.mode}"
                 )
-            return np.asarray(image, dtype=np.uint8).copy()
+            return np.array(image)
     except (OSError, UnidentifiedImageError) as error:
-        raise InputError(f"{path}: cannot read annotation: {error}") from error
+        raise InputError(f"{path}: cannot read {what}: {error}") from error
 
 
 def read_annotation(path: Path) -> np.ndarray:

@@ -25,10 +25,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
-from softmask.data.io import VOID_LABEL
+from softmask.data.io import DAVIS_LABEL_MODES, VOID_LABEL, read_label_png
 from softmask.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -117,18 +116,8 @@ def statistics(per_frame: np.ndarray) -> tuple[float, float, float]:
     return mean, recall, float(first - last)
 
 
-def _read_png(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise InputError(f"{path}: mask not found")
-    try:
-        with Image.open(path) as image:
-            labels = np.array(image)
-    except OSError as exc:
-        raise InputError(f"{path}: not a readable PNG ({exc})") from exc
-    if labels.ndim != 2:
-        raise InputError(f"{path}: expected an indexed (single-channel) PNG, got shape "
-                         f"{labels.shape}")
-    return labels
+def _read_mask(path: Path) -> np.ndarray:
+    return read_label_png(path, DAVIS_LABEL_MODES, "mask")
 
 
 def read_sequence_list(davis_root: Path, subset: str) -> list[str]:
@@ -151,12 +140,12 @@ def evaluate_sequence(
     frames = sorted(truth_dir.glob("*.png"))
     if not frames:
         raise InputError(f"{truth_dir}: no ground-truth PNGs")
-    first = _read_png(frames[0])
+    first = _read_mask(frames[0])
     num_objects = int(np.where(first == VOID_LABEL, 0, first).max())
     evaluated = frames[1:-1]
     j = np.zeros((num_objects, len(evaluated)))
     f = np.zeros((num_objects, len(evaluated)))
-    predictions = [_read_png(results_dir / frame.name) for frame in evaluated]
+    predictions = [_read_mask(results_dir / frame.name) for frame in evaluated]
     predicted_objects = max((int(p.max()) for p in predictions), default=0)
     if predicted_objects > num_objects:
         raise InputError(
@@ -164,7 +153,7 @@ def evaluate_sequence(
             f"{truth_dir.name} has {num_objects} object(s)"
         )
     for t, (frame, prediction) in enumerate(zip(evaluated, predictions)):
-        truth = _read_png(frame)
+        truth = _read_mask(frame)
         if prediction.shape != truth.shape:
             raise InputError(f"{results_dir / frame.name}: shape {prediction.shape}, the ground "
                              f"truth is {truth.shape}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from softmask.data.io import list_frames
+from softmask.data.io import list_frames, read_frame
 from softmask.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,6 @@ def image_parity(
     import onnxruntime as ort
     import torch
     import transformers
-    from PIL import Image
 
     from softmask.convert.mask2former import MANIFEST_NAME, OUTPUT_NAMES, load_hf_model
 
@@ -123,9 +122,8 @@ def image_parity(
         .Mask2FormerForUniversalSegmentationOutput
     report = ImageParityReport(str(export), str(hf_model), tolerance)
     for path in paths:
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-        size = [(image.height, image.width)]
+        image = read_frame(path)
+        size = [image.shape[:2]]
         pixels = processor(images=image, size={"height": height, "width": width},
                            return_tensors="pt")["pixel_values"]
         with torch.no_grad():

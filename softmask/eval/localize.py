@@ -40,7 +40,7 @@ from softmask.export.frame_graphs import (
     STATE_NAMES,
     StreamSpec,
 )
-from softmask.export.precision import PrecisionPlan
+from softmask.export.mixed_precision import PrecisionPlan
 from softmask.export.probes import (
     PROBE_PREFIX,
     ProbeRecorder,

@@ -1,7 +1,7 @@
 """Mixed-precision search judged over time: which fp16 export keeps the task metric.
 
-Candidates are exports of one model (``softmask.export.precision``): fp32, fp16 everywhere, and
-fp16 with groups kept in fp32. Each runs the whole video on the chosen backend next to the torch
+Candidates are exports of one model (``softmask.export.mixed_precision``): fp32, fp16 everywhere,
+and fp16 with groups kept in fp32. Each runs the whole video on the chosen backend next to the torch
 fp32 reference (``compare_backends``), and is scored by
 
 - the metric: J&F with ground truth, else the mean label agreement with the reference;
@@ -260,7 +260,7 @@ class _Evaluator:
 
     def localize_culprit(self, result: CandidateResult) -> None:
         from softmask.eval.localize import OnnxProbes, TorchProbes, localize
-        from softmask.export.precision import groups_of_module
+        from softmask.export.mixed_precision import groups_of_module
 
         backend, report = self.runs[result.name]
         if report.context is None:

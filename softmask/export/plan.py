@@ -1,6 +1,6 @@
 """What an export runs in float16: ``PrecisionPlan`` (fp32, fp16, or fp16 with groups of modules
-kept in fp32), readable without PyTorch. ``softmask.export.precision`` makes the model copy a plan
-calls for; its docstring says what each group holds and why.
+kept in fp32), readable without PyTorch. ``softmask.export.mixed_precision`` makes the model copy
+a plan calls for; its docstring says what each group holds and why.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from torch import nn
 
 from softmask.errors import ExportError
 from softmask.export.frame_graphs import GRAPH_MODULES, StreamSpec, input_names, output_names
+from softmask.export.mixed_precision import PrecisionPlan, mixed_precision_model
 from softmask.export.onnx_export import export_onnx
-from softmask.export.precision import PrecisionPlan, mixed_precision_model
 from softmask.export.streaming import example_inputs, graph_metadata
 from softmask.model.hodor import HodorModel
 

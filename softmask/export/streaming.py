@@ -42,8 +42,8 @@ from softmask.export.manifest import (
     StreamingExport,
     load_streaming_export,
 )
+from softmask.export.mixed_precision import PrecisionPlan, mixed_precision_model
 from softmask.export.onnx_export import export_onnx
-from softmask.export.precision import PrecisionPlan, mixed_precision_model
 from softmask.files import atomic_dir, file_sha256
 from softmask.model.hodor import HodorModel
 from softmask.ops.onnx_lowering import ATTENTION_LOWERINGS, lower_attention
@@ -148,7 +148,7 @@ def export_streaming(
         fp16: float16 weights and descriptors (frame uint8, labels uint8, scores float32).
         min_dim, max_dim: resize rule inside the graphs (``softmask.model.video.frame_geometry``).
         progress: called with each graph's name before it is exported (for progress output).
-        fp32_groups: with fp16, groups of ``softmask.export.precision.FP32_GROUPS`` kept in
+        fp32_groups: with fp16, groups of ``softmask.export.mixed_precision.FP32_GROUPS`` kept in
             float32 (casts at the islands' edges; "descriptors" also keeps the state in fp32).
         attention: how the attention is written (``softmask.ops.onnx_lowering``): "plugin" (the
             custom node with its function body), "function" (the body inlined) or

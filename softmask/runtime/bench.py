@@ -36,14 +36,8 @@ from softmask.runtime.annotations import Annotations, resolve_annotations
 from softmask.runtime.latency import latency_summary
 from softmask.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from softmask.runtime.outputs import prepare_output_dir
-from softmask.runtime.pipeline import (
-    PIPELINE_STAGES,
-    Progress,
-    check_annotations,
-    machine_info,
-    stream_video,
-    write_report,
-)
+from softmask.runtime.pipeline import Progress, check_annotations, stream_video
+from softmask.runtime.report import PIPELINE_STAGES, machine_info, write_report
 from softmask.runtime.settings import RunSettings, prepare_backend
 from softmask.runtime.sources import Frame, FrameSource, open_source
 from softmask.runtime.stream import VideoStream

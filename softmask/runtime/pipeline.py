@@ -9,7 +9,8 @@ A frame's journey, top to bottom:
    backend runs it: host checks (``preprocess``), frame upload (``H2D``), graph (``compute``),
    labels download (``D2H``).
 3. writer thread: waits for the labels (``write_queue``), writes the mask, overlay (``write``).
-4. ``report.json``: counts, graphs, setup times, per-stage percentiles, end-to-end latency.
+4. ``report.json`` (``softmask.runtime.report``): counts, graphs, setup times, per-stage
+   percentiles, end-to-end latency.
 
 The stages are contiguous, so for every frame they add up to its end-to-end latency (start of
 decode to mask written). Frames of one video are processed in order on one backend; run one
@@ -20,42 +21,30 @@ written, and the error raised; Ctrl-C and SIGTERM do the same (the report says w
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import logging
-import math
-import os
-import platform
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from softmask import __version__
 from softmask.errors import InputError
-from softmask.files import atomic_file
 from softmask.runtime.annotations import Annotations, resolve_annotations
 from softmask.runtime.backend import STAGES, Backend
-from softmask.runtime.latency import BINS_PER_DECADE, FrameTable, model_latency
 from softmask.runtime.manifest import check_resume, run_manifest, write_manifest
 from softmask.runtime.outputs import REPORT_NAME, OutputFolder, OutputWriter, prepare_output_dir
+from softmask.runtime.report import RunStats, run_report, write_report
 from softmask.runtime.settings import RunSettings, prepare_backend
 from softmask.runtime.sources import Frame, FrameSource, Pacer, open_source
 from softmask.runtime.stream import VideoStream, check_annotation
-from softmask.signals import interrupt_reason
 from softmask.testing_hooks import pause_point
 
 logger = logging.getLogger(__name__)
 
-# Report keys of the contiguous stages, in the order a frame passes them.
-PIPELINE_STAGES = ("decode", "queue", "preprocess", *STAGES, "write_queue", "write")
-# Per-frame columns are kept in the report up to this many processed frames.
-MAX_PER_FRAME = 20_000
 _END = object()
 # How often blocked waits look at the stop flag (seconds).
 _POLL = 0.1
@@ -158,50 +147,6 @@ class _Record:
     gpu_compute: float | None = None
 
 
-# FrameTable columns: the stages, then end-to-end latency, the model's stages (frames that ran a
-# graph) and the GPU's own time (backends that measure it); NaN where a frame has none.
-_COLUMNS = (*PIPELINE_STAGES, "latency", "model", "GPU compute")
-
-
-class _Stats:
-    """Per-frame durations (seconds), added by the writer thread in frame order, in bounded
-    memory (``FrameTable``); the per-frame columns of the report only up to MAX_PER_FRAME."""
-
-    def __init__(self) -> None:
-        self.table = FrameTable(_COLUMNS)
-        self.graphs: Counter[str] = Counter()
-        self.index: list[int] = []
-        self.graph: list[str] = []
-        self.done: list[float] = []  # perf_counter when the outputs were written
-
-    def add(self, index: int, graph: str, times: Mapping[str, float], latency: float,
-            model: float | None, gpu_compute: float | None, done: float) -> None:
-        """One written frame: its stage times (seconds; a stage it skipped counts 0)."""
-        self.table.add([
-            *(times.get(stage, 0.0) for stage in PIPELINE_STAGES), latency,
-            math.nan if model is None else model,
-            math.nan if gpu_compute is None else gpu_compute,
-        ])
-        self.graphs[graph] += 1
-        if len(self.index) < MAX_PER_FRAME:
-            self.index.append(index)
-            self.graph.append(graph)
-            self.done.append(done)
-
-    def per_frame(self, started: float) -> dict[str, list] | None:
-        """The report's per-frame columns (None past MAX_PER_FRAME frames)."""
-        if self.table.frames > MAX_PER_FRAME:
-            return None
-        ms = {c: [round(float(v) * 1e3, 4) for v in self.table.values(c)] for c in PIPELINE_STAGES}
-        return {
-            "index": self.index,
-            "graph": self.graph,
-            **{f"{s}_ms": ms[s] for s in PIPELINE_STAGES},
-            "latency_ms": [round(float(v) * 1e3, 4) for v in self.table.values("latency")],
-            "done_s": [round(t - started, 6) for t in self.done],
-        }
-
-
 class _Writer(threading.Thread):
     """Writer thread: each ``_Record``'s outputs and its stage times, until _END.
 
@@ -214,7 +159,7 @@ class _Writer(threading.Thread):
         self.items: _Handoff = _Handoff(capacity, live=False)
         self._producer = threading.current_thread()  # the pipeline's thread, which feeds it
         self.outputs = outputs
-        self.stats = _Stats()
+        self.stats = RunStats()
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -375,10 +320,10 @@ def stream_video(
         finally:
             decoder.join(timeout=5.0)
             wall = time.perf_counter() - started
-            report = _report(
-                backend, source, writer, processed, handoff.frames, handoff.dropped, wall,
-                live, realtime, graphs=writer.stats.graphs, setup=setup or {},
-                failure=failure, out=out, started=started,
+            report = run_report(
+                backend, source, writer.stats, writer.outputs, processed, handoff.frames,
+                handoff.dropped, wall, live, realtime, setup=setup or {}, failure=failure,
+                out=out, started=started,
             )
             write_report(out / REPORT_NAME, report)
     unused = sorted(i for i in annotations.labels if i > last_index)
@@ -389,93 +334,6 @@ def stream_video(
         )
     logger.info("%d frames, %s: %s", processed, backend.name, report["latency"])
     return report
-
-
-def _report(
-    backend: Backend,
-    source: FrameSource,
-    writer: _Writer,
-    processed: int,
-    decoded: int,
-    dropped: int,
-    wall: float,
-    live: bool,
-    realtime: bool,
-    graphs: Counter,
-    setup: Mapping[str, Any],
-    failure: BaseException | None,
-    out: Path,
-    started: float,
-) -> dict[str, Any]:
-    stats = writer.stats
-    report: dict[str, Any] = {
-        "softmask_version": __version__,
-        "backend": backend.name,
-        "device": backend.device,
-        "precision": backend.precision,
-        "threads": getattr(backend, "threads", None),
-        "spec": asdict(backend.spec),
-        "source": {
-            "name": source.name, "kind": source.kind, "fps": source.fps,
-            "frame_count": source.frame_count, "live": live, "realtime": realtime,
-        },
-        "completed": failure is None,
-        "error": None if failure is None else interrupt_reason(failure),
-        "frames": processed,
-        "frames_decoded": decoded,
-        "frames_processed": processed,
-        "frames_dropped": dropped,
-        "masks_written": writer.outputs.written,
-        "masks_kept": writer.outputs.skipped,
-        "videos_kept": writer.outputs.videos_kept,
-        "graphs": dict(graphs),
-        "setup": dict(setup),
-        "stages": {s: stats.table.summary(s) for s in PIPELINE_STAGES},
-        "latency": stats.table.summary("latency"),
-        "model_latency": model_latency(stats.table),
-        "statistics": {
-            "exact": stats.table.exact, "exact_up_to_frames": stats.table.exact_frames,
-            "method": "exact percentiles" if stats.table.exact else (
-                f"estimated from log-spaced histograms ({BINS_PER_DECADE} bins per decade)"),
-        },
-        "achieved_fps": processed / wall if wall > 0 else None,
-        "wall_s": wall,
-        "machine": machine_info(),
-        "out_dir": str(out),
-    }
-    gpu = stats.table.summary("GPU compute")
-    if gpu["count"]:
-        report["stages"]["GPU compute"] = gpu
-    per_frame = stats.per_frame(started)
-    if per_frame is not None:
-        report["per_frame"] = per_frame
-    return report
-
-
-def machine_info() -> dict[str, Any]:
-    """What the figures were measured on: CPU, cores, OS, Python; where PyTorch is installed also
-    its CPU threads and the GPU (if torch sees one)."""
-    info: dict[str, Any] = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-    }
-    if importlib.util.find_spec("torch") is None:  # a deployment install
-        return info
-    import torch
-
-    info["torch_threads"] = torch.get_num_threads()
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
-def write_report(path: Path, report: dict[str, Any]) -> None:
-    """Write ``report`` as JSON, atomically."""
-    with atomic_file(path, "w") as stream:
-        json.dump(report, stream, indent=2)
-        stream.write("\n")
 
 
 def check_annotations(found: Annotations, height: int, width: int, slots: int) -> None:

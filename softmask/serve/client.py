@@ -36,7 +36,7 @@ from softmask.redact import redact
 from softmask.runtime.annotations import resolve_annotations
 from softmask.runtime.latency import latency_summary
 from softmask.runtime.outputs import REPORT_NAME, OutputWriter, prepare_output_dir
-from softmask.runtime.pipeline import write_report
+from softmask.runtime.report import write_report
 from softmask.runtime.sources import Frame, Pacer, open_source
 from softmask.runtime.stream import check_annotation, check_frame
 from softmask.serve.protocol import (

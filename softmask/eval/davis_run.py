@@ -1,4 +1,5 @@
-"""Score a model on a DAVIS-layout folder: segment every sequence, write results, compute J&F."""
+"""Score a model on a DAVIS-layout folder: segment every sequence with it, write the masks, and
+compute J&F with ``softmask.eval.davis`` (which holds the metrics and needs no model)."""
 
 from __future__ import annotations
 
