@@ -9,6 +9,7 @@ whole process, which would make Triton interpret instead of compile.
 from __future__ import annotations
 
 import ctypes
+import inspect
 import json
 import os
 import subprocess
@@ -37,18 +38,10 @@ JIT_SHAPES = [
     (1, 16, 4096, 2, 16, 20, False),
 ]
 
-# One check script per path, its first argument the mode (soft | hard). Hard-mode masks (Mask2Former)
-# are bool of several densities: query 0 blocked everywhere (it attends to every key), query 1
-# allowed only the last key, query 2 only the second half. Soft masks are uniform in [0, 1).
-COMMON = r"""
-import json, sys, torch
-from softmask.ops.reference import soft_masked_attention as reference
-mode = sys.argv[1]
-hard = mode == "hard"
-assert mode in ("soft", "hard"), mode
-def make_mask(b, i, s, g, dtype):
-    if not hard:
-        return torch.rand(b, i, s, generator=g).to(dtype)
+def hard_mask(b: int, i: int, s: int, g: torch.Generator) -> torch.Tensor:
+    """[B, I, S] bool hard-mode mask (True = attend) of densities 0.5/0.1/0.01/0.9 by query; query
+    0 blocked everywhere (the empty-row rule: it attends to every key), query 1 allowed only the
+    last key, query 2 only the second half."""
     density = torch.tensor([0.5, 0.1, 0.01, 0.9])[torch.arange(i) % 4]
     m = torch.rand(b, i, s, generator=g) < density[None, :, None]
     m[:, 0] = False
@@ -57,7 +50,24 @@ def make_mask(b, i, s, g, dtype):
     if i > 2:
         m[:, 2] = torch.arange(s) > s // 2
     return m
+
+
+# One check script per path, its first argument the mode (soft | hard); soft masks are uniform in
+# [0, 1), hard ones come from hard_mask above.
+COMMON = (
+    r"""
+import json, sys, torch
+from softmask.ops.reference import soft_masked_attention as reference
+mode = sys.argv[1]
+hard = mode == "hard"
+assert mode in ("soft", "hard"), mode
 """
+    + inspect.getsource(hard_mask)
+    + r"""
+def make_mask(b, i, s, g, dtype):
+    return hard_mask(b, i, s, g) if hard else torch.rand(b, i, s, generator=g).to(dtype)
+"""
+)
 
 JIT_CHECK = (
     COMMON
@@ -257,6 +267,40 @@ def test_aot_launcher_matches_reference(launcher, dtype, mask_dtype, b, i, s, h,
     out = launcher(q, k, v, m, a, h, kpm, splits)
     torch.cuda.synchronize()
     want = reference(q.double(), k.double(), v.double(), m.double(), a.double(), h, kpm)
+    err = ((out.double() - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
+    assert err <= (1e-4 if dtype == torch.float32 else 2e-3), err
+    if pad:
+        assert torch.equal(out[0], torch.zeros_like(out[0]))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize(
+    "b,i,s,h,d,splits,pad",
+    [
+        (1, 100, 1024, 8, 32, 0, False),  # Mask2Former, 1/32 scale of a 1024x1024 image
+        (2, 200, 4096, 8, 32, 0, False),  # 200 queries, 1/16 scale
+        (2, 100, 16384, 8, 32, 0, False),  # 1/8 scale
+        (1, 40, 25680, 8, 32, 0, False),
+        (2, 37, 1000, 8, 32, 0, True),  # key padding, a fully padded batch element
+        (1, 5, 700, 2, 64, 3, False),  # S % 16 != 0: the general kernel
+        (3, 70, 300, 1, 128, 200, True),  # forced splits above the key tiles
+        (1, 16, 4096, 2, 16, 20, False),  # forced splits on both merge levels
+    ],
+)
+def test_aot_launcher_hard_mode_matches_reference(launcher, dtype, b, i, s, h, d, splits, pad):
+    """The launcher's hard mode (bool mask, empty-row rule, alpha NULL) against float64."""
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(b, n, h * d, generator=g).to(dtype).cuda() for n in (i, s, s))
+    m = hard_mask(b, i, s, g).cuda()
+    kpm = None
+    if pad:
+        kpm = (torch.rand(b, s, generator=g) < 0.5).cuda()
+        kpm[0] = True
+    out = launcher(q, k, v, m, None, h, kpm, splits)
+    torch.cuda.synchronize()
+    alpha = torch.zeros(h, dtype=torch.float64, device="cuda")  # not read in hard mode
+    want = reference(q.double(), k.double(), v.double(), m, alpha, h, kpm, hard=True)
     err = ((out.double() - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
     assert err <= (1e-4 if dtype == torch.float32 else 2e-3), err
     if pad:
