@@ -1,7 +1,7 @@
 """Op-level GPU benchmark of the fused soft-masked attention kernel (one run on a lent GPU).
 
     python benchmarks/op_gpu.py [--launcher PATH | --build-launcher] [--out benchmarks/results]
-                                [--quick]
+                                [--quick] [--mask2former]
 
 Sections, each reported on its own and none able to stop the others (a failed launcher build, a
 stale or crashing ``libsoftmask_kernels.so``, an unavailable FlexAttention are results, not
@@ -17,6 +17,10 @@ crashes):
    kernel, AOT launcher, PyTorch eager (the reference), SDPA with the per-head additive mask
    materialised in the compute dtype, FlexAttention under ``torch.compile`` (dynamic shapes when
    that compiles, else one graph per shape; the report says which).
+
+``--mask2former`` runs sections 1 and 2, then the hard (Mask2Former) mode instead of 3 and 4: the
+fused hard kernel (JIT and AOT launcher) against the float64 reference and timed against SDPA with
+a bool mask at Mask2Former's shapes (``mask2former_gpu.py``); written as ``op_gpu_mask2former_*``.
 
 Timing: *device* time per call from CUDA graphs (``GRAPH_CALLS`` calls captured, inputs rotated
 over enough copies to exceed 2x the L2 cache so every call reads from DRAM, median of replays),
@@ -47,6 +51,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import mask2former_gpu
 import torch
 from copy_bandwidth import events_gbs
 from results_io import write_results
@@ -371,18 +376,33 @@ def check_correctness(impls: dict[str, Impl]) -> list[dict]:
     return rows
 
 
-def benchmark(impls: dict[str, Impl], copy_gbs: float, shapes) -> list[dict]:
+def soft_inputs(b: int, i: int, s: int, seed: int):
+    """(q, k, v, m) of the soft timing rows, fp16."""
+    return make_inputs(b, i, s, HEADS, HEAD_DIM, torch.float16, False, seed=seed)[:4]
+
+
+def hard_inputs(b: int, i: int, s: int, seed: int):
+    """(q, k, v, bool m) of the Mask2Former rows, fp16."""
+    return mask2former_gpu.make_inputs(b, i, s, seed=seed)[:4]
+
+
+def benchmark(
+    impls: dict[str, Impl],
+    copy_gbs: float,
+    shapes,
+    inputs: Callable[[int, int, int, int], tuple] = soft_inputs,
+    nbytes_of: Callable[[int, int, int], int] = op_bytes,
+) -> list[dict]:
+    """Time every impl at every (B, I, S): ``inputs(b, i, s, seed)`` gives (q, k, v, m),
+    ``nbytes_of(b, i, s)`` the op's floor bytes."""
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
     rows = []
     alpha = torch.tensor(ALPHA, device="cuda")
     for b, i, s in shapes:
-        nbytes = op_bytes(b, i, s)
+        nbytes = nbytes_of(b, i, s)
         copies = max(2, math.ceil(2 * l2 / nbytes) + 1)
         try:
-            sets = [
-                make_inputs(b, i, s, HEADS, HEAD_DIM, torch.float16, False, seed=c)[:4]
-                for c in range(copies)
-            ]
+            sets = [inputs(b, i, s, c) for c in range(copies)]
         except Exception as exc:  # noqa: BLE001 - e.g. out of memory: report the shape
             rows.append({"impl": "inputs", "B": b, "I": i, "S": s, "error": repr(exc)[:500]})
             continue
@@ -410,7 +430,7 @@ def benchmark(impls: dict[str, Impl], copy_gbs: float, shapes) -> list[dict]:
     return rows
 
 
-def add_ratios(rows: list[dict]) -> None:
+def add_ratios(rows: list[dict], fused_impls: tuple[str, ...] = ("fused_jit", "aot")) -> None:
     """speedup_of_<impl> = this row's device time / that impl's, same shape."""
     by_shape: dict[tuple, dict[str, float]] = {}
     for r in rows:
@@ -418,7 +438,7 @@ def add_ratios(rows: list[dict]) -> None:
             by_shape.setdefault((r["B"], r["I"], r["S"]), {})[r["impl"]] = r["us"]
     for r in rows:
         times = by_shape.get((r.get("B"), r.get("I"), r.get("S")), {})
-        for fused in ("fused_jit", "aot"):
+        for fused in fused_impls:
             if "us" in r and fused in times:
                 r[f"speedup_of_{fused}"] = r["us"] / times[fused]
 
@@ -517,7 +537,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--allow-stale", action="store_true", help="use a launcher older than the kernel sources"
     )
-    parser.add_argument("--quick", action="store_true", help="3 timing shapes instead of 12")
+    parser.add_argument("--quick", action="store_true", help="fewer timing shapes")
+    parser.add_argument(
+        "--mask2former",
+        action="store_true",
+        help="the hard mode at Mask2Former's shapes instead of the soft sections",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
@@ -550,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
 
     report["sections"]["launcher"] = {}
     aot = load_launcher(args, report["sections"]["launcher"])
+    if args.mask2former:
+        return run_mask2former(args, report, now, aot)
     checked = {"fused_jit": jit, **({"aot": aot} if aot else {})}
     report["correctness"] = run_section(report, "correctness", lambda: check_correctness(checked))
     if report["correctness"] and not all(r["ok"] for r in report["correctness"]):
@@ -571,6 +598,43 @@ def main(argv: list[str] | None = None) -> int:
     if report["timing"]:
         add_ratios(report["timing"])
     write_results(args.out, "op_gpu", device, now, report, markdown)
+    failed = [n for n, s in report["sections"].items() if not s.get("ok")]
+    if failed:
+        logger.error("sections with failures: %s", ", ".join(failed))
+    return 1 if failed else 0
+
+
+def run_mask2former(args, report: dict, now: dt.datetime, aot: Impl | None) -> int:
+    """Copy bandwidth, then the hard mode's correctness and timing (``mask2former_gpu``)."""
+    report["copy_GBps"] = run_section(report, "copy", copy_bandwidth) or float("nan")
+    torch.cuda.empty_cache()
+    fused = {"hard_jit": mask2former_gpu.hard_jit()}
+    if aot is not None:
+        fused["hard_aot"] = mask2former_gpu.hard_aot(aot)
+    shapes = mask2former_gpu.QUICK_SHAPES if args.quick else mask2former_gpu.SHAPES
+    timed = {**fused, "sdpa_bool_mask2former": mask2former_gpu.sdpa_bool}
+    # The SDPA baseline is checked too: it must compute the same op to be a fair comparison.
+    report["mask2former_correctness"] = run_section(
+        report, "mask2former_correctness", lambda: mask2former_gpu.check(timed, shapes, reference)
+    )
+    rows = report["mask2former_correctness"]
+    if rows and not all(r["ok"] for r in rows):
+        report["sections"]["mask2former_correctness"]["ok"] = False
+    report["mask2former_timing"] = run_section(
+        report,
+        "mask2former_timing",
+        lambda: benchmark(
+            timed, report["copy_GBps"], shapes, hard_inputs, mask2former_gpu.op_bytes
+        ),
+    )
+    if report["mask2former_timing"]:
+        add_ratios(report["mask2former_timing"], ("hard_jit", "hard_aot"))
+
+    def render(rep: dict) -> str:
+        head = markdown({**rep, "correctness": [], "timing": []}).split("\n## Correctness")[0]
+        return head + "\n" + mask2former_gpu.markdown(rep)
+
+    write_results(args.out, "op_gpu_mask2former", report["device"], now, report, render)
     failed = [n for n, s in report["sections"].items() if not s.get("ok")]
     if failed:
         logger.error("sections with failures: %s", ", ".join(failed))

@@ -1,29 +1,36 @@
 #!/usr/bin/env bash
-# One-shot GPU check (target: under 8 minutes on an H100/H200). From the repository root:
+# One-shot GPU check (target: GPU_CHECK_BUDGET_S, default 420 s, on an H100/H200; one device
+# command of at most 600 s). From the repository root:
 #
-#   bash scripts/gpu_check.sh            # PYTHON=... to use another interpreter than .venv's
+#   bash scripts/gpu_check.sh            # PYTHON=... to use another interpreter
 #
-# Parts, each logged to its own file and recorded in summary.md; a part that fails (or has no
-# GPU to run on) is reported and the script goes on with the next:
-#   env       nvidia-smi, torch/triton/onnxruntime versions
-#   launcher  libsoftmask_kernels.so built for this GPU's arch (cmake + nvcc) + its ctest
-#   tests     the `gpu`-marked pytest tests, with that launcher
-#   torch_parity  the torch backend on the GPU (fp32, fp16) vs the CPU over time, with J&F
-#             (benchmarks/parity_gpu.py, bundled tiny model, synthetic 480p videos)
-#   op        benchmarks/op_gpu.py: correctness, then timing (CUDA graphs, host time apart)
-#   model     benchmarks/model_gpu.py: end-to-end FPS, tiny and full HODOR (random weights),
-#             480p, fused kernel vs reference math
-#   parity    ONNX Runtime CUDA EP vs torch on the streaming export (synthetic 480p video);
-#             needs onnxruntime-gpu
+# Parts in order, each logged to its own file and recorded in summary.md; a part that fails (or
+# has no GPU to run on) is reported and the script goes on with the next. Each part runs under a
+# timeout of at most what is left of the budget; the last ones start only if enough is left.
+#   env          nvidia-smi, torch/triton/onnxruntime versions
+#   launcher     libsoftmask_kernels.so built for sm_80 and sm_90 (this GPU's arch, plus the one
+#                the fake-device ctests simulate) with cmake + nvcc, and its ctests
+#   tests        every `gpu`-marked pytest test (soft and hard JIT kernel and custom op, the AOT
+#                launcher in both modes through ctypes, the CUDA driver layer), with that launcher
+#   mask2former  benchmarks/op_gpu.py --mask2former: the hard mode at Mask2Former's shapes,
+#                checked, then timed against SDPA with a bool mask
+#   sweep        benchmarks/sweep_gpu.py: the JIT kernel over split counts and tiles at the goal
+#                shape and two neighbours (its own budget: at most 90 s, less if less is left)
+#   op           benchmarks/op_gpu.py --quick: soft-mode correctness, then timing of 3 shapes
+#   then, only with time left (the previous run reported them): torch_parity (torch on the GPU
+#   vs the CPU, benchmarks/parity_gpu.py), model (end-to-end FPS, benchmarks/model_gpu.py), and
+#   the parts needing onnxruntime-gpu or TensorRT, which report NOT RUN at once without them.
 # Everything lands in benchmarks/results/<gpu>-<UTC date>/. Exit status: 0 if every part passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
+# The lent GPU machines have torch with CUDA in /opt/torch/.venv (the previous run's interpreter).
 PY=${PYTHON:-$REPO/.venv/bin/python}
+[ -x "$PY" ] || PY=/opt/torch/.venv/bin/python3
 [ -x "$PY" ] || PY=$(command -v python3)
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 unset TRITON_INTERPRET
-BUDGET=${GPU_CHECK_BUDGET_S:-460}
+BUDGET=${GPU_CHECK_BUDGET_S:-420}
 
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
 HAVE_GPU=0
@@ -46,18 +53,20 @@ FAILED=0
   echo "| --- | --- | --- | --- |"
 } > "$SUMMARY"
 
-# part NAME MAX_SECONDS FUNCTION: run FUNCTION (below) in a child bash under a timeout (at most
-# what is left of the budget), log to $OUT/NAME.log, record the outcome; never stops the script.
+# part NAME MAX_SECONDS FUNCTION [NEED_SECONDS]: run FUNCTION (below) in a child bash under a
+# timeout (at most what is left of the budget), log to $OUT/NAME.log, record the outcome; never
+# stops the script. Not started when less than NEED_SECONDS (default 10) of the budget is left.
+# PART_LIMIT tells FUNCTION its own limit (a part with an inner budget leaves itself a margin).
 part() {
-  local name=$1 max=$2 fn=$3
+  local name=$1 max=$2 fn=$3 need=${4:-10}
   local left=$((BUDGET - SECONDS))
   local limit=$((max < left ? max : left))
   local status start=$SECONDS
-  if [ "$limit" -lt 10 ]; then
-    status="not run: time budget (${BUDGET}s) spent"
+  if [ "$left" -lt "$need" ] || [ "$limit" -lt 10 ]; then
+    status="not run: time budget (${BUDGET}s) spent, ${left}s left, ${need}s needed"
   else
     echo "== $name (limit ${limit}s)"
-    timeout --kill-after=10 "$limit" bash -c "$fn" > "$OUT/$name.log" 2>&1
+    PART_LIMIT=$limit timeout --kill-after=10 "$limit" bash -c "$fn" > "$OUT/$name.log" 2>&1
     local rc=$?
     case $rc in
       0) status=passed ;;
@@ -105,10 +114,13 @@ build_launcher() {
   local plugin=OFF
   "$PY" -c 'import tensorrt' 2>/dev/null && plugin=ON
   echo "TensorRT plugin build: $plugin"
-  # Every arch the project ships (its ctests expect cubins for several); this GPU's among them.
-  echo "this GPU: sm_$arch"
+  # This GPU's arch and sm_80: the fake-device ctests simulate Ampere and Ada GPUs, which run the
+  # sm_80 cubins (built for sm_90 alone, one of them failed in the previous run).
+  local archs="80;$arch"
+  [ "$arch" = 80 ] && archs=80
+  echo "this GPU: sm_$arch; building cubins for: $archs"
   cmake -S . -B build/gpu-check -DSOFTMASK_BUILD_PLUGIN=$plugin -DBUILD_TESTING=ON \
-    -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$PY" &&
+    -DCMAKE_CUDA_ARCHITECTURES="$archs" -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$PY" &&
     cmake --build build/gpu-check -j "$(nproc)" &&
     ctest --test-dir build/gpu-check --output-on-failure
 }
@@ -128,7 +140,24 @@ op_benchmark() {
   [ "$HAVE_GPU" = 1 ] || { no_gpu "nothing to time"; return; }
   local launcher_arg=()
   [ -f "$LAUNCHER" ] && launcher_arg=(--launcher "$LAUNCHER")
-  (cd benchmarks && "$PY" op_gpu.py "${launcher_arg[@]}" --out "$OUT")
+  (cd benchmarks && "$PY" op_gpu.py "${launcher_arg[@]}" --quick --out "$OUT")
+}
+
+mask2former_benchmark() {
+  [ "$HAVE_GPU" = 1 ] || { no_gpu "nothing to time"; return; }
+  local launcher_arg=()
+  [ -f "$LAUNCHER" ] && launcher_arg=(--launcher "$LAUNCHER")
+  (cd benchmarks && "$PY" op_gpu.py "${launcher_arg[@]}" --mask2former --out "$OUT")
+}
+
+config_sweep() {
+  [ "$HAVE_GPU" = 1 ] || { no_gpu "nothing to sweep"; return; }
+  # At most 90 s of configurations, and 40 s less than this part's limit (setup, copy bandwidth,
+  # writing the report) so the report is written before the timeout.
+  local budget=$((PART_LIMIT - 40))
+  [ "$budget" -gt 90 ] && budget=90
+  [ "$budget" -ge 15 ] || { echo "only ${PART_LIMIT}s left: too little for the sweep"; return 1; }
+  (cd benchmarks && "$PY" sweep_gpu.py --budget-s "$budget" --out "$OUT")
 }
 
 ort_parity() {
@@ -157,13 +186,19 @@ model_fps() {
 }
 
 export REPO PY OUT WORK GPU HAVE_GPU LAUNCHER
-export -f no_gpu env_info build_launcher gpu_tests op_benchmark ort_parity torch_parity model_fps
-part env 60 env_info
-part launcher 180 build_launcher
+export -f no_gpu env_info build_launcher gpu_tests op_benchmark mask2former_benchmark config_sweep \
+  ort_parity torch_parity model_fps
+# Expected on an H200 (the previous run's times where known): env 5 s, launcher 30-60 s, tests
+# 110-150 s, mask2former 40-70 s, sweep 100-130 s, op 60-100 s; then the optional parts.
+part env 30 env_info
+part launcher 150 build_launcher
 part tests 200 gpu_tests
-part torch_parity 120 torch_parity
-part op 220 op_benchmark
-part model 150 model_fps
+part mask2former 120 mask2former_benchmark
+part sweep 135 config_sweep
+part op 150 op_benchmark 60
+# Reported by the previous run and long: only with the time they took then (71 s, 36 s) left.
+part torch_parity 120 torch_parity 90
+part model 150 model_fps 60
 part parity 90 ort_parity
 
 # --- The TensorRT path (issue 19): ONNX Runtime's TensorRT provider with the plugin, a Triton

@@ -9,6 +9,7 @@ whole process, which would make Triton interpret instead of compile.
 from __future__ import annotations
 
 import ctypes
+import inspect
 import json
 import os
 import subprocess
@@ -37,76 +38,10 @@ JIT_SHAPES = [
     (1, 16, 4096, 2, 16, 20, False),
 ]
 
-JIT_CHECK = r"""
-import json, sys, torch
-from softmask.kernels import sma_forward
-from softmask.ops.reference import soft_masked_attention as reference
-shapes = json.loads(sys.argv[1])
-results = []
-for dtype in (torch.float32, torch.float16, torch.bfloat16):
-    for b, i, s, h, d, splits, pad in shapes:
-        g = torch.Generator().manual_seed(0)
-        q, k, v = (torch.randn(b, n, h * d, generator=g).to(dtype).cuda() for n in (i, s, s))
-        m = torch.rand(b, i, s, generator=g).to(dtype).cuda()
-        a = (torch.rand(h, generator=g) * 32).cuda()
-        kpm = None
-        if pad:
-            kpm = (torch.rand(b, s, generator=g) < 0.5).cuda()
-            kpm[0] = True
-        out = sma_forward(q, k, v, m, a, h, kpm, num_splits=splits)
-        want = reference(q.double(), k.double(), v.double(), m.double(), a.double(), h, kpm)
-        err = ((out.double() - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
-        zeros = bool(torch.equal(out[0], torch.zeros_like(out[0]))) if pad else True
-        results.append([str(dtype), b, i, s, h, d, splits, pad, err, zeros])
-json.dump(results, sys.stdout)
-"""
-
-# The custom op on CUDA tensors: forward must run the fused kernel (counted), backward goes
-# through the op's autograd; both against float64 autograd of the reference.
-OP_CHECK = r"""
-import json, sys, torch
-import softmask.kernels as kernels
-from softmask.ops.custom_op import soft_masked_attention, soft_masked_attention_op
-from softmask.ops.reference import soft_masked_attention as reference
-calls = []
-fused = kernels.sma_forward
-def counted(*args, **kwargs):
-    calls.append(1)
-    return fused(*args, **kwargs)
-kernels.sma_forward = counted
-results = []
-for dtype, pad in ((torch.float32, False), (torch.float32, True), (torch.float16, False),
-                   (torch.bfloat16, True)):
-    g = torch.Generator().manual_seed(3)
-    b, i, s, h, d = 2, 13, 777, 8, 32
-    make = lambda *shape: torch.randn(*shape, generator=g)
-    q, k, v = make(b, i, h * d), make(b, s, h * d), make(b, s, h * d)
-    m, a = torch.rand(b, i, s, generator=g), torch.rand(h, generator=g) * 16
-    kpm = (torch.rand(b, s, generator=g) < 0.3) if pad else None
-    grad = make(b, i, h * d)
-    ins = [t.to(dtype).cuda().requires_grad_(True) for t in (q, k, v, m)] + [a.cuda().requires_grad_(True)]
-    before = len(calls)
-    out = soft_masked_attention(*ins, h, None if kpm is None else kpm.cuda())
-    used_kernel = len(calls) > before
-    (out.float() * grad.cuda()).sum().backward()
-    ref_ins = [t.detach().double().requires_grad_(True) for t in ins]
-    want = reference(*ref_ins, h, None if kpm is None else kpm.cuda())
-    (want * grad.cuda().double()).sum().backward()
-    scale = want.abs().max().clamp_min(1e-6)
-    fwd = ((out.double() - want).abs().max() / scale).item()
-    grads = {}
-    for name, t, r in zip("qkvma", ins, ref_ins):
-        grads[name] = ((t.grad.double() - r.grad).abs().max() / r.grad.abs().max().clamp_min(1e-6)).item()
-    results.append([str(dtype), pad, used_kernel, fwd, grads])
-args = tuple(t.detach().float().cuda().requires_grad_(True) for t in (q[:, :4], k[:, :200], v[:, :200], m[:, :4, :200], a))
-torch.library.opcheck(soft_masked_attention_op, (*args, h, None))
-json.dump(results, sys.stdout)
-"""
-
-# Hard mode (Mask2Former): bool masks of several densities, every row of query 0 blocked (it
-# attends to every key), query 1 allowed only the last key, query 2 only the second half.
-HARD_MASK = r"""
-def hard_mask(b, i, s, g):
+def hard_mask(b: int, i: int, s: int, g: torch.Generator) -> torch.Tensor:
+    """[B, I, S] bool hard-mode mask (True = attend) of densities 0.5/0.1/0.01/0.9 by query; query
+    0 blocked everywhere (the empty-row rule: it attends to every key), query 1 allowed only the
+    last key, query 2 only the second half."""
     density = torch.tensor([0.5, 0.1, 0.01, 0.9])[torch.arange(i) % 4]
     m = torch.rand(b, i, s, generator=g) < density[None, :, None]
     m[:, 0] = False
@@ -115,30 +50,46 @@ def hard_mask(b, i, s, g):
     if i > 2:
         m[:, 2] = torch.arange(s) > s // 2
     return m
-"""
 
-JIT_HARD_CHECK = (
+
+# One check script per path, its first argument the mode (soft | hard); soft masks are uniform in
+# [0, 1), hard ones come from hard_mask above.
+COMMON = (
     r"""
 import json, sys, torch
-from softmask.kernels import sma_forward
 from softmask.ops.reference import soft_masked_attention as reference
+mode = sys.argv[1]
+hard = mode == "hard"
+assert mode in ("soft", "hard"), mode
 """
-    + HARD_MASK
+    + inspect.getsource(hard_mask)
     + r"""
-shapes = json.loads(sys.argv[1])
+def make_mask(b, i, s, g, dtype):
+    return hard_mask(b, i, s, g) if hard else torch.rand(b, i, s, generator=g).to(dtype)
+"""
+)
+
+JIT_CHECK = (
+    COMMON
+    + r"""
+from softmask.kernels import sma_forward
+shapes = json.loads(sys.argv[2])
 results = []
 for dtype in (torch.float32, torch.float16, torch.bfloat16):
     for b, i, s, h, d, splits, pad in shapes:
         g = torch.Generator().manual_seed(0)
         q, k, v = (torch.randn(b, n, h * d, generator=g).to(dtype).cuda() for n in (i, s, s))
-        m = hard_mask(b, i, s, g).cuda()
-        a = torch.full((h,), float("nan")).cuda()
+        m = make_mask(b, i, s, g, dtype).cuda()
+        # Hard mode never reads alpha: NaN there would show if it did.
+        a = torch.full((h,), float("nan")) if hard else torch.rand(h, generator=g) * 32
+        a = a.cuda()
         kpm = None
         if pad:
             kpm = (torch.rand(b, s, generator=g) < 0.5).cuda()
             kpm[0] = True
-        out = sma_forward(q, k, v, m, a, h, kpm, num_splits=splits, hard=True)
-        want = reference(q.double(), k.double(), v.double(), m, a.double(), h, kpm, hard=True)
+        out = sma_forward(q, k, v, m, a, h, kpm, num_splits=splits, hard=hard)
+        m_ref = m if hard else m.double()
+        want = reference(q.double(), k.double(), v.double(), m_ref, a.double(), h, kpm, hard=hard)
         err = ((out.double() - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
         zeros = bool(torch.equal(out[0], torch.zeros_like(out[0]))) if pad else True
         results.append([str(dtype), b, i, s, h, d, splits, pad, err, zeros])
@@ -146,46 +97,59 @@ json.dump(results, sys.stdout)
 """
 )
 
-# The custom op in hard mode on CUDA tensors: forward through the fused kernel (counted), backward
-# through the op's autograd (no gradient into the bool mask); against float64 autograd.
-OP_HARD_CHECK = (
-    r"""
-import json, sys, torch
-import softmask.kernels as kernels
-from softmask.ops.custom_op import soft_masked_attention
-from softmask.ops.reference import soft_masked_attention as reference
-"""
-    + HARD_MASK
+# The custom op on CUDA tensors: forward must run the fused kernel (counted, in the mode asked),
+# backward goes through the op's autograd; both against float64 autograd of the reference. Soft
+# mode also differentiates the mask and alpha and runs torch.library.opcheck; hard mode has no
+# gradient into the bool mask (and alpha is not read).
+OP_CHECK = (
+    COMMON
     + r"""
+import softmask.kernels as kernels
+from softmask.ops.custom_op import soft_masked_attention, soft_masked_attention_op
 calls = []
 fused = kernels.sma_forward
 def counted(*args, **kwargs):
-    calls.append(kwargs.get("hard"))
+    calls.append(bool(kwargs.get("hard", False)))
     return fused(*args, **kwargs)
 kernels.sma_forward = counted
+cases = (((torch.float32, False), (torch.float32, True), (torch.float16, True), (torch.bfloat16, False))
+         if hard else
+         ((torch.float32, False), (torch.float32, True), (torch.float16, False), (torch.bfloat16, True)))
 results = []
-for dtype, pad in ((torch.float32, False), (torch.float32, True), (torch.float16, True),
-                   (torch.bfloat16, False)):
+for dtype, pad in cases:
     g = torch.Generator().manual_seed(3)
     b, i, s, h, d = 2, 13, 777, 8, 32
     make = lambda *shape: torch.randn(*shape, generator=g)
     q, k, v = make(b, i, h * d), make(b, s, h * d), make(b, s, h * d)
-    m, a = hard_mask(b, i, s, g).cuda(), torch.rand(h, generator=g).cuda()
+    m = make_mask(b, i, s, g, torch.float32)
+    a = torch.rand(h, generator=g) * (1 if hard else 16)
     kpm = (torch.rand(b, s, generator=g) < 0.3).cuda() if pad else None
     grad = make(b, i, h * d).cuda()
-    ins = [t.to(dtype).cuda().requires_grad_(True) for t in (q, k, v)]
+    if hard:
+        ins = [t.to(dtype).cuda().requires_grad_(True) for t in (q, k, v)]
+        m, a = m.cuda(), a.cuda()
+        args = (*ins, m, a)
+    else:
+        ins = [t.to(dtype).cuda().requires_grad_(True) for t in (q, k, v, m)]
+        ins.append(a.cuda().requires_grad_(True))
+        args = tuple(ins)
     before = len(calls)
-    out = soft_masked_attention(*ins, m, a, h, kpm, hard=True)
-    used_kernel = calls[before:] == [True]
+    out = soft_masked_attention(*args, h, kpm, hard=hard)
+    used_kernel = calls[before:] == [hard]
     (out.float() * grad).sum().backward()
     ref_ins = [t.detach().double().requires_grad_(True) for t in ins]
-    want = reference(*ref_ins, m, a.double(), h, kpm, hard=True)
+    ref_args = (*ref_ins, m, a.double()) if hard else tuple(ref_ins)
+    want = reference(*ref_args, h, kpm, hard=hard)
     (want * grad.double()).sum().backward()
     fwd = ((out.double() - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
     grads = {}
-    for name, t, r in zip("qkv", ins, ref_ins):
+    for name, t, r in zip("qkvma", ins, ref_ins):
         grads[name] = ((t.grad.double() - r.grad).abs().max() / r.grad.abs().max().clamp_min(1e-6)).item()
     results.append([str(dtype), pad, used_kernel, fwd, grads])
+if not hard:
+    small = tuple(t.detach().float().cuda().requires_grad_(True)
+                  for t in (q[:, :4], k[:, :200], v[:, :200], m[:, :4, :200], a))
+    torch.library.opcheck(soft_masked_attention_op, (*small, h, None))
 json.dump(results, sys.stdout)
 """
 )
@@ -214,9 +178,9 @@ def _run(script: str, *args: str) -> str:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("mode,script", [("soft", JIT_CHECK), ("hard", JIT_HARD_CHECK)])
-def test_jit_kernel_matches_reference_on_gpu(mode, script):
-    rows = json.loads(_run(script, json.dumps(JIT_SHAPES)))
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_jit_kernel_matches_reference_on_gpu(mode):
+    rows = json.loads(_run(JIT_CHECK, mode, json.dumps(JIT_SHAPES)))
     assert len(rows) == 3 * len(JIT_SHAPES), f"{mode}: {len(rows)} checks ran"
     for dtype, *shape, err, zeros in rows:
         assert err <= GPU_TOLERANCE[dtype], f"{mode} {dtype} {shape}: relative error {err:.3g}"
@@ -224,10 +188,10 @@ def test_jit_kernel_matches_reference_on_gpu(mode, script):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("mode,script", [("soft", OP_CHECK), ("hard", OP_HARD_CHECK)])
-def test_custom_op_cuda_dispatch_forward_and_backward(mode, script):
-    rows = json.loads(_run(script))
-    assert rows, f"{mode}: no check ran"
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_custom_op_cuda_dispatch_forward_and_backward(mode):
+    rows = json.loads(_run(OP_CHECK, mode))
+    assert len(rows) == 4, f"{mode}: {len(rows)} checks ran"
     for dtype, pad, used_kernel, fwd, grads in rows:
         assert used_kernel, f"{mode} {dtype}: the custom op did not dispatch to the fused kernel"
         assert fwd <= GPU_TOLERANCE[dtype], f"{mode} {dtype} padding={pad}: forward {fwd:.3g}"
@@ -303,6 +267,40 @@ def test_aot_launcher_matches_reference(launcher, dtype, mask_dtype, b, i, s, h,
     out = launcher(q, k, v, m, a, h, kpm, splits)
     torch.cuda.synchronize()
     want = reference(q.double(), k.double(), v.double(), m.double(), a.double(), h, kpm)
+    err = ((out.double() - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
+    assert err <= (1e-4 if dtype == torch.float32 else 2e-3), err
+    if pad:
+        assert torch.equal(out[0], torch.zeros_like(out[0]))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize(
+    "b,i,s,h,d,splits,pad",
+    [
+        (1, 100, 1024, 8, 32, 0, False),  # Mask2Former, 1/32 scale of a 1024x1024 image
+        (2, 200, 4096, 8, 32, 0, False),  # 200 queries, 1/16 scale
+        (2, 100, 16384, 8, 32, 0, False),  # 1/8 scale
+        (1, 40, 25680, 8, 32, 0, False),
+        (2, 37, 1000, 8, 32, 0, True),  # key padding, a fully padded batch element
+        (1, 5, 700, 2, 64, 3, False),  # S % 16 != 0: the general kernel
+        (3, 70, 300, 1, 128, 200, True),  # forced splits above the key tiles
+        (1, 16, 4096, 2, 16, 20, False),  # forced splits on both merge levels
+    ],
+)
+def test_aot_launcher_hard_mode_matches_reference(launcher, dtype, b, i, s, h, d, splits, pad):
+    """The launcher's hard mode (bool mask, empty-row rule, alpha NULL) against float64."""
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(b, n, h * d, generator=g).to(dtype).cuda() for n in (i, s, s))
+    m = hard_mask(b, i, s, g).cuda()
+    kpm = None
+    if pad:
+        kpm = (torch.rand(b, s, generator=g) < 0.5).cuda()
+        kpm[0] = True
+    out = launcher(q, k, v, m, None, h, kpm, splits)
+    torch.cuda.synchronize()
+    alpha = torch.zeros(h, dtype=torch.float64, device="cuda")  # not read in hard mode
+    want = reference(q.double(), k.double(), v.double(), m, alpha, h, kpm, hard=True)
     err = ((out.double() - want).abs().max() / want.abs().max().clamp_min(1e-6)).item()
     assert err <= (1e-4 if dtype == torch.float32 else 2e-3), err
     if pad:

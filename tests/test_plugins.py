@@ -257,6 +257,8 @@ def test_plugin_config_declares_the_onnx_nodes_inputs_and_attributes() -> None:
     assert version["input_dims"] == {"query": 3, "key": 3, "value": 3, "mask": 3, "alpha": 1, "key_padding_mask": 2}
     assert version["attributes_required"] == ["num_heads"]
     assert "num_heads" in onnx_op.ATTRIBUTE_NAMES
+    assert onnx_op.HARD_ATTRIBUTE in version["attributes"]
+    assert version["attribute_types"][onnx_op.HARD_ATTRIBUTE] == "int32"
     assert set(version["attribute_types"].values()) == {"int32"}
     for config_name, case in version["configs"].items():
         assert set(case["input_types"]) <= set(onnx_op.INPUT_NAMES), config_name
@@ -269,6 +271,9 @@ def test_plugin_config_bounds_admit_exactly_the_values_the_creator_accepts() -> 
     assert not _within(options["num_heads"], 0)
     assert _within(options["num_splits"], 0) and _within(options["num_splits"], 128)
     assert not _within(options["num_splits"], -1)
+    # hard_mask: 0 or 1 (validateFields; testCreatorAndFields' hardMaskOtherThanZeroOrOneIsRejected).
+    assert _within(options["hard_mask"], 0) and _within(options["hard_mask"], 1)
+    assert not _within(options["hard_mask"], -1) and not _within(options["hard_mask"], 2)
 
 
 def test_deploy_docs_give_the_onnxruntime_version_whose_tensorrt_provider_sees_the_plugin() -> None:

@@ -29,7 +29,7 @@ bool isFloatOrHalf(DataType type) noexcept
     return type == DataType::kFLOAT || type == DataType::kHALF;
 }
 
-char const* supportedTypesText(int32_t pos, int32_t nbInputs) noexcept
+char const* supportedTypesText(int32_t pos, int32_t nbInputs, bool hardMask) noexcept
 {
     if (pos == nbInputs)
     {
@@ -40,7 +40,7 @@ char const* supportedTypesText(int32_t pos, int32_t nbInputs) noexcept
     case kQUERY: return "kFLOAT or kHALF";
     case kKEY:
     case kVALUE: return "the query's type";
-    case kMASK: return "kFLOAT or kHALF";
+    case kMASK: return hardMask ? "kBOOL (hard_mask = 1)" : "kFLOAT or kHALF (kBOOL only with hard_mask = 1)";
     case kALPHA: return "kFLOAT or the query's type";
     case kKEY_PADDING_MASK: return "kBOOL";
     default: return "nothing (no such tensor)";
@@ -104,6 +104,9 @@ private:
     int64_t mExtent{-1};
 };
 
+//! The mask's kernel type: kBOOL in hard mode, else as kernelDtype.
+SoftmaskDtype maskKernelDtype(DataType type, bool hardMask);
+
 SoftmaskDtype kernelDtype(DataType type, char const* tensor)
 {
     switch (type)
@@ -113,6 +116,17 @@ SoftmaskDtype kernelDtype(DataType type, char const* tensor)
     default: break;
     }
     throw PluginError(std::string(tensor) + " has type " + dataTypeName(type) + ", the kernel takes kFLOAT or kHALF");
+}
+
+SoftmaskDtype maskKernelDtype(DataType type, bool hardMask)
+{
+    if (!hardMask)
+    {
+        return kernelDtype(type, "mask (input 3)");
+    }
+    SOFTMASK_PLUGIN_VALIDATE(type == DataType::kBOOL,
+        "mask (input 3) has type " << dataTypeName(type) << ", hard_mask = 1 takes kBOOL");
+    return SOFTMASK_DTYPE_BOOL;
 }
 
 int32_t checkedInt32(int64_t extent, char const* what)
@@ -129,6 +143,8 @@ void validateFields(SoftMaskedAttentionFields const& fields)
     SOFTMASK_PLUGIN_VALIDATE(fields.numHeads >= 1, "field 'num_heads' must be >= 1, got " << fields.numHeads);
     SOFTMASK_PLUGIN_VALIDATE(fields.numSplits >= 0,
         "field 'num_splits' must be >= 0 (0 = choose from the GPU's SM count), got " << fields.numSplits);
+    SOFTMASK_PLUGIN_VALIDATE(fields.hardMask == 0 || fields.hardMask == 1,
+        "field 'hard_mask' must be 0 (soft mask) or 1 (hard mode, kBOOL mask), got " << fields.hardMask);
 }
 
 void validateIoCount(int32_t nbInputs, int32_t nbOutputs)
@@ -173,7 +189,7 @@ char const* dataTypeName(DataType type) noexcept
     }
 }
 
-bool supportsCombination(int32_t pos, PluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs)
+bool supportsCombination(int32_t pos, PluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs, bool hardMask)
 {
     bool const validIo = (nbInputs == kMIN_INPUTS || nbInputs == kMAX_INPUTS) && nbOutputs == kNB_OUTPUTS;
     if (!validIo || inOut == nullptr || pos < 0 || pos >= nbInputs + nbOutputs)
@@ -195,23 +211,23 @@ bool supportsCombination(int32_t pos, PluginTensorDesc const* inOut, int32_t nbI
     case kQUERY: return isFloatOrHalf(desc.type);
     case kKEY:
     case kVALUE: return desc.type == queryType;
-    case kMASK: return isFloatOrHalf(desc.type);
+    case kMASK: return hardMask ? desc.type == DataType::kBOOL : isFloatOrHalf(desc.type);
     case kALPHA: return desc.type == DataType::kFLOAT || desc.type == queryType;
     case kKEY_PADDING_MASK: return desc.type == DataType::kBOOL;
     default: return false;
     }
 }
 
-void validateTypesAndFormats(PluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs)
+void validateTypesAndFormats(PluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs, bool hardMask)
 {
     validateIoCount(nbInputs, nbOutputs);
     SOFTMASK_PLUGIN_VALIDATE(inOut != nullptr, "tensor descriptions are null");
     for (int32_t pos = 0; pos < nbInputs + nbOutputs; ++pos)
     {
-        SOFTMASK_PLUGIN_VALIDATE(supportsCombination(pos, inOut, nbInputs, nbOutputs),
+        SOFTMASK_PLUGIN_VALIDATE(supportsCombination(pos, inOut, nbInputs, nbOutputs, hardMask),
             tensorName(pos, nbInputs)
                 << " has type " << dataTypeName(inOut[pos].type) << " and format "
-                << static_cast<int32_t>(inOut[pos].format) << "; supported: " << supportedTypesText(pos, nbInputs)
+                << static_cast<int32_t>(inOut[pos].format) << "; supported: " << supportedTypesText(pos, nbInputs, hardMask)
                 << " in linear format (TensorFormat::kLINEAR = " << static_cast<int32_t>(TensorFormat::kLINEAR)
                 << "), query type " << dataTypeName(inOut[kQUERY].type));
     }
@@ -300,7 +316,7 @@ size_t workspaceBytesForMaxDims(Dims const& queryMax, Dims const& keyMax, int32_
         checkedInt32(keys, "S"), numHeads, headDim);
 }
 
-std::optional<KernelChoice> kernelChoiceFor(PluginTensorDesc const* inputDesc, int32_t numHeads)
+std::optional<KernelChoice> kernelChoiceFor(PluginTensorDesc const* inputDesc, SoftMaskedAttentionFields const& fields)
 {
     int64_t const embedDim = inputDesc[kQUERY].dims.d[2];
     if (embedDim < 0)
@@ -308,7 +324,7 @@ std::optional<KernelChoice> kernelChoiceFor(PluginTensorDesc const* inputDesc, i
         return std::nullopt;
     }
     return KernelChoice{kernelDtype(inputDesc[kQUERY].type, "query (input 0)"),
-        kernelDtype(inputDesc[kMASK].type, "mask (input 3)"), headDimOf(embedDim, numHeads)};
+        maskKernelDtype(inputDesc[kMASK].type, fields.hardMask != 0), headDimOf(embedDim, fields.numHeads)};
 }
 
 SoftmaskSmaParams makeSmaParams(PluginTensorDesc const* inputDesc, int32_t nbInputs, void const* const* inputs,
@@ -340,7 +356,7 @@ SoftmaskSmaParams makeSmaParams(PluginTensorDesc const* inputDesc, int32_t nbInp
     params.num_heads = fields.numHeads;
     params.head_dim = headDimOf(dims[kQUERY].d[2], fields.numHeads);
     params.dtype = kernelDtype(inputDesc[kQUERY].type, "query (input 0)");
-    params.mask_dtype = kernelDtype(inputDesc[kMASK].type, "mask (input 3)");
+    params.mask_dtype = maskKernelDtype(inputDesc[kMASK].type, fields.hardMask != 0);
     params.alpha_dtype = kernelDtype(inputDesc[kALPHA].type, "alpha (input 4)");
     params.num_splits = fields.numSplits;
     // TensorRT allocated the workspace for the profile's maximum shapes, which is at least what the

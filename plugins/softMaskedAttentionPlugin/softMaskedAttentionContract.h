@@ -7,8 +7,10 @@
  *   inputs  0 query [B, I, E], 1 key [B, S, E], 2 value [B, S, E], 3 mask [B, I, S],
  *           4 alpha [H] (an initializer), optional 5 key_padding_mask [B, S] (kBOOL, true = padded)
  *   output  0 [B, I, E], same type as query; E = H * D with D in {16, 32, 64, 128}.
- * Types: query, key, value and output share one type, kFLOAT or kHALF; mask kFLOAT or kHALF;
- * alpha kFLOAT or the query's type. Every tensor is linear (row-major, contiguous).
+ * Types: query, key, value and output share one type, kFLOAT or kHALF; mask kFLOAT or kHALF, or
+ * kBOOL in hard mode (field hard_mask = 1: Mask2Former's masked attention, true = attend, a row
+ * with no allowed key attends to every key; alpha is then not read); alpha kFLOAT or the query's
+ * type. Every tensor is linear (row-major, contiguous).
  *
  * These functions hold no state and need no TensorRT runtime, so the C++ tests call them directly.
  * Each throws softmask::plugin::PluginError with a message naming the tensor and axis at fault.
@@ -48,14 +50,15 @@ struct SoftMaskedAttentionFields
 {
     int32_t numHeads{0};  //!< H >= 1
     int32_t numSplits{0}; //!< split-KV count; 0 lets the kernel choose from the GPU's SM count
+    int32_t hardMask{0};  //!< 1: hard mode (the ONNX node's hard_mask attribute): mask kBOOL
 
     bool operator==(SoftMaskedAttentionFields const& other) const noexcept
     {
-        return numHeads == other.numHeads && numSplits == other.numSplits;
+        return numHeads == other.numHeads && numSplits == other.numSplits && hardMask == other.hardMask;
     }
 };
 
-//! Throws when num_heads < 1 or num_splits < 0.
+//! Throws when num_heads < 1, num_splits < 0 or hard_mask is not 0 or 1.
 void validateFields(SoftMaskedAttentionFields const& fields);
 
 //! Throws unless nbInputs is 5 or 6 and nbOutputs is 1.
@@ -68,11 +71,14 @@ char const* tensorName(int32_t index, int32_t nbInputs) noexcept;
 char const* dataTypeName(nvinfer1::DataType type) noexcept;
 
 //! supportsFormatCombination's rule: whether inOut[pos] is supported given inOut[0..pos-1].
-//! Looks only at inOut[0..pos] (TensorRT may not have chosen the later ones yet).
-bool supportsCombination(int32_t pos, nvinfer1::PluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs);
+//! Looks only at inOut[0..pos] (TensorRT may not have chosen the later ones yet). The mask is
+//! kBOOL exactly when hardMask, kFLOAT or kHALF otherwise.
+bool supportsCombination(
+    int32_t pos, nvinfer1::PluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs, bool hardMask);
 
 //! Throws unless every tensor's type and format satisfy supportsCombination.
-void validateTypesAndFormats(nvinfer1::PluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs);
+void validateTypesAndFormats(
+    nvinfer1::PluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs, bool hardMask);
 
 //! Output type for the given input types (the query's). Throws for an unsupported query type.
 nvinfer1::DataType outputDataType(nvinfer1::DataType const* inputTypes, int32_t nbInputs);
@@ -96,7 +102,8 @@ struct KernelChoice
 };
 
 //! The kernels that validated input descriptions need, or nullopt while E is unknown (-1).
-std::optional<KernelChoice> kernelChoiceFor(nvinfer1::PluginTensorDesc const* inputDesc, int32_t numHeads);
+std::optional<KernelChoice> kernelChoiceFor(
+    nvinfer1::PluginTensorDesc const* inputDesc, SoftMaskedAttentionFields const& fields);
 
 //! Kernel launch parameters for one enqueue call. inputDesc holds the real (runtime) dims.
 SoftmaskSmaParams makeSmaParams(nvinfer1::PluginTensorDesc const* inputDesc, int32_t nbInputs,

@@ -50,9 +50,9 @@ std::vector<Dims> inputDims(PluginTensorDesc const* descs, int32_t nbInputs)
 
 //! Loads the fused kernels these tensors need on the current device now, so that enqueue never
 //! loads (or JIT-compiles) anything: the first frame is not slowed and CUDA graph capture is safe.
-void prepareKernels(PluginTensorDesc const* inputDesc, int32_t numHeads)
+void prepareKernels(PluginTensorDesc const* inputDesc, SoftMaskedAttentionFields const& fields)
 {
-    std::optional<KernelChoice> const choice = kernelChoiceFor(inputDesc, numHeads);
+    std::optional<KernelChoice> const choice = kernelChoiceFor(inputDesc, fields);
     if (!choice)
     {
         return; // E not known yet; onShapeChange prepares with the real dims
@@ -70,13 +70,16 @@ SoftMaskedAttentionFields parseSoftMaskedAttentionFields(nvinfer1::PluginFieldCo
     std::optional<int32_t> const numHeads = reader.int32Scalar(kFIELD_NUM_HEADS);
     SOFTMASK_PLUGIN_VALIDATE(numHeads.has_value(),
         "required field '" << kFIELD_NUM_HEADS << "' (kINT32, the number of attention heads) is missing");
-    for (std::string const& name : reader.unknownNames({kFIELD_NUM_HEADS, kFIELD_NUM_SPLITS}))
+    for (std::string const& name : reader.unknownNames({kFIELD_NUM_HEADS, kFIELD_NUM_SPLITS, kFIELD_HARD_MASK}))
     {
         logWarning(std::string(kSOFT_MASKED_ATTENTION_NAME) + ": ignoring unknown field '" + name + "'");
     }
     SoftMaskedAttentionFields fields;
     fields.numHeads = *numHeads;
     fields.numSplits = reader.int32Scalar(kFIELD_NUM_SPLITS).value_or(0);
+    // Absent in soft-mode nodes (the exporter writes it only when set) and in engines serialised
+    // before the hard mode existed.
+    fields.hardMask = reader.int32Scalar(kFIELD_HARD_MASK).value_or(0);
     validateFields(fields);
     return fields;
 }
@@ -105,6 +108,7 @@ void SoftMaskedAttentionPlugin::bindSerializedFields()
     mSerializedFields.clear();
     mSerializedFields.emplace_back(kFIELD_NUM_HEADS, &mFields.numHeads, nvinfer1::PluginFieldType::kINT32, 1);
     mSerializedFields.emplace_back(kFIELD_NUM_SPLITS, &mFields.numSplits, nvinfer1::PluginFieldType::kINT32, 1);
+    mSerializedFields.emplace_back(kFIELD_HARD_MASK, &mFields.hardMask, nvinfer1::PluginFieldType::kINT32, 1);
     mSerializedCollection.nbFields = static_cast<int32_t>(mSerializedFields.size());
     mSerializedCollection.fields = mSerializedFields.data();
 }
@@ -153,10 +157,10 @@ int32_t SoftMaskedAttentionPlugin::configurePlugin(
     return callGuarded("SoftMaskedAttention::configurePlugin", kSTATUS_FAILURE, [&]() {
         validateIoCount(nbInputs, nbOutputs);
         std::vector<PluginTensorDesc> const descs = plainDescs(in, nbInputs, out, nbOutputs);
-        validateTypesAndFormats(descs.data(), nbInputs, nbOutputs);
+        validateTypesAndFormats(descs.data(), nbInputs, nbOutputs, mFields.hardMask != 0);
         // Dynamic extents are -1 here; the checks compare only the known ones.
         validateInputDims(inputDims(descs.data(), nbInputs).data(), nbInputs, mFields.numHeads);
-        prepareKernels(descs.data(), mFields.numHeads);
+        prepareKernels(descs.data(), mFields);
         mNbInputs = nbInputs;
         return kSTATUS_SUCCESS;
     });
@@ -215,7 +219,7 @@ bool SoftMaskedAttentionPlugin::supportsFormatCombination(
         {
             descs.push_back(inOut[i].desc);
         }
-        return supportsCombination(pos, descs.data(), nbInputs, nbOutputs);
+        return supportsCombination(pos, descs.data(), nbInputs, nbOutputs, mFields.hardMask != 0);
     });
 }
 
@@ -244,9 +248,9 @@ int32_t SoftMaskedAttentionPlugin::onShapeChange(
         SOFTMASK_PLUGIN_VALIDATE(in != nullptr && out != nullptr, "tensor descriptions are null");
         std::vector<PluginTensorDesc> descs(in, in + nbInputs);
         descs.insert(descs.end(), out, out + nbOutputs);
-        validateTypesAndFormats(descs.data(), nbInputs, nbOutputs);
+        validateTypesAndFormats(descs.data(), nbInputs, nbOutputs, mFields.hardMask != 0);
         validateInputDims(inputDims(descs.data(), nbInputs).data(), nbInputs, mFields.numHeads);
-        prepareKernels(descs.data(), mFields.numHeads);
+        prepareKernels(descs.data(), mFields);
         mNbInputs = nbInputs;
         return kSTATUS_SUCCESS;
     });
@@ -289,6 +293,7 @@ SoftMaskedAttentionPluginCreator::SoftMaskedAttentionPluginCreator()
 {
     mFieldNames.emplace_back(kFIELD_NUM_HEADS, nullptr, nvinfer1::PluginFieldType::kINT32, 1);
     mFieldNames.emplace_back(kFIELD_NUM_SPLITS, nullptr, nvinfer1::PluginFieldType::kINT32, 1);
+    mFieldNames.emplace_back(kFIELD_HARD_MASK, nullptr, nvinfer1::PluginFieldType::kINT32, 1);
     mFieldCollection.nbFields = static_cast<int32_t>(mFieldNames.size());
     mFieldCollection.fields = mFieldNames.data();
 }

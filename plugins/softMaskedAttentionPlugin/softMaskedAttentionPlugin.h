@@ -4,7 +4,8 @@
  *   out = softmax_s(q.k / sqrt(D) - alpha[h] * (1 - M)) v   per batch, head, query
  * (contract: docs/ops.md; inputs, types and shapes:
  * softMaskedAttentionContract.h). Name "SoftMaskedAttention", version "1", namespace "".
- * Fields: num_heads (kINT32, required), num_splits (kINT32, default 0 = automatic).
+ * Fields: num_heads (kINT32, required), num_splits (kINT32, default 0 = automatic), hard_mask
+ * (kINT32, default 0; 1 = hard mode: Mask2Former's masked attention with a kBOOL mask).
  */
 #ifndef SOFTMASK_SOFT_MASKED_ATTENTION_PLUGIN_H
 #define SOFTMASK_SOFT_MASKED_ATTENTION_PLUGIN_H
@@ -25,6 +26,7 @@ constexpr char const* kSOFT_MASKED_ATTENTION_VERSION = "1";
 constexpr char const* kSOFT_MASKED_ATTENTION_NAMESPACE = "";
 constexpr char const* kFIELD_NUM_HEADS = "num_heads";
 constexpr char const* kFIELD_NUM_SPLITS = "num_splits";
+constexpr char const* kFIELD_HARD_MASK = "hard_mask"; //!< the ONNX node's attribute of that name
 
 class SoftMaskedAttentionPlugin final : public nvinfer1::IPluginV3,
                                         public nvinfer1::IPluginV3OneCore,
@@ -105,7 +107,7 @@ private:
     nvinfer1::PluginFieldCollection mFieldCollection{};
 };
 
-//! Fields read from a collection: num_heads required, num_splits defaults to 0; unknown fields are
+//! Fields read from a collection: num_heads required, num_splits and hard_mask default to 0; unknown fields are
 //! ignored with a warning. Throws PluginError naming the field at fault.
 SoftMaskedAttentionFields parseSoftMaskedAttentionFields(nvinfer1::PluginFieldCollection const* fc);
 

@@ -78,13 +78,20 @@ WorkspaceLayout workspaceLayout(int64_t batch, int64_t queries, int64_t heads, i
 
 int32_t validateSpec(KernelSpec const& spec)
 {
-    for (SoftmaskDtype t : {spec.dtype, spec.maskDtype})
+    auto const floating = [](SoftmaskDtype t) {
+        return t == SOFTMASK_DTYPE_FLOAT32 || t == SOFTMASK_DTYPE_FLOAT16 || t == SOFTMASK_DTYPE_BFLOAT16;
+    };
+    if (!floating(spec.dtype))
     {
-        if (t != SOFTMASK_DTYPE_FLOAT32 && t != SOFTMASK_DTYPE_FLOAT16 && t != SOFTMASK_DTYPE_BFLOAT16)
-        {
-            return fail(SOFTMASK_STATUS_INVALID_ARGUMENT,
-                "dtype value " + std::to_string(static_cast<int>(t)) + " is not a SoftmaskDtype");
-        }
+        return fail(SOFTMASK_STATUS_INVALID_ARGUMENT,
+            "dtype value " + std::to_string(static_cast<int>(spec.dtype)) + " is not a SoftmaskDtype of query/key/value"
+                + (spec.dtype == SOFTMASK_DTYPE_BOOL ? " (BOOL is for the mask only)" : ""));
+    }
+    // BOOL is a mask type only: the hard mode.
+    if (!floating(spec.maskDtype) && spec.maskDtype != SOFTMASK_DTYPE_BOOL)
+    {
+        return fail(SOFTMASK_STATUS_INVALID_ARGUMENT,
+            "mask dtype value " + std::to_string(static_cast<int>(spec.maskDtype)) + " is not a SoftmaskDtype");
     }
     if (!supportedHeadDim(spec.headDim))
     {
@@ -122,7 +129,8 @@ int32_t validate(SoftmaskSmaParams const* p)
     {
         return status;
     }
-    if (p->alpha_dtype != SOFTMASK_DTYPE_FLOAT32 && p->alpha_dtype != SOFTMASK_DTYPE_FLOAT16)
+    bool const hard = p->mask_dtype == SOFTMASK_DTYPE_BOOL;
+    if (!hard && p->alpha_dtype != SOFTMASK_DTYPE_FLOAT32 && p->alpha_dtype != SOFTMASK_DTYPE_FLOAT16)
     {
         return fail(p->alpha_dtype == SOFTMASK_DTYPE_BFLOAT16 ? SOFTMASK_STATUS_UNSUPPORTED : SOFTMASK_STATUS_INVALID_ARGUMENT,
             "alpha dtype value " + std::to_string(static_cast<int>(p->alpha_dtype))
@@ -146,7 +154,8 @@ int32_t validate(SoftmaskSmaParams const* p)
         {p->key, "key"}, {p->value, "value"}, {p->mask, "mask"}, {p->alpha, "alpha"}};
     for (auto const& [ptr, name] : required)
     {
-        bool const unused = p->num_keys == 0 && name != std::string("output");
+        // Hard mode never reads alpha.
+        bool const unused = (p->num_keys == 0 && name != std::string("output")) || (hard && name == std::string("alpha"));
         if (unused)
         {
             continue;

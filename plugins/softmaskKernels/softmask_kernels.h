@@ -6,6 +6,10 @@
  *   (uint8/bool, nonzero = padded, may be NULL), output [B, I, E]; E = H * D; all contiguous.
  * Rows whose keys are all padded produce zeros.
  *
+ * Hard mode (Mask2Former's masked attention): mask_dtype SOFTMASK_DTYPE_BOOL, one byte per key
+ * (nonzero = attend); blocked keys are left out of the softmax and a row with no allowed unpadded
+ * key attends to every unpadded key (the empty-row rule). alpha is not read (it may be NULL).
+ *
  * The kernels are Triton-compiled cubins (plus PTX) embedded at build time, launched through the
  * CUDA driver API with the CUDA runtime linked in statically (no TensorRT, no libcuda link; a
  * driver for CUDA >= 12.0 at run time). Launches run in the context of the stream passed;
@@ -27,7 +31,8 @@ typedef enum SoftmaskDtype
 {
     SOFTMASK_DTYPE_FLOAT32 = 0,
     SOFTMASK_DTYPE_FLOAT16 = 1,
-    SOFTMASK_DTYPE_BFLOAT16 = 2
+    SOFTMASK_DTYPE_BFLOAT16 = 2,
+    SOFTMASK_DTYPE_BOOL = 3 /* masks only: 1 byte per key, the hard mode */
 } SoftmaskDtype;
 
 typedef enum SoftmaskStatus
@@ -45,8 +50,8 @@ typedef struct SoftmaskSmaParams
     const void* query;            /* [B, I, E], dtype */
     const void* key;              /* [B, S, E], dtype */
     const void* value;            /* [B, S, E], dtype */
-    const void* mask;             /* [B, I, S], mask_dtype */
-    const void* alpha;            /* [H], alpha_dtype */
+    const void* mask;             /* [B, I, S], mask_dtype (BOOL: hard mode) */
+    const void* alpha;            /* [H], alpha_dtype; not read in hard mode (may be NULL) */
     const uint8_t* key_padding_mask; /* [B, S] or NULL */
     void* output;                 /* [B, I, E], dtype */
     void* workspace;              /* split-KV partials; see softmask_sma_workspace_size */
@@ -57,8 +62,8 @@ typedef struct SoftmaskSmaParams
     int32_t num_heads;            /* H >= 1 */
     int32_t head_dim;             /* D in {16, 32, 64, 128} */
     SoftmaskDtype dtype;          /* query, key, value, output */
-    SoftmaskDtype mask_dtype;     /* mask */
-    SoftmaskDtype alpha_dtype;    /* alpha */
+    SoftmaskDtype mask_dtype;     /* mask: FLOAT32, FLOAT16, or BOOL (hard mode) */
+    SoftmaskDtype alpha_dtype;    /* alpha; ignored in hard mode */
     int32_t num_splits;           /* 0 = choose from the device's SM count; > 0 forces it */
 } SoftmaskSmaParams;
 

@@ -330,6 +330,12 @@ int32_t alphaKernel(Driver const& d, Target const& target, CUkernel* out)
     return status == SOFTMASK_STATUS_SUCCESS ? readyIn(d, *out, 0, target, what) : status;
 }
 
+/* Whether a call first converts an fp16 alpha to fp32 (hard mode never reads alpha). */
+bool convertsAlpha(SoftmaskSmaParams const& p)
+{
+    return p.alpha_dtype == SOFTMASK_DTYPE_FLOAT16 && p.mask_dtype != SOFTMASK_DTYPE_BOOL;
+}
+
 /* The kernel for call p on stream, with the alpha conversion when alpha is fp16, readied in the
  * stream's context. */
 int32_t kernelsFor(Driver const& d, SoftmaskSmaParams const& p, CUstream stream, Target* target, LoadedKernel* kernel,
@@ -347,7 +353,7 @@ int32_t kernelsFor(Driver const& d, SoftmaskSmaParams const& p, CUstream stream,
         return cudaError(d, "making the stream's context current", scope.result());
     }
     status = findKernel(d, p, *target, kernel);
-    if (status == SOFTMASK_STATUS_SUCCESS && p.alpha_dtype == SOFTMASK_DTYPE_FLOAT16)
+    if (status == SOFTMASK_STATUS_SUCCESS && convertsAlpha(p))
     {
         status = alphaKernel(d, *target, alpha);
     }
@@ -431,8 +437,9 @@ int32_t launch(SoftmaskSmaParams const& p, cudaStream_t stream)
             return cudaError(*d, "cuMemsetD8Async (clearing the merge counters)", r);
         }
     }
+    // Hard mode: alpha may be NULL; the kernel never reads it.
     void const* alpha = p.alpha;
-    if (p.alpha_dtype == SOFTMASK_DTYPE_FLOAT16)
+    if (convertsAlpha(p))
     {
         void const* alphaHalf = p.alpha;
         float* alphaOut = alphaFloat;
@@ -485,7 +492,8 @@ int32_t prepare(KernelSpec const& spec)
                                      "first (cudaSetDevice, cuCtxSetCurrent)");
     }
     // Every row a call of these types can pick: each query tile (I of 16, 32, 64 picks 16, 32,
-    // 64), with and without key padding, S a multiple of 16 or not; and the alpha conversion.
+    // 64), with and without key padding, S a multiple of 16 or not; and the alpha conversion
+    // (soft mode only: kernelsFor skips it for a bool mask).
     SoftmaskSmaParams p{};
     p.dtype = static_cast<SoftmaskDtype>(spec.dtype);
     p.mask_dtype = static_cast<SoftmaskDtype>(spec.maskDtype);

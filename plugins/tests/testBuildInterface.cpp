@@ -23,21 +23,25 @@ using softmask_test::AttentionShape;
 constexpr std::array<DataType, 6> kCANDIDATE_TYPES{
     DataType::kFLOAT, DataType::kHALF, DataType::kBF16, DataType::kINT8, DataType::kINT32, DataType::kBOOL};
 
-SoftMaskedAttentionPlugin makePlugin(int32_t numHeads)
+SoftMaskedAttentionPlugin makePlugin(int32_t numHeads, bool hardMask = false)
 {
     SoftMaskedAttentionFields fields;
     fields.numHeads = numHeads;
+    fields.hardMask = hardMask ? 1 : 0;
     return SoftMaskedAttentionPlugin(fields);
 }
 
 //! The supported combinations, written out from the op contract: data = query = key = value =
-//! output in {fp32, fp16}; mask in {fp32, fp16}; alpha fp32 or the data type; key_padding_mask bool.
-bool contractAllows(std::vector<DataType> const& types, int32_t nbInputs)
+//! output in {fp32, fp16}; mask in {fp32, fp16}, or bool exactly in hard mode (hard_mask = 1);
+//! alpha fp32 or the data type; key_padding_mask bool. The output never is bool: TensorRT 10.14
+//! refuses kBOOL plugin outputs (NvInferRuntime.h:935, getOutputDataTypes' warning).
+bool contractAllows(std::vector<DataType> const& types, int32_t nbInputs, bool hardMask)
 {
     DataType const data = types[0];
     bool const dataOk = data == DataType::kFLOAT || data == DataType::kHALF;
     bool const sameData = types[1] == data && types[2] == data && types[static_cast<size_t>(nbInputs)] == data;
-    bool const maskOk = types[3] == DataType::kFLOAT || types[3] == DataType::kHALF;
+    bool const maskOk
+        = hardMask ? types[3] == DataType::kBOOL : (types[3] == DataType::kFLOAT || types[3] == DataType::kHALF);
     bool const alphaOk = types[4] == DataType::kFLOAT || types[4] == data;
     bool const paddingOk = nbInputs == 5 || types[5] == DataType::kBOOL;
     return dataOk && sameData && maskOk && alphaOk && paddingOk;
@@ -74,9 +78,13 @@ int32_t configure(SoftMaskedAttentionPlugin& plugin, std::vector<PluginTensorDes
 
 } // namespace
 
+// Position by position from inOut[0..pos] only, as NvInferRuntime.h:998 (IPluginV3OneBuild::
+// supportsFormatCombination, TensorRT 10.14) requires; in both modes.
 SOFTMASK_TEST(supportsFormatCombinationAcceptsExactlyTheContractsTypes)
 {
-    SoftMaskedAttentionPlugin plugin = makePlugin(2);
+  for (bool const hardMask : {false, true})
+  {
+    SoftMaskedAttentionPlugin plugin = makePlugin(2, hardMask);
     for (int32_t const nbInputs : {5, 6})
     {
         size_t const nbTensors = static_cast<size_t>(nbInputs) + 1;
@@ -90,7 +98,7 @@ SOFTMASK_TEST(supportsFormatCombinationAcceptsExactlyTheContractsTypes)
             {
                 types[i] = kCANDIDATE_TYPES[choice[i]];
             }
-            bool const expected = contractAllows(types, nbInputs);
+            bool const expected = contractAllows(types, nbInputs, hardMask);
             bool const actual = pluginAcceptsAll(plugin, withTypes(types), nbInputs);
             if (expected != actual)
             {
@@ -99,7 +107,8 @@ SOFTMASK_TEST(supportsFormatCombinationAcceptsExactlyTheContractsTypes)
                 {
                     text += std::string(" ") + softmask::plugin::dataTypeName(type);
                 }
-                ::softmask_test::fail(__FILE__, __LINE__, text + (expected ? ": rejected" : ": accepted"));
+                ::softmask_test::fail(__FILE__, __LINE__,
+                    text + (hardMask ? " (hard_mask = 1)" : "") + (expected ? ": rejected" : ": accepted"));
             }
             accepted += actual ? 1 : 0;
             size_t digit = 0;
@@ -112,9 +121,11 @@ SOFTMASK_TEST(supportsFormatCombinationAcceptsExactlyTheContractsTypes)
                 break;
             }
         }
-        // fp32 data: mask fp32|fp16, alpha fp32 (2); fp16 data: mask 2 x alpha fp32|fp16 (4).
-        CHECK_EQ(accepted, 6);
+        // Soft: fp32 data: mask fp32|fp16, alpha fp32 (2); fp16 data: mask 2 x alpha fp32|fp16 (4).
+        // Hard: the mask bool only: fp32 data (1), fp16 data: alpha fp32|fp16 (2).
+        CHECK_EQ(accepted, hardMask ? 3 : 6);
     }
+  }
 }
 
 SOFTMASK_TEST(supportsFormatCombinationRejectsNonLinearFormats)
@@ -263,6 +274,27 @@ SOFTMASK_TEST(configurePluginAcceptsDynamicShapesAndRejectsMismatches)
     CHECK(configure(plugin, wrongHeadDim, 5) != 0);
     CHECK_CONTAINS(log.logger().errorText(), "= 24 has no kernel");
     CHECK_EQ(log.logger().errors().size(), size_t{3});
+}
+
+SOFTMASK_TEST(theMaskIsBoolExactlyInHardMode)
+{
+    AttentionShape const shape{-1, 100, -1, 256, 8}; // Mask2Former: 100 queries, D = 32
+    std::vector<PluginTensorDesc> const boolMask
+        = softmask_test::inOutDescs(shape, true, DataType::kHALF, DataType::kBOOL, DataType::kFLOAT);
+    std::vector<PluginTensorDesc> const halfMask
+        = softmask_test::inOutDescs(shape, true, DataType::kHALF, DataType::kHALF, DataType::kFLOAT);
+    SoftMaskedAttentionPlugin hard = makePlugin(8, true);
+    SoftMaskedAttentionPlugin soft = makePlugin(8, false);
+    CHECK_EQ(configure(hard, boolMask, 6), 0); // also prepares the hard kernels (fake driver)
+
+    softmask_test::CapturedLog log;
+    CHECK(configure(soft, boolMask, 6) != 0);
+    CHECK_CONTAINS(log.logger().errorText(), "mask (input 3) has type kBOOL");
+    CHECK_CONTAINS(log.logger().errorText(), "kBOOL only with hard_mask = 1");
+    CHECK(configure(hard, halfMask, 6) != 0);
+    CHECK_CONTAINS(log.logger().errorText(), "mask (input 3) has type kHALF");
+    CHECK_CONTAINS(log.logger().errorText(), "kBOOL (hard_mask = 1)");
+    CHECK_EQ(log.logger().errors().size(), size_t{2});
 }
 
 SOFTMASK_TEST(onShapeChangeChecksTheRealShapes)

@@ -115,9 +115,12 @@ SOFTMASK_TEST(creatorFieldNamesAndTypes)
     SoftMaskedAttentionPluginCreator creator;
     PluginFieldCollection const* names = creator.getFieldNames();
     CHECK(names != nullptr);
-    CHECK_EQ(names->nbFields, 2);
+    // The ONNX parser passes a node's attributes named here (and only those) as fields: hard_mask
+    // must be listed for a hard-mode node's attribute to reach the plugin.
+    CHECK_EQ(names->nbFields, 3);
     CHECK_EQ(std::string(names->fields[0].name), std::string("num_heads"));
     CHECK_EQ(std::string(names->fields[1].name), std::string("num_splits"));
+    CHECK_EQ(std::string(names->fields[2].name), std::string("hard_mask"));
     for (int32_t i = 0; i < names->nbFields; ++i)
     {
         CHECK(names->fields[i].type == PluginFieldType::kINT32);
@@ -133,6 +136,7 @@ SOFTMASK_TEST(createPluginFromFieldsUsesDefaults)
     CHECK(plugin != nullptr);
     CHECK_EQ(asPlugin(*plugin).fields().numHeads, 8);
     CHECK_EQ(asPlugin(*plugin).fields().numSplits, 0);
+    CHECK_EQ(asPlugin(*plugin).fields().hardMask, 0);
 
     auto* core = static_cast<nvinfer1::IPluginV3OneCore*>(
         plugin->getCapabilityInterface(nvinfer1::PluginCapabilityType::kCORE));
@@ -169,8 +173,13 @@ SOFTMASK_TEST(serializeThenRecreateGivesIdenticalFields)
     {
         for (int32_t const numSplits : {0, 3, 64})
         {
+            int32_t const hardMask = numSplits == 3 ? 1 : 0;
             Fields fields;
             fields.addInt32("num_splits", {numSplits}).addInt32("num_heads", {numHeads});
+            if (hardMask != 0)
+            {
+                fields.addInt32("hard_mask", {hardMask});
+            }
             std::unique_ptr<nvinfer1::IPluginV3> built = create(&fields.collection);
             CHECK(built != nullptr);
             auto* runtime = static_cast<nvinfer1::IPluginV3OneRuntime*>(
@@ -179,11 +188,13 @@ SOFTMASK_TEST(serializeThenRecreateGivesIdenticalFields)
             CHECK(serialized != nullptr);
             CHECK_EQ(serializedInt32(*serialized, "num_heads"), numHeads);
             CHECK_EQ(serializedInt32(*serialized, "num_splits"), numSplits);
+            CHECK_EQ(serializedInt32(*serialized, "hard_mask"), hardMask);
 
             std::unique_ptr<nvinfer1::IPluginV3> loaded = create(serialized, nvinfer1::TensorRTPhase::kRUNTIME);
             CHECK(loaded != nullptr);
             CHECK_EQ(asPlugin(*loaded).fields().numHeads, numHeads);
             CHECK_EQ(asPlugin(*loaded).fields().numSplits, numSplits);
+            CHECK_EQ(asPlugin(*loaded).fields().hardMask, hardMask);
             auto* loadedRuntime = static_cast<nvinfer1::IPluginV3OneRuntime*>(
                 loaded->getCapabilityInterface(nvinfer1::PluginCapabilityType::kRUNTIME));
             PluginFieldCollection const* again = loadedRuntime->getFieldsToSerialize();
@@ -234,6 +245,13 @@ SOFTMASK_TEST(nonPositiveNumHeadsIsRejected)
         fields.addInt32("num_heads", {numHeads});
         expectRejected(&fields.collection, {"num_heads", ">= 1", std::to_string(numHeads)});
     }
+}
+
+SOFTMASK_TEST(hardMaskOtherThanZeroOrOneIsRejected)
+{
+    Fields fields;
+    fields.addInt32("num_heads", {8}).addInt32("hard_mask", {2});
+    expectRejected(&fields.collection, {"hard_mask", "0 (soft mask) or 1", "got 2"});
 }
 
 SOFTMASK_TEST(negativeNumSplitsIsRejected)

@@ -94,6 +94,31 @@ SOFTMASK_TEST(theExportedNodeReachesTheCreatorWithTheFieldsTheParserMakes)
     CHECK_EQ(softmask_test::importPluginNode(process().registry, unnamed).layerName, std::string("node_of_attention_out"));
 }
 
+SOFTMASK_TEST(aHardModeNodesAttributeBecomesTheHardMaskField)
+{
+    // softmask/ops/onnx_op.py writes hard_mask = 1 (an INT attribute) on hard-mode nodes only.
+    process();
+    size_t const warningsBefore = process().logger.warnings().size();
+    softmask_test::OnnxNode node = softmask_test::exportedNode(8);
+    node.attributes.push_back(OnnxAttribute{"hard_mask", OnnxAttribute::Kind::kINT, {1}});
+    softmask_test::ImportedPlugin imported = softmask_test::importPluginNode(process().registry, node);
+    CHECK(imported.plugin != nullptr);
+    CHECK_EQ(process().logger.warnings().size(), warningsBefore); // a known field, not ignored
+    auto* runtime = static_cast<nvinfer1::IPluginV3OneRuntime*>(
+        imported.plugin->getCapabilityInterface(nvinfer1::PluginCapabilityType::kRUNTIME));
+    CHECK(runtime != nullptr);
+    nvinfer1::PluginFieldCollection const* serialized = runtime->getFieldsToSerialize();
+    int32_t hardMask = -1;
+    for (int32_t i = 0; i < serialized->nbFields; ++i)
+    {
+        if (std::string(serialized->fields[i].name) == "hard_mask")
+        {
+            hardMask = *static_cast<int32_t const*>(serialized->fields[i].data);
+        }
+    }
+    CHECK_EQ(hardMask, 1);
+}
+
 SOFTMASK_TEST(attributesOfAnotherTypeFailWithAMessageNamingThem)
 {
     process();

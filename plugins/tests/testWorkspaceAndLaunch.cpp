@@ -140,6 +140,16 @@ SOFTMASK_TEST(launchParametersComeFromTheRealShapes)
     CHECK(unpadded.key_padding_mask == nullptr);
     CHECK(unpadded.dtype == SOFTMASK_DTYPE_FLOAT32);
     CHECK(unpadded.mask_dtype == SOFTMASK_DTYPE_FLOAT16);
+
+    // hard_mask = 1: the kBOOL mask goes to the launcher as SOFTMASK_DTYPE_BOOL (the hard kernels).
+    fields.hardMask = 1;
+    std::vector<PluginTensorDesc> const hard
+        = softmask_test::inOutDescs(shape, true, DataType::kHALF, DataType::kBOOL, DataType::kFLOAT);
+    SoftmaskSmaParams const hardParams
+        = softmask::plugin::makeSmaParams(hard.data(), 6, inputs.data(), outputs.data(), workspace, fields);
+    CHECK(hardParams.mask_dtype == SOFTMASK_DTYPE_BOOL);
+    CHECK(hardParams.mask == inputs[3]);
+    CHECK(hardParams.dtype == SOFTMASK_DTYPE_FLOAT16);
 }
 
 SOFTMASK_TEST_MAIN()

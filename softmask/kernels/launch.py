@@ -76,6 +76,31 @@ def unsupported_reason(query: torch.Tensor, mask: torch.Tensor, num_heads: int) 
 
 
 @functools.lru_cache(maxsize=4096)
+def _check_tiles(tiles: heuristics.KernelTiles, head_dim: int) -> None:
+    """Forced tiles must be launchable: powers of two (Triton's block shapes), tensor-core
+    minimums of 16 rows and keys, 1 to 16 warps, 1 to 6 stages, 1 to MAX_SPLITS splits."""
+
+    def power_of_two(n: int) -> bool:
+        return n > 0 and n & (n - 1) == 0
+
+    ok = (
+        power_of_two(tiles.block_i)
+        and 16 <= tiles.block_i <= 128
+        and power_of_two(tiles.block_s)
+        and 16 <= tiles.block_s <= 512
+        and power_of_two(tiles.num_warps)
+        and tiles.num_warps <= 16
+        and 1 <= tiles.num_stages <= 6
+        and 1 <= tiles.num_splits <= heuristics.MAX_SPLITS
+    )
+    if not ok:
+        raise InputError(
+            f"tiles {tiles} (head dim {head_dim}): block_i must be a power of two in [16, 128], "
+            "block_s one in [16, 512], num_warps one <= 16, num_stages in [1, 6], num_splits in "
+            f"[1, {heuristics.MAX_SPLITS}]"
+        )
+
+
 def _tiles(dims: SmaDims, num_sms: int, arch: int, elem: int, mask_elem: int):
     return heuristics.kernel_tiles(
         dims.batch,
@@ -100,6 +125,7 @@ def sma_forward(
     key_padding_mask: torch.Tensor | None = None,
     num_splits: int | None = None,
     hard: bool = False,
+    tiles: heuristics.KernelTiles | None = None,
 ) -> torch.Tensor:
     """Fused soft-masked attention forward (Triton), same contract as the reference.
 
@@ -116,6 +142,9 @@ def sma_forward(
             -inf, a row with no allowed unpadded key attends to every unpadded key. The mask must
             be bool here (``reference.hard_mask`` applies a threshold); the kernel reads 1 byte
             per key.
+        tiles: None (the default) takes tiles, warps, stages and splits from
+            ``heuristics.kernel_tiles``; a ``KernelTiles`` forces them all (configuration sweeps:
+            ``benchmarks/sweep_gpu.py``). ``num_splits``, when given, still wins for the splits.
 
     Returns:
         [B, I, E] in query's dtype (fp32 accumulation inside).
@@ -158,8 +187,11 @@ def sma_forward(
         return torch.empty_like(query)
     if dims.keys == 0:
         return torch.zeros_like(query)  # every key missing: the contract's zeros
-    num_sms, arch = _device_facts(device)
-    tiles = _tiles(dims, num_sms, arch, query.element_size(), mask.element_size())
+    if tiles is None:
+        num_sms, arch = _device_facts(device)
+        tiles = _tiles(dims, num_sms, arch, query.element_size(), mask.element_size())
+    else:
+        _check_tiles(tiles, dims.head_dim)
     splits = num_splits if num_splits is not None else tiles.num_splits
     return _launch(query, key, value, mask, alpha, key_padding_mask, dims, tiles, splits, hard)
 

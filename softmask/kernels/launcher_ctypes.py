@@ -20,6 +20,8 @@ logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+# Mask dtypes: SoftmaskDtype plus SOFTMASK_DTYPE_BOOL (3), the hard (Mask2Former) mode.
+MASK_DTYPE_CODES = {**DTYPE_CODES, torch.bool: 3}
 
 
 class SmaParams(ctypes.Structure):
@@ -117,36 +119,29 @@ class Launcher:
         num_splits=0,
         out=None,
     ) -> torch.Tensor:
-        """Forward on torch's current stream; tensors contiguous on one CUDA device."""
+        """Forward on torch's current stream; tensors contiguous on one CUDA device.
+
+        query [B, I, E], key/value [B, S, E], mask [B, I, S] (float, or bool for the hard mode:
+        True = attend, a row with no allowed key attends to every key), alpha [H] (may be None in
+        hard mode: not read), key_padding_mask [B, S] bool (True = padded) or None.
+        """
         b, i, e = query.shape
-        s = key.shape[1]
-        d = e // num_heads
         out = torch.empty_like(query) if out is None else out
-        need = self.workspace_bytes(b, i, s, num_heads, d)
+        need = self.workspace_bytes(b, i, key.shape[1], num_heads, e // num_heads)
         if self._workspace is None or self._workspace.numel() < max(need, 1):
             self._workspace = torch.empty(max(need, 1), dtype=torch.uint8, device=query.device)
-        kpm = (
-            key_padding_mask.view(torch.uint8).data_ptr() if key_padding_mask is not None else None
-        )
-        params = SmaParams(
-            query.data_ptr(),
-            key.data_ptr(),
-            value.data_ptr(),
-            mask.data_ptr(),
-            alpha.data_ptr(),
-            kpm,
-            out.data_ptr(),
-            self._workspace.data_ptr(),
-            need,
-            b,
-            i,
-            s,
+        params = make_params(
+            query,
+            key,
+            value,
+            mask,
+            alpha,
             num_heads,
-            d,
-            DTYPE_CODES[query.dtype],
-            DTYPE_CODES[mask.dtype],
-            DTYPE_CODES[alpha.dtype],
+            key_padding_mask,
             num_splits,
+            out,
+            self._workspace,
+            need,
         )
         status = self.lib.softmask_sma_forward(
             ctypes.byref(params), torch.cuda.current_stream(query.device).cuda_stream
@@ -154,3 +149,45 @@ class Launcher:
         if status != 0:
             raise LauncherError(self.lib.softmask_status_string(status).decode())
         return out
+
+
+def make_params(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor,
+    alpha: torch.Tensor | None,
+    num_heads: int,
+    key_padding_mask: torch.Tensor | None,
+    num_splits: int,
+    out: torch.Tensor,
+    workspace: torch.Tensor,
+    workspace_size: int,
+) -> SmaParams:
+    """SoftmaskSmaParams for these tensors (shapes as in ``Launcher.__call__``); reads no data.
+
+    A bool mask selects the hard mode (mask dtype 3); alpha None passes NULL, which only the hard
+    mode accepts.
+    """
+    b, i, e = query.shape
+    kpm = key_padding_mask.view(torch.uint8).data_ptr() if key_padding_mask is not None else None
+    return SmaParams(
+        query.data_ptr(),
+        key.data_ptr(),
+        value.data_ptr(),
+        mask.data_ptr(),
+        None if alpha is None else alpha.data_ptr(),
+        kpm,
+        out.data_ptr(),
+        workspace.data_ptr(),
+        workspace_size,
+        b,
+        i,
+        key.shape[1],
+        num_heads,
+        e // num_heads,
+        DTYPE_CODES[query.dtype],
+        MASK_DTYPE_CODES[mask.dtype],
+        DTYPE_CODES[torch.float32 if alpha is None else alpha.dtype],
+        num_splits,
+    )

@@ -491,15 +491,18 @@ CUresult launchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY
     }
     int tableArch = -1;
     bool tablePtx = false;
+    long tableRow = -1;
     for (size_t i = 0; i < softmask_kernel_table_size; ++i)
     {
         if (isTableImage(i, kernel->image))
         {
             tableArch = softmask_kernel_table[i].arch;
             tablePtx = softmask_kernel_table[i].is_ptx != 0;
+            tableRow = static_cast<long>(i);
         }
     }
-    s.launches.push_back(fake_cuda::Launch{context->device, kernel->name, tableArch, tablePtx, sharedMemBytes, hStream});
+    s.launches.push_back(
+        fake_cuda::Launch{context->device, kernel->name, tableArch, tablePtx, sharedMemBytes, hStream, tableRow});
     return CUDA_SUCCESS;
 }
 

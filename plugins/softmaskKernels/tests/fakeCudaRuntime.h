@@ -43,6 +43,7 @@ struct Launch
     bool tablePtx;
     size_t sharedBytes;
     CUstream stream;
+    long tableRow; //!< index of the table row launched; -1 for a kernel not from the table
 };
 
 //! The devices of the process, by compute capability (x10, e.g. {90, 90, 86}); device 0's

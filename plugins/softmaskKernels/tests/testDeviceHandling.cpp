@@ -191,6 +191,51 @@ SOFTMASK_TEST(aStreamOfAnotherDeviceRunsInItsContextWithThatDevicesKernels)
     CHECK_EQ(device, kFirstHopper);
 }
 
+SOFTMASK_TEST(aBoolMaskRunsTheHardKernelsAndNeverTouchesAlpha)
+{
+    // Mask2Former's shapes: I = 100 queries, S = 1024 keys (S % 16 == 0: the fast hard row), then
+    // key padding (the general hard row). alpha is NULL and declared fp16: hard mode must neither
+    // check it nor launch the fp16 -> fp32 conversion.
+    useDevices();
+    CHECK_EQ(cudaSetDevice(kFirstHopper), cudaSuccess);
+    CHECK_EQ(softmask_sma_prepare(SOFTMASK_DTYPE_FLOAT16, SOFTMASK_DTYPE_BOOL, 32), SOFTMASK_STATUS_SUCCESS);
+    static uint8_t const padding[2 * 1024] = {};
+    for (bool padded : {false, true})
+    {
+        fake_cuda::clearLog();
+        Buffers buffers;
+        SoftmaskSmaParams p = params(buffers, SOFTMASK_DTYPE_FLOAT16, SOFTMASK_DTYPE_BOOL, 32, SOFTMASK_DTYPE_FLOAT16);
+        p.alpha = nullptr;
+        p.batch = 2;
+        p.num_queries = 100;
+        p.num_keys = 1024;
+        p.key_padding_mask = padded ? padding : nullptr;
+        p.workspace_size = softmask_sma_workspace_size(p.batch, p.num_queries, p.num_keys, p.num_heads, p.head_dim);
+        buffers.workspace.reset(std::aligned_alloc(256, (p.workspace_size + 255) / 256 * 256));
+        p.workspace = buffers.workspace.get();
+        int32_t const status = forward(p);
+        if (status != SOFTMASK_STATUS_SUCCESS)
+        {
+            ::softmask_test::fail(__FILE__, __LINE__, statusText(status));
+        }
+        CHECK_EQ(fake_cuda::launches().size(), size_t{1});
+        fake_cuda::Launch const& launch = fake_cuda::launches()[0];
+        CHECK(launch.tableRow >= 0);
+        SoftmaskKernelEntry const& row = softmask_kernel_table[static_cast<size_t>(launch.tableRow)];
+        CHECK_EQ(row.mask_dtype, int32_t{SOFTMASK_DTYPE_BOOL});
+        CHECK_EQ(row.dtype, int32_t{SOFTMASK_DTYPE_FLOAT16});
+        CHECK_EQ(row.arch, 90);
+        CHECK_EQ(row.padding, padded ? 1 : 0);
+    }
+    // The soft mode still needs alpha.
+    Buffers buffers;
+    SoftmaskSmaParams p = params(buffers, SOFTMASK_DTYPE_FLOAT16, SOFTMASK_DTYPE_FLOAT16, 32);
+    p.alpha = nullptr;
+    int32_t const status = forward(p);
+    CHECK_EQ(status, SOFTMASK_STATUS_INVALID_ARGUMENT);
+    CHECK_CONTAINS(statusText(status), "alpha pointer is NULL");
+}
+
 SOFTMASK_TEST(withoutACurrentContextTheCallsSayWhatIsMissing)
 {
     useDevices();

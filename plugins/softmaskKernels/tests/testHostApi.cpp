@@ -71,6 +71,19 @@ void testValidation()
     expectStatus(p, SOFTMASK_STATUS_INVALID_ARGUMENT, "bad dtype enum", "dtype value 7");
 
     p = validParams();
+    p.dtype = SOFTMASK_DTYPE_BOOL;
+    expectStatus(p, SOFTMASK_STATUS_INVALID_ARGUMENT, "bool data", "BOOL is for the mask only");
+
+    p = validParams();
+    p.mask_dtype = static_cast<SoftmaskDtype>(9);
+    expectStatus(p, SOFTMASK_STATUS_INVALID_ARGUMENT, "bad mask dtype enum", "mask dtype value 9");
+
+    p = validParams();
+    p.mask_dtype = SOFTMASK_DTYPE_BOOL;
+    p.key = nullptr;
+    expectStatus(p, SOFTMASK_STATUS_INVALID_ARGUMENT, "hard mode checks the other pointers", "key pointer is NULL");
+
+    p = validParams();
     p.head_dim = 48;
     expectStatus(p, SOFTMASK_STATUS_UNSUPPORTED, "head dim 48", "head_dim 48");
 
@@ -128,6 +141,7 @@ void testTable()
     check(softmask_kernel_table_size > 0, "table is not empty");
     int32_t const headDims[] = {16, 32, 64, 128};
     int32_t const dtypes[] = {SOFTMASK_DTYPE_FLOAT32, SOFTMASK_DTYPE_FLOAT16};
+    int32_t const maskDtypes[] = {SOFTMASK_DTYPE_FLOAT32, SOFTMASK_DTYPE_FLOAT16, SOFTMASK_DTYPE_BOOL};
     for (size_t i = 0; i < softmask_kernel_table_size; ++i)
     {
         SoftmaskKernelEntry const& e = softmask_kernel_table[i];
@@ -153,7 +167,7 @@ void testTable()
         {
             for (int32_t dtype : dtypes)
             {
-                for (int32_t maskDtype : dtypes)
+                for (int32_t maskDtype : maskDtypes)
                 {
                     int general = 0;
                     for (size_t j = 0; j < softmask_kernel_table_size; ++j)
@@ -180,6 +194,14 @@ void testTable()
                     }
                     check(fast == 1, "one fast fp16 row per query tile the launcher picks");
                 }
+                int hardFast = 0;
+                for (size_t j = 0; j < softmask_kernel_table_size; ++j)
+                {
+                    SoftmaskKernelEntry const& o = softmask_kernel_table[j];
+                    hardFast += o.arch == e.arch && !o.is_ptx && o.head_dim == d && o.dtype == SOFTMASK_DTYPE_FLOAT16
+                        && o.mask_dtype == SOFTMASK_DTYPE_BOOL && o.padding == 0;
+                }
+                check(hardFast == 1, "one fast fp16 hard-mode (bool mask) row per head dim");
             }
         }
     }
