@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class BackendCapabilities:
     """What one backend does with a run's settings; every check of which flag applies to which
