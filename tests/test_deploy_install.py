@@ -44,6 +44,7 @@ DEPLOY_MODULES = (
     "softmask.eval.parity",
     "softmask.eval.plot",
     "softmask.serve.server",
+    "softmask.serve.embedded",
     "softmask.serve.client",
     "softmask.serve.repository",
     "softmask.serve.triton_model",
@@ -215,9 +216,11 @@ def test_serving_an_export_imports_no_torch(demo_clip, tmp_path):
     code = (
         "import sys\n"
         "from softmask.serve.repository import write_repository\n"
-        "from softmask.serve.server import check_embedded_model, embedded_repository\n"
-        f"check_embedded_model({str(export)!r})\n"
-        f"embedded_repository({str(tmp_path / 'embedded')!r}, {str(export)!r})\n"
+        "from softmask.runtime.settings import RunSettings\n"
+        "from softmask.serve.embedded import check_embedded_model, embedded_repository\n"
+        f"settings = RunSettings(export_dir={str(export)!r})\n"
+        "check_embedded_model(settings)\n"
+        f"embedded_repository({str(tmp_path / 'embedded')!r}, settings)\n"
         f"write_repository({str(export)!r}, {str(tmp_path / 'bls')!r}, graphs='python')\n"
         "print('torch imported:', 'torch' in sys.modules)\n"
     )

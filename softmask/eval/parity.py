@@ -128,6 +128,49 @@ class ParityReport:
         """Write the report as JSON."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
+    def summary(self, shown: int = 10, saved: bool = False) -> str:
+        """What the command line prints (lines, no trailing newline): the totals, J&F, drift,
+        the first divergence and its localisation, the first ``shown`` failing frames, and the
+        verdict with the tolerances it used. ``saved``: the report is saved as JSON (the hint
+        on failing frames beyond ``shown`` says where they all are)."""
+        lines = [(f"frames: {len(self.frames)}, lowest label agreement "
+                  f"{self.min_agreement:.6f}, largest score difference {self.max_abs_score_diff}")]
+        if self.jf_reference is not None:
+            lines.append(f"J&F: {self.reference} {self.jf_reference:.4f}, {self.candidate} "
+                         f"{self.jf_candidate:.4f}")
+        trend = self.drift
+        if trend.get("slope_per_frame") is not None:
+            lines.append(f"drift: {trend['trend']} ({trend['quantity']}: {trend['start']:.3g} -> "
+                         f"{trend['end']:.3g} over {trend['frames']} frames)")
+        else:
+            lines.append(f"drift: {trend.get('trend')}")
+        first = self.first_divergence
+        lines.append(f"first divergence: "
+                     f"{describe(first) + f' ({first.graph})' if first else 'none'}")
+        loc = self.localization
+        if loc is not None:
+            lines.append(f"frame {loc.frame} ({loc.graph}) from the reference's input state: "
+                         f"{loc.verdict or 'no verdict'}")
+            if loc.modules:
+                lines += [loc.table(), f"first culprit: {loc.culprit or 'none'}"]
+            lines += [f"note: {note}" for note in loc.notes]
+        by_frame: dict[str, list[str]] = {}
+        for failure in self.failures:  # "frame T: what" -> the frame's failures on one line
+            where, _, what = failure.partition(": ")
+            by_frame.setdefault(where, []).append(what)
+        for where, what in list(by_frame.items())[:shown]:
+            graph = self.frames[int(where.split()[1])].graph
+            lines.append(f"FAIL {where} ({graph}): " + "; ".join(what))
+        if len(by_frame) > shown:
+            hint = " (all of them in --report)" if saved else " (--report lists all)"
+            lines.append(f"... and {len(by_frame) - shown} more failing frames{hint}")
+        lines.append(
+            f"parity {self.reference} vs {self.candidate}: {'PASS' if self.passed else 'FAIL'} "
+            f"(label agreement >= {self.min_agreement_required}, score diff <= "
+            f"{self.score_tolerance}, descriptor diff <= {self.state_tolerance})"
+        )
+        return "\n".join(lines)
+
 
 def _plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):

@@ -2,7 +2,8 @@
 
 ``RunStats`` collects the pipeline's per-frame stage times; ``run_report`` turns them into the
 report (percentiles per stage, end-to-end latency, counts); ``machine_info`` says what the figures
-were measured on; ``write_report`` writes any report atomically.
+were measured on; ``run_summary`` says it in a few lines; ``write_report`` writes any report
+atomically.
 """
 
 from __future__ import annotations
@@ -136,6 +137,34 @@ def run_report(
     if per_frame is not None:
         report["per_frame"] = per_frame
     return report
+
+
+def run_summary(report: Mapping[str, Any], out: str | Path) -> str:
+    """A ``run_report`` in a few lines (no trailing newline), as ``softmask run`` prints it:
+    what ran and its setup times, latency (ms), model time (ms) and the stage means (ms);
+    ``out`` is the run's output folder."""
+    setup, stages = report["setup"], report["stages"]
+    setup_line = ", ".join(
+        f"{key[:-2].replace('_', ' ')} {value:.1f} s"
+        for key, value in setup.items() if key.endswith("_s")
+    )
+    export = f"; export: {setup['export']}" if setup.get("export") else ""
+    lines = [(f"{report['backend']} ({report['device']}, {report['precision']}): "
+              f"{report['frames_processed']} frames -> {Path(out)}; setup: {setup_line}{export}")]
+    lat, model = report["latency"], report["model_latency"]
+    if lat["count"]:
+        dropped = f", {report['frames_dropped']} dropped" if report["frames_dropped"] else ""
+        lines.append(f"latency (decode to mask written): p50 {lat['p50_ms']:.1f} ms, p90 "
+                     f"{lat['p90_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms; "
+                     f"{report['achieved_fps']:.1f} fps{dropped}")
+    if model["count"]:
+        lines.append(f"model (upload, graph, download): p50 {model['p50_ms']:.1f} ms, p90 "
+                     f"{model['p90_ms']:.1f} ms over {model['count']} frames")
+    means = ", ".join(f"{name} {stages[name]['mean_ms']:.1f}" for name in stages
+                      if stages[name]["mean_ms"] is not None)
+    if means:
+        lines.append(f"stage means (ms): {means}")
+    return "\n".join(lines)
 
 
 def machine_info() -> dict[str, Any]:

@@ -7,6 +7,8 @@
   independent of Triton so it is testable alone.
 - ``triton_model``: the python-backend model class the repository's ``model.py`` loads.
 - ``server``: the embedded server (the ``tritonserver`` binary bundled with nvidia-pytriton).
+- ``embedded``: what ``softmask serve start`` serves on it, those settings' checks, and its
+  foreground lifecycle (start, wait, stop).
 - ``client``: streams a frame source to a server over gRPC (``softmask stream``).
 
 User docs: docs/serving.md.

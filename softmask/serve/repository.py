@@ -32,6 +32,7 @@ import math
 import shlex
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -358,6 +359,47 @@ def variant_capabilities(graphs: str) -> BackendCapabilities:
 def variants_where(test: Callable[[BackendCapabilities], bool]) -> tuple[str, ...]:
     """The variants whose runtime's row passes ``test`` (for messages)."""
     return tuple(g for g in GRAPH_VARIANTS if test(variant_capabilities(g)))
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """A repository's stream limits as given (None / False: not given, ``resolved`` fills in the
+    defaults).
+
+    max_streams [--max-streams]: most concurrent streams per softmask_stream instance.
+    idle_timeout_s [--idle-timeout]: seconds without a frame after which a stream is reaped.
+    instances [--instances]: softmask_stream instances.
+    scores [--scores]: also answer float32 object scores.
+    """
+
+    max_streams: int | None = None
+    idle_timeout_s: float | None = None
+    instances: int | None = None
+    scores: bool = False
+
+    def resolved(self) -> dict[str, Any]:
+        """``write_repository``'s keyword arguments of these limits, defaults filled in."""
+        return {
+            "max_streams": self.max_streams or DEFAULT_MAX_STREAMS,
+            "idle_timeout_s": self.idle_timeout_s or DEFAULT_IDLE_TIMEOUT_S,
+            "instances": self.instances or 1,
+            "scores": self.scores,
+        }
+
+
+def check_plan_flags(graphs: str, plugins: bool, skip_plans: bool) -> None:
+    """Refuse --plugin / --skip-plans for a variant whose runtime builds no TensorRT engines
+    (its row in the capability table says so; they would be ignored).
+
+    Raises:
+        InputError: one line naming the first flag given.
+    """
+    if variant_capabilities(graphs).builds_engines:
+        return
+    plans = " or ".join(variants_where(lambda c: c.builds_engines))
+    for flag, given in (("--plugin", plugins), ("--skip-plans", skip_plans)):
+        if given:
+            raise InputError(f"{flag}: applies to --graphs {plans}, not {graphs}; drop {flag}")
 
 
 def check_repository_settings(

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0
 LOG_NAME = "tritonserver.log"
-# The repository ``embedded_repository`` writes, inside the work folder.
+# The repository ``softmask.serve.embedded.embedded_repository`` writes, inside the work folder.
 REPOSITORY_DIR = "repository"
 PORT_FLAGS = {"http_port": "--http-port", "grpc_port": "--grpc-port",
               "metrics_port": "--metrics-port"}
@@ -430,90 +430,3 @@ class EmbeddedServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-
-def check_embedded_model(
-    export_dir: str | Path | None = None,
-    checkpoint: str | Path | None = None,
-    height: int | None = None,
-    width: int | None = None,
-    num_objects: int | None = None,
-    temporal_window: int | None = None,
-    min_dim: int | None = None,
-    max_dim: int | None = None,
-) -> None:
-    """Refuse model settings ``embedded_repository`` would ignore or cannot use, before any work.
-
-    With ``export_dir`` the export fixes the model: --checkpoint is refused, and the other settings
-    must equal the export's (as ``softmask run --export-dir`` checks). Without it, --height,
-    --width and --objects are needed to export the model.
-
-    Raises:
-        InputError: one line naming the flag.
-    """
-    from softmask.runtime.settings import RunSettings
-
-    settings = RunSettings(
-        checkpoint=checkpoint, num_objects=num_objects, temporal_window=temporal_window,
-        min_dim=min_dim, max_dim=max_dim,
-    )
-    if export_dir is None:
-        if None in (height, width, num_objects):
-            raise InputError(
-                "give --export DIR, or --height, --width and --objects to export the model "
-                "(--checkpoint, default the bundled one) for that frame size"
-            )
-        settings.check()
-        return
-    if checkpoint is not None:
-        raise InputError("--checkpoint: the export given with --export fixes the model; give "
-                         "--checkpoint or --export, not both")
-    from softmask.export.manifest import load_streaming_export
-
-    export = load_streaming_export(export_dir)
-    settings.check_export(export)
-    for flag, given, made in (("--height", height, export.spec.height),
-                              ("--width", width, export.spec.width)):
-        if given is not None and given != made:
-            raise InputError(
-                f"{flag} {given}: the export in {export.directory} was made for {made}; drop "
-                f"{flag} or export again"
-            )
-
-
-def embedded_repository(
-    work_dir: str | Path,
-    export_dir: str | Path | None = None,
-    checkpoint: str | Path | None = None,
-    height: int | None = None,
-    width: int | None = None,
-    num_objects: int | None = None,
-    temporal_window: int | None = None,
-    min_dim: int | None = None,
-    max_dim: int | None = None,
-    **repository: object,
-) -> Path:
-    """A repository for the embedded server in ``work_dir/repository``: from ``export_dir``, or
-    from ``checkpoint`` (None: the bundled model) at ``height`` x ``width`` with ``num_objects``
-    slots and ``temporal_window`` (None: ``softmask.runtime.settings.DEFAULT_WINDOW``), taken from the export cache
-    (exported there first if missing). ``repository`` goes to ``write_repository`` (default
-    graphs "in-process").
-
-    Raises:
-        InputError: settings ``check_embedded_model`` refuses.
-        ExportError: the export failed.
-    """
-    from softmask.serve.repository import write_repository
-
-    check_embedded_model(export_dir, checkpoint, height, width, num_objects, temporal_window,
-                         min_dim, max_dim)
-    work = Path(work_dir)
-    if export_dir is None:
-        from softmask.runtime.settings import RunSettings, resolve_export
-
-        settings = RunSettings(
-            checkpoint=checkpoint, num_objects=num_objects, temporal_window=temporal_window,
-            min_dim=min_dim, max_dim=max_dim,
-        )
-        export_dir = resolve_export(settings, height, width, num_objects)[0].directory
-    repository.setdefault("graphs", "in-process")
-    return write_repository(export_dir, work / REPOSITORY_DIR, **repository)
