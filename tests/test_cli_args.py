@@ -170,22 +170,22 @@ def test_refuse_given_names_the_first_flag_given():
 @pytest.mark.parametrize(("argv", "line"), [
     (["export", "--hf-model", "d", "--height", "2", "--width", "2", "--out", "o", "--min-dim",
       "8"],
-     "softmask export: error: --min-dim: applies to HODOR's streaming export, not to "
-     "--hf-model; drop --min-dim"),
+     ("softmask export: error: --min-dim: applies to HODOR's streaming export, not to "
+     "--hf-model; drop --min-dim")),
     (["serve", "repo", "--export", "e", "--out", "o", "--graphs", "python", "--plugin", "p.so"],
      "softmask serve: error: --plugin: applies to --graphs tensorrt, not python; drop --plugin"),
     (["serve", "repo", "--export", "e", "--out", "o", "--skip-plans"],
-     "softmask serve: error: --skip-plans: applies to --graphs tensorrt, not in-process; drop "
-     "--skip-plans"),
+     ("softmask serve: error: --skip-plans: applies to --graphs tensorrt, not in-process; drop "
+     "--skip-plans")),
     (["serve", "start", "--repo", "r", "--instances", "2"],
-     "softmask serve: error: --instances: --repo r is written already, with its own model and "
-     "limits (softmask serve repo sets them); drop --instances"),
+     ("softmask serve: error: --instances: --repo r is written already, with its own model and "
+     "limits (softmask serve repo sets them); drop --instances")),
     (["serve", "start", "--width", "96"],
-     "softmask serve: error: give --export DIR, or --height, --width and --objects to export "
-     "the model (--checkpoint, default the bundled one) for that frame size"),
+     ("softmask serve: error: give --export DIR, or --height, --width and --objects to export "
+     "the model (--checkpoint, default the bundled one) for that frame size")),
     (["precision", "clip.mp4", "--annotations", "a.png", "--out", "o", "--fps", "3"],
-     "softmask precision: error: --fps: the search compares frames one by one; their rate "
-     "plays no part"),
+     ("softmask precision: error: --fps: the search compares frames one by one; their rate "
+     "plays no part")),
 ])
 def test_refusals_keep_their_texts(argv, line, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing exists there: each refusal comes before any reading
@@ -232,7 +232,7 @@ def test_run_summary_lists_setup_latency_and_stage_means():
     }
     assert run_summary(report, "out").splitlines() == [
         "onnxruntime (cpu, fp32): 24 frames -> out; setup: backend init 0.5 s; export: cache hit",
-        "latency (decode to mask written): p50 10.0 ms, p90 12.0 ms, p99 15.0 ms; 30.0 fps, "
-        "2 dropped",
+        ("latency (decode to mask written): p50 10.0 ms, p90 12.0 ms, p99 15.0 ms; 30.0 fps, "
+        "2 dropped"),
         "stage means (ms): decode 1.0",
     ]
