@@ -171,21 +171,21 @@ def test_refuse_given_names_the_first_flag_given():
     (["export", "--hf-model", "d", "--height", "2", "--width", "2", "--out", "o", "--min-dim",
       "8"],
      ("softmask export: error: --min-dim: applies to HODOR's streaming export, not to "
-     "--hf-model; drop --min-dim")),
+      "--hf-model; drop --min-dim")),
     (["serve", "repo", "--export", "e", "--out", "o", "--graphs", "python", "--plugin", "p.so"],
      "softmask serve: error: --plugin: applies to --graphs tensorrt, not python; drop --plugin"),
     (["serve", "repo", "--export", "e", "--out", "o", "--skip-plans"],
      ("softmask serve: error: --skip-plans: applies to --graphs tensorrt, not in-process; drop "
-     "--skip-plans")),
+      "--skip-plans")),
     (["serve", "start", "--repo", "r", "--instances", "2"],
      ("softmask serve: error: --instances: --repo r is written already, with its own model and "
-     "limits (softmask serve repo sets them); drop --instances")),
+      "limits (softmask serve repo sets them); drop --instances")),
     (["serve", "start", "--width", "96"],
      ("softmask serve: error: give --export DIR, or --height, --width and --objects to export "
-     "the model (--checkpoint, default the bundled one) for that frame size")),
+      "the model (--checkpoint, default the bundled one) for that frame size")),
     (["precision", "clip.mp4", "--annotations", "a.png", "--out", "o", "--fps", "3"],
      ("softmask precision: error: --fps: the search compares frames one by one; their rate "
-     "plays no part")),
+      "plays no part")),
 ])
 def test_refusals_keep_their_texts(argv, line, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing exists there: each refusal comes before any reading
