@@ -233,6 +233,6 @@ def test_run_summary_lists_setup_latency_and_stage_means():
     assert run_summary(report, "out").splitlines() == [
         "onnxruntime (cpu, fp32): 24 frames -> out; setup: backend init 0.5 s; export: cache hit",
         ("latency (decode to mask written): p50 10.0 ms, p90 12.0 ms, p99 15.0 ms; 30.0 fps, "
-        "2 dropped"),
+         "2 dropped"),
         "stage means (ms): decode 1.0",
     ]
