@@ -61,11 +61,6 @@ class StreamArgs:
         g.add_argument("--max-dim", type=positive_int, help="cap the long side at this")
 
 
-# --providers' help, one text for every command that takes it.
-_PROVIDERS_HELP = ("ONNX Runtime execution providers, full names or tensorrt (TensorRT with the "
-                   "plugin, then CUDA), cuda, cpu (default: CUDA if present, then CPU)")
-
-
 class BackendArgs:
     """The "backend" group: how the model runs (--export-dir, --fp16, --providers,
     --engine-cache, --cache-dir, --threads).
@@ -91,7 +86,10 @@ class BackendArgs:
             g.add_argument("--export-dir", help="run this streaming export (`softmask export`) "
                                                 "instead of exporting the checkpoint")
             g.add_argument("--fp16", action="store_true", help=self.fp16_help)
-        g.add_argument("--providers", nargs="+", help=_PROVIDERS_HELP)
+        g.add_argument("--providers", nargs="+",
+                       help="ONNX Runtime execution providers, full names or tensorrt (TensorRT "
+                            "with the plugin, then CUDA), cuda, cpu (default: CUDA if present, "
+                            "then CPU)")
         g.add_argument("--engine-cache", help="TensorRT engine cache folder")
         if self.exports:
             g.add_argument("--cache-dir", help="export cache folder (default: "
@@ -266,6 +264,7 @@ class ServeStartArgs:
 
     @staticmethod
     def options(args: argparse.Namespace) -> StartOptions:
+        """How to run the server (``StartOptions``; --repo comes from ``ServeModelArgs``)."""
         from softmask.serve.embedded import StartOptions
         from softmask.serve.server import Endpoints
 
