@@ -3,8 +3,16 @@
 # TensorRT's public headers) with its C++ tests, twice: with the machine's CUDA toolkit and
 # TensorRT 10.14's headers, then with JetPack 6's versions (CUDA 12.6's runtime, TensorRT 10.3's
 # headers); then the Python suite. GPU / TensorRT tests skip with a reason when those are absent.
+# Tests marked slow (full-size HODOR, the precision search, ...) run with --all or
+# SOFTMASK_TEST_ALL=1 (CI runs them); every other argument goes to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+pytest_args=()
+for arg in "$@"; do
+  if [ "$arg" = --all ]; then SOFTMASK_TEST_ALL=1; else pytest_args+=("$arg"); fi
+done
+select=(-m "not slow")
+[ "${SOFTMASK_TEST_ALL:-0}" = 1 ] && select=()
 bash scripts/setup_env.sh dev
 # The serve tests run the embedded Triton server from its own environment (numpy<2).
 bash scripts/setup_env.sh serve
@@ -26,4 +34,5 @@ cmake --build build-jetpack6 -j "$(nproc)"
 ctest --test-dir build-jetpack6 --output-on-failure
 # Lint first: seconds, and a failure names the file and line (the project's config: pyproject.toml).
 .venv/bin/ruff check .
-.venv/bin/python -m pytest "$@"
+# A -m of the caller comes later and wins over "not slow".
+.venv/bin/python -m pytest ${select[@]+"${select[@]}"} ${pytest_args[@]+"${pytest_args[@]}"}

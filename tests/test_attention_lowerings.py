@@ -19,10 +19,8 @@ H, W, N, WINDOW, T = 64, 96, 3, 3, 8
 
 
 @pytest.fixture(scope="module")
-def exports(model, tmp_path_factory):
-    return {a: export_streaming(model, tmp_path_factory.mktemp(a), H, W, N, WINDOW, min_dim=48,
-                                attention=a)
-            for a in ATTENTION_LOWERINGS}
+def exports(shared_export):
+    return {a: shared_export(H, W, N, WINDOW, min_dim=48, attention=a) for a in ATTENTION_LOWERINGS}
 
 
 def test_each_lowering_writes_its_form_of_the_op(exports):

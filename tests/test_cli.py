@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from softmask.export.streaming import export_streaming
 from tests.pausing import interrupt_at
 from tests.videos import first_annotation, moving_objects, write_label_png
 
@@ -83,13 +82,9 @@ def video(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def export_dir(checkpoint, tmp_path_factory):
-    """An fp32 export of the checkpoint for 64x96 frames, 2 objects, window 3."""
-    from softmask.model import load_checkpoint
-
-    out = tmp_path_factory.mktemp("exports") / "fp32"
-    export_streaming(load_checkpoint(checkpoint), out, 64, 96, 2, 3)
-    return out
+def export_dir(shared_export):
+    """An fp32 export of the checkpoint's weights for 64x96 frames, 2 objects, window 3."""
+    return shared_export(64, 96, 2, 3).directory
 
 
 def _masks(out: Path) -> dict[str, np.ndarray]:
@@ -114,14 +109,15 @@ def test_frames_named_by_ffmpeg_percent_d_run_in_natural_order(video, checkpoint
     assert report["per_frame"]["index"] == list(range(T))
 
 
-def test_two_frames_with_one_stem_are_an_error_naming_both(video, tmp_path):
+def test_two_frames_with_one_stem_are_an_error_naming_both(video, tmp_path, capsys):
     _, padded, annotations, _ = video
     frames = tmp_path / "frames"
     frames.mkdir()
     for png in sorted(padded.glob("*.png"))[:3]:
         (frames / png.name).write_bytes(png.read_bytes())
     Image.open(frames / "00001.png").convert("RGB").save(frames / "00001.jpg")
-    result = softmask("run", frames, "--annotations", annotations, "--out", tmp_path / "out")
+    result = in_process(capsys, "run", frames, "--annotations", annotations, "--out",
+                        tmp_path / "out")
     one_line_error(result, "00001.jpg", "00001.png", "same name")
     assert _files(tmp_path / "out") == []
 
@@ -156,7 +152,7 @@ def test_torch_refuses_flags_of_exported_backends(video, tmp_path, extra, fragme
     one_line_error(result, *fragments)
 
 
-def test_rerun_into_the_same_out_needs_overwrite_or_resume(video, checkpoint, tmp_path):
+def test_rerun_into_the_same_out_needs_overwrite_or_resume(video, checkpoint, tmp_path, capsys):
     _, padded, annotations, _ = video
     out = tmp_path / "out"
     args = ["-q", "run", padded, "--annotations", annotations, "--out", out, "--backend", "torch",
@@ -165,7 +161,8 @@ def test_rerun_into_the_same_out_needs_overwrite_or_resume(video, checkpoint, tm
     stale = out / "masks" / "99999.png"
     stale.write_bytes((out / "masks" / "00000.png").read_bytes())  # an earlier, longer run's
     before = {name: (out / name).read_bytes() for name in _files(out)}
-    one_line_error(softmask(*args), "holds an earlier run's outputs", "--overwrite", "--resume")
+    one_line_error(in_process(capsys, *args), "holds an earlier run's outputs", "--overwrite",
+                   "--resume")
     assert {name: (out / name).read_bytes() for name in _files(out)} == before
     assert softmask(*args, "--overwrite").returncode == 0
     assert not stale.exists()
@@ -202,9 +199,10 @@ def test_second_run_hits_the_export_cache_and_exports_nothing(video, checkpoint,
     assert _masks(tmp_path / "first").keys() == _masks(tmp_path / "second").keys()
 
 
-def test_output_paths_that_cannot_take_the_outputs_fail_before_the_model_runs(video, tmp_path):
+def test_output_paths_that_cannot_take_the_outputs_fail_before_the_model_runs(
+        video, tmp_path, capsys, monkeypatch):
     _, padded, annotations, _ = video
-    env = {"SOFTMASK_CACHE": str(tmp_path / "cache")}
+    monkeypatch.setenv("SOFTMASK_CACHE", str(tmp_path / "cache"))
     as_file = tmp_path / "out-file"
     as_file.write_text("not a folder")
     masks_file = tmp_path / "masks-file"
@@ -216,30 +214,31 @@ def test_output_paths_that_cannot_take_the_outputs_fail_before_the_model_runs(vi
         # Writing under /sys fails even for root: a read-only place on every Linux machine.
         (Path("/sys/kernel/softmask-test-out"), "softmask-test-out: cannot write output"),
     ):
-        result = softmask("run", padded, "--annotations", annotations, "--out", out, env=env)
+        result = in_process(capsys, "run", padded, "--annotations", annotations, "--out", out)
         one_line_error(result, fragment)
     assert not (tmp_path / "cache").exists(), "nothing was exported"
 
 
-def test_bad_checkpoints_and_numbers_are_one_line(video, tmp_path):
+def test_bad_checkpoints_and_numbers_are_one_line(video, tmp_path, capsys):
     _, padded, annotations, _ = video
     text = tmp_path / "notes.pth"
     text.write_text("these are my notes, not weights")
     noise = tmp_path / "noise.pth"
     noise.write_bytes(np.random.default_rng(0).bytes(4096))
     for path in (text, noise):
-        result = softmask("run", padded, "--annotations", annotations, "--out", tmp_path / "out",
-                          "--backend", "torch", "--checkpoint", path)
+        result = in_process(capsys, "run", padded, "--annotations", annotations, "--out",
+                            tmp_path / "out", "--backend", "torch", "--checkpoint", path)
         line = one_line_error(result, f"{path}: not a PyTorch checkpoint")
         assert "trust_pickle" not in line
     for flag, value in (("--min-dim", "0"), ("--objects", "-3"), ("--window", "two")):
-        result = softmask("run", padded, "--annotations", annotations, "--out", tmp_path / "out",
-                          flag, value)
+        result = in_process(capsys, "run", padded, "--annotations", annotations, "--out",
+                            tmp_path / "out", flag, value)
         one_line_error(result, f"argument {flag}: must be a positive integer")
 
 
-def test_export_requires_objects_and_is_all_or_nothing(checkpoint, tmp_path):
-    result = softmask("export", "--height", "64", "--width", "96", "--out", tmp_path / "e")
+def test_export_requires_objects_and_is_all_or_nothing(checkpoint, tmp_path, capsys):
+    result = in_process(capsys, "export", "--height", "64", "--width", "96", "--out",
+                        tmp_path / "e")
     one_line_error(result, "the following arguments are required: --objects")
     target = tmp_path / "export"
     # Interrupted once the first graph is in the staging folder: the export has started writing.
@@ -269,12 +268,9 @@ def test_void_pixels_are_ignored_not_made_object_255(video, checkpoint, tmp_path
     assert max(int(m.max()) for m in _masks(tmp_path / "out").values()) <= 2
 
 
-def test_fp16_on_the_cpu_provider_warns(video, checkpoint, tmp_path):
+def test_fp16_on_the_cpu_provider_warns(video, shared_export, tmp_path):
     _, padded, annotations, _ = video
-    from softmask.model import load_checkpoint
-
-    fp16 = tmp_path / "fp16"
-    export_streaming(load_checkpoint(checkpoint), fp16, 64, 96, 2, 3, fp16=True)
+    fp16 = shared_export(64, 96, 2, 3, fp16=True).directory
     result = softmask("-q", "run", padded, "--annotations", annotations, "--out", tmp_path / "out",
                       "--export-dir", fp16, "--fp16", "--providers", "CPUExecutionProvider")
     assert result.returncode == 0, result.stderr
@@ -282,11 +278,11 @@ def test_fp16_on_the_cpu_provider_warns(video, checkpoint, tmp_path):
     assert json.loads((tmp_path / "out" / "report.json").read_text())["precision"] == "fp16"
 
 
-def test_an_unavailable_backend_exits_4_before_exporting(video, tmp_path):
+def test_an_unavailable_backend_exits_4_before_exporting(video, tmp_path, capsys, monkeypatch):
     _, padded, annotations, _ = video
-    env = {"SOFTMASK_CACHE": str(tmp_path / "cache")}
-    result = softmask("run", padded, "--annotations", annotations, "--out", tmp_path / "out",
-                      "--providers", "NoSuchExecutionProvider", env=env)
+    monkeypatch.setenv("SOFTMASK_CACHE", str(tmp_path / "cache"))
+    result = in_process(capsys, "run", padded, "--annotations", annotations, "--out",
+                        tmp_path / "out", "--providers", "NoSuchExecutionProvider")
     one_line_error(result, "NoSuchExecutionProvider", "unavailable", code=4)
     assert not (tmp_path / "cache").exists()
 
@@ -341,7 +337,7 @@ def test_run_a_video_file_with_one_annotation_png_and_an_overlay(tmp_path):
 
 
 def test_overwrite_keeps_the_earlier_outputs_when_the_run_fails_before_its_first_frame(
-        video, checkpoint, tmp_path):
+        video, checkpoint, tmp_path, capsys):
     _, padded, annotations, _ = video
     out = tmp_path / "out"
     args = ["-q", "run", padded, "--annotations", annotations, "--out", out, "--backend", "torch",
@@ -349,8 +345,8 @@ def test_overwrite_keeps_the_earlier_outputs_when_the_run_fails_before_its_first
     assert softmask(*args).returncode == 0
     before = {name: (out / name).read_bytes() for name in _files(out)}
     bad = write_label_png(tmp_path / "bad.png", np.full((64, 96), 9, np.uint8))
-    failed = softmask("run", padded, "--annotations", bad, "--out", out, "--overwrite",
-                      "--backend", "torch", "--checkpoint", checkpoint, "--objects", "2")
+    failed = in_process(capsys, "run", padded, "--annotations", bad, "--out", out, "--overwrite",
+                        "--backend", "torch", "--checkpoint", checkpoint, "--objects", "2")
     one_line_error(failed, "bad.png", "object id(s) [9] exceed the 2 object slot(s)")
     assert {name: (out / name).read_bytes() for name in _files(out)} == before
 

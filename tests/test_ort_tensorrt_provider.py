@@ -14,7 +14,6 @@ import onnxruntime as ort
 import pytest
 
 from softmask.errors import BackendUnavailable
-from softmask.export.streaming import export_streaming
 from softmask.ops.onnx_op import DOMAIN, OP_TYPE
 from softmask.runtime import onnxruntime_backend
 from softmask.runtime.onnxruntime_backend import OnnxRuntimeBackend, select_providers
@@ -24,8 +23,8 @@ AVAILABLE = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecution
 
 
 @pytest.fixture(scope="module")
-def export(model, tmp_path_factory):
-    return export_streaming(model, tmp_path_factory.mktemp("export"), 64, 96, 3, 3, min_dim=48)
+def export(shared_export):
+    return shared_export(64, 96, 3, 3, min_dim=48)
 
 
 @pytest.fixture

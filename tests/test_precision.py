@@ -89,6 +89,7 @@ def video_folder(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # exports and runs every candidate plan: about 35 s on 2 CPU cores
 def test_precision_command_on_the_tiny_model(video_folder, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["precision", str(video_folder / "frames"), "--annotations",

@@ -16,7 +16,6 @@ from softmask.data.io import davis_palette
 from softmask.errors import BackendUnavailable, InputError
 from softmask.eval.parity import compare_backends, mean_iou
 from softmask.export.frame_graphs import StreamSpec
-from softmask.export.streaming import export_streaming
 from softmask.files import FILE_MODE
 from softmask.model import segment_video
 from softmask.runtime import (
@@ -38,10 +37,8 @@ MIN_DIM = 48
 
 
 @pytest.fixture(scope="module")
-def export(model, tmp_path_factory):
-    return export_streaming(
-        model, tmp_path_factory.mktemp("export"), H, W, N, WINDOW, min_dim=MIN_DIM
-    )
+def export(shared_export):
+    return shared_export(H, W, N, WINDOW, min_dim=MIN_DIM)
 
 
 def _box(label: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

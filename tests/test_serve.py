@@ -2,8 +2,9 @@
 real clients (in-process and BLS graphs) against ``softmask run``'s masks on the same export.
 
 The server and the stream client run from the serve environment (``.venv-serve``, numpy<2, made by
-``scripts/setup_env.sh serve``; created here if missing); these tests drive them as processes and
-speak Triton's HTTP/JSON protocol with urllib, all on 127.0.0.1, every wait bounded.
+``scripts/test.sh`` with ``scripts/setup_env.sh serve``; where it is missing, a test needing it
+fails naming that command); these tests drive them as processes and speak Triton's HTTP/JSON
+protocol with urllib, all on 127.0.0.1, every wait bounded.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import softmask.serve.server as server_module
 from softmask.cli import main
 from softmask.data.io import davis_palette
 from softmask.errors import BackendUnavailable, InputError, StreamLost
-from softmask.export.streaming import export_streaming
 from softmask.runtime import OnnxRuntimeBackend, VideoStream, run_video
 from softmask.serve.client import ServerStream, stream_source
 from softmask.serve.protocol import (
@@ -60,16 +60,13 @@ H, W, N, WINDOW = 64, 96, 3, 3
 MIN_DIM = 48
 IDLE_S = 2.0
 MAX_STREAMS = 3
-SETUP_TIMEOUT_S = 1200
 START_TIMEOUT_S = 180
 CLIENT_TIMEOUT_S = 180
 
 
 @pytest.fixture(scope="module")
-def export(model, tmp_path_factory):
-    return export_streaming(
-        model, tmp_path_factory.mktemp("export"), H, W, N, WINDOW, min_dim=MIN_DIM
-    )
+def export(shared_export):
+    return shared_export(H, W, N, WINDOW, min_dim=MIN_DIM)
 
 
 def _video(seed: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -561,7 +558,8 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture(scope="session")
 def serve_python() -> Path:
-    """The serve environment's interpreter, made by scripts/setup_env.sh serve when missing."""
+    """The serve environment's interpreter (``$SOFTMASK_SERVE_PYTHON``, else ``.venv-serve``'s),
+    checked to import PyTriton and the Triton client."""
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "aarch64"):
         pytest.skip("the serve extra (nvidia-pytriton) ships Linux x86_64/aarch64 wheels only")
     python = Path(os.environ.get("SOFTMASK_SERVE_PYTHON", ROOT / ".venv-serve" / "bin" / "python"))
@@ -569,10 +567,8 @@ def serve_python() -> Path:
     if not python.exists() or subprocess.run(
         probe, check=False, capture_output=True, timeout=120
     ).returncode:
-        setup = subprocess.run(["bash", str(ROOT / "scripts" / "setup_env.sh"), "serve"],
-                               check=False, capture_output=True, text=True,
-                               timeout=SETUP_TIMEOUT_S)
-        assert setup.returncode == 0, f"scripts/setup_env.sh serve failed:\n{setup.stderr[-3000:]}"
+        pytest.fail(f"{python} cannot import pytriton and tritonclient: run bash scripts/test.sh "
+                    "(it runs scripts/setup_env.sh serve)")
     return python
 
 

@@ -1,6 +1,6 @@
 """The shared-encoder export (format version 2: the frame encoder is a graph of its own that init,
 step and annotate consume) against the self-contained graphs of format version 1, both exported
-in the same test from the same model: identical masks in ONNX Runtime on the tiny model and on full
+from the same model: identical masks in ONNX Runtime on the tiny model and on full
 HODOR (random weights, 64x96), the backbone's weights stored once, and the torch backend (which
 runs the split modules) equal to the unsplit modules."""
 
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from softmask.export.frame_graphs import GRAPH_MODULES, empty_state
-from softmask.export.manifest import load_streaming_export
+from softmask.export.manifest import StreamingExport, load_streaming_export
 from softmask.export.spec import StreamSpec
 from softmask.export.streaming import export_streaming
 from softmask.model import build_model
@@ -55,12 +55,9 @@ def _large_initializers(path: Path) -> set[str]:
     return digests
 
 
-def _check_same_masks(model, folder: Path) -> None:
+def _check_same_masks(separate: StreamingExport, shared: StreamingExport) -> None:
+    """``separate`` (format version 1) and ``shared`` (version 2), exports of one model."""
     frames, annotations = _video()
-    separate = export_streaming(
-        model, folder / "separate", H, W, OBJECTS, WINDOW, shared_features=False
-    )
-    shared = export_streaming(model, folder / "shared", H, W, OBJECTS, WINDOW)
     assert separate.manifest["format_version"] == 1 and set(separate.graphs) == set(GRAPH_MODULES)
     assert shared.manifest["format_version"] == 2
     assert set(shared.graphs) == {"features", *GRAPH_MODULES}
@@ -80,14 +77,20 @@ def _check_same_masks(model, folder: Path) -> None:
         assert not backbone & _large_initializers(shared.graphs[name]), name
 
 
-def test_shared_encoder_export_gives_the_masks_of_the_self_contained_graphs_tiny(model, tmp_path):
-    _check_same_masks(model, tmp_path)
+def test_shared_encoder_export_gives_the_masks_of_the_self_contained_graphs_tiny(shared_export):
+    _check_same_masks(shared_export(H, W, OBJECTS, WINDOW, shared_features=False),
+                      shared_export(H, W, OBJECTS, WINDOW))
 
 
 @pytest.mark.slow
 def test_shared_encoder_export_gives_the_masks_of_the_self_contained_graphs_full_hodor(tmp_path):
     torch.manual_seed(0)
-    _check_same_masks(build_model("hodor").eval(), tmp_path)
+    model = build_model("hodor").eval()
+    _check_same_masks(
+        export_streaming(model, tmp_path / "separate", H, W, OBJECTS, WINDOW,
+                         shared_features=False),
+        export_streaming(model, tmp_path / "shared", H, W, OBJECTS, WINDOW),
+    )
 
 
 @torch.no_grad()
@@ -105,9 +108,9 @@ def test_torch_backend_running_the_split_modules_equals_the_unsplit_modules(mode
         assert torch.equal(torch.from_numpy(out.scores), scores), t
 
 
-def test_format_version_1_exports_still_load_and_run_each_graph_alone(model, tmp_path):
-    export_streaming(model, tmp_path / "v1", H, W, OBJECTS, WINDOW, shared_features=False)
-    export = load_streaming_export(tmp_path / "v1")
+def test_format_version_1_exports_still_load_and_run_each_graph_alone(model, shared_export):
+    v1 = shared_export(H, W, OBJECTS, WINDOW, shared_features=False)
+    export = load_streaming_export(v1.directory)
     assert "frame_graphs" not in export.manifest
     assert {g: export.chain(g) for g in GRAPH_MODULES} == {g: (g,) for g in GRAPH_MODULES}
     assert export.state_infos()["fg"]["shape"] == [1, OBJECTS, WINDOW, model.config.dim]

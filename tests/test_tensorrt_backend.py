@@ -24,7 +24,6 @@ import torch
 
 from softmask.errors import BackendUnavailable
 from softmask.export.frame_graphs import STATE_NAMES
-from softmask.export.streaming import export_streaming
 from softmask.model.video import VideoState, push_empty
 from softmask.ops.onnx_op import strip_function_bodies
 from softmask.runtime import OnnxRuntimeBackend, VideoStream, tensorrt_backend
@@ -38,9 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def export(model, tmp_path_factory):
-    return export_streaming(model, tmp_path_factory.mktemp("export"), H, W, N, WINDOW,
-                            min_dim=MIN_DIM)
+def export(shared_export):
+    return shared_export(H, W, N, WINDOW, min_dim=MIN_DIM)
 
 
 @pytest.fixture(scope="module")
