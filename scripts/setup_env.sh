@@ -31,6 +31,9 @@ fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$venv/bin/python" -m pip install --quiet --upgrade pip
   if [ "$extra" = deploy ]; then
+    # setuptools stages the package in build/lib/softmask (beside cmake's libraries) and keeps
+    # files there that the sources no longer have: clear its part so a removed module is not shipped.
+    rm -rf build/lib/softmask build/bdist.*
     "$venv/bin/python" -m pip install --quiet .
     if "$venv/bin/python" -c "import torch" 2>/dev/null; then
       echo "error: torch is installed in $venv; the deployment install must not need it" >&2
