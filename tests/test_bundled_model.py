@@ -5,6 +5,7 @@ card on a held-out synthetic set generated here (the same set as docs/model-card
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from softmask.data.synthetic import generate_video, write_davis_dataset
 from softmask.eval.davis import region_similarity
@@ -44,6 +45,7 @@ def test_bundled_model_tracks_objects_better_than_holding_the_first_mask():
     assert model_j > held_j + 0.2
 
 
+@pytest.mark.slow  # 20 videos x 24 frames: the tracking check above is its quick twin
 def test_bundled_model_meets_the_jf_bar_on_a_freshly_generated_held_out_set(tmp_path):
     assert HELD_OUT_FIRST_SEED + HELD_OUT_VIDEOS <= TRAIN_SEED_BASE, "held-out seeds never train"
     root = write_davis_dataset(tmp_path / "heldout", HELD_OUT_VIDEOS, HELD_OUT_FIRST_SEED,

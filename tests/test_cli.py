@@ -1,7 +1,7 @@
 """The command line as a careful user meets it: every flag takes effect or is refused with one
 line naming it (exit code 2), nothing half-written is left behind, the export cache spares a
-second run its export, and logs stay readable. The CLI runs as a subprocess where the exit code,
-stderr or a signal matter."""
+second run its export, and logs stay readable. The CLI runs as a subprocess where the exit code
+of a process, its logging, stdout or a signal matter, and in this process otherwise."""
 
 from __future__ import annotations
 
@@ -41,8 +41,9 @@ class _Result:
 
 
 def in_process(capsys, *args: object) -> _Result:
-    """``softmask ARGS`` through ``softmask.cli.main`` in this process (for checks that end
-    before any model work; the exit code and stderr are the same as in a subprocess)."""
+    """``softmask ARGS`` through ``softmask.cli.main`` in this process: for runs whose checks read
+    the exit code, stderr and the files written (the same as in a subprocess), not for runs that
+    set process-wide state (``--threads``) or whose logging or stdout is checked."""
     from softmask.cli import main
 
     capsys.readouterr()
@@ -95,11 +96,12 @@ def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
-def test_frames_named_by_ffmpeg_percent_d_run_in_natural_order(video, checkpoint, tmp_path):
+def test_frames_named_by_ffmpeg_percent_d_run_in_natural_order(video, checkpoint, tmp_path,
+                                                               capsys):
     plain, padded, _, first = video
     for name, folder in (("plain", plain), ("padded", padded)):
-        result = softmask("-q", "run", folder, "--annotations", first, "--out", tmp_path / name,
-                          "--backend", "torch", "--checkpoint", checkpoint)
+        result = in_process(capsys, "-q", "run", folder, "--annotations", first, "--out",
+                            tmp_path / name, "--backend", "torch", "--checkpoint", checkpoint)
         assert result.returncode == 0, result.stderr
     plain_masks, padded_masks = _masks(tmp_path / "plain"), _masks(tmp_path / "padded")
     assert sorted(plain_masks, key=int) == [str(t) for t in range(T)]
@@ -157,14 +159,14 @@ def test_rerun_into_the_same_out_needs_overwrite_or_resume(video, checkpoint, tm
     out = tmp_path / "out"
     args = ["-q", "run", padded, "--annotations", annotations, "--out", out, "--backend", "torch",
             "--checkpoint", checkpoint]
-    assert softmask(*args).returncode == 0
+    assert in_process(capsys, *args).returncode == 0
     stale = out / "masks" / "99999.png"
     stale.write_bytes((out / "masks" / "00000.png").read_bytes())  # an earlier, longer run's
     before = {name: (out / name).read_bytes() for name in _files(out)}
     one_line_error(in_process(capsys, *args), "holds an earlier run's outputs", "--overwrite",
                    "--resume")
     assert {name: (out / name).read_bytes() for name in _files(out)} == before
-    assert softmask(*args, "--overwrite").returncode == 0
+    assert in_process(capsys, *args, "--overwrite").returncode == 0
     assert not stale.exists()
     report = json.loads((out / "report.json").read_text())
     assert report["masks_written"] == len(list((out / "masks").glob("*.png"))) == T
@@ -255,13 +257,13 @@ def test_export_requires_objects_and_is_all_or_nothing(checkpoint, tmp_path, cap
         assert not target.exists() and not list(tmp_path.glob(".export.partial-*"))
 
 
-def test_void_pixels_are_ignored_not_made_object_255(video, checkpoint, tmp_path):
+def test_void_pixels_are_ignored_not_made_object_255(video, checkpoint, tmp_path, capsys):
     _, padded, _, _ = video
     labels = first_annotation()
     labels[:3, :] = 255  # DAVIS void border
     annotation = write_label_png(tmp_path / "void.png", labels)
-    result = softmask("-q", "run", padded, "--annotations", annotation, "--out", tmp_path / "out",
-                      "--backend", "torch", "--checkpoint", checkpoint)
+    result = in_process(capsys, "-q", "run", padded, "--annotations", annotation, "--out",
+                        tmp_path / "out", "--backend", "torch", "--checkpoint", checkpoint)
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["spec"]["num_objects"] == 2
@@ -299,14 +301,14 @@ def test_data_synth_and_train_run_from_the_command_line(tmp_path):
     assert (tmp_path / "run" / "latest.pth").is_file()
 
 
-def test_run_a_video_file_with_one_annotation_png_and_an_overlay(tmp_path):
+def test_run_a_video_file_with_one_annotation_png_and_an_overlay(export_dir, tmp_path, capsys):
     from tests.videos import write_video
 
     frames = moving_objects(T)
     clip = write_video(tmp_path / "clip.mp4", frames, fps=12, lossless=True)
     first = write_label_png(tmp_path / "first.png", first_annotation())
     result = softmask("-q", "run", clip, "--annotations", first, "--out", tmp_path / "out",
-                      "--overlay")
+                      "--export-dir", export_dir, "--overlay")
     assert result.returncode == 0, result.stderr
     assert "frames ->" in result.stdout and "latency (decode to mask written)" in result.stdout
     import av
@@ -320,17 +322,17 @@ def test_run_a_video_file_with_one_annotation_png_and_an_overlay(tmp_path):
     images.mkdir()
     for t, frame in enumerate(frames):
         Image.fromarray(frame).save(images / f"{t:05d}.png")
-    result = softmask("-q", "run", images, "--annotations", first, "--out", tmp_path / "folder")
+    result = in_process(capsys, "-q", "run", images, "--annotations", first, "--out",
+                        tmp_path / "folder", "--export-dir", export_dir)
     assert result.returncode == 0, result.stderr
     from_video, from_images = _masks(tmp_path / "out"), _masks(tmp_path / "folder")
     assert from_video.keys() == from_images.keys() and len(from_video) == T
     assert all((from_video[k] == from_images[k]).all() for k in from_video)
-    report = json.loads((tmp_path / "folder" / "report.json").read_text())
-    assert report["setup"]["export"] == "cache hit"  # same model and settings as the video run
 
     data = clip.read_bytes()
     clip.write_bytes(data[: len(data) // 2])
-    result = softmask("-q", "run", clip, "--annotations", first, "--out", tmp_path / "cut")
+    result = in_process(capsys, "-q", "run", clip, "--annotations", first, "--out",
+                        tmp_path / "cut", "--export-dir", export_dir)
     line = one_line_error(result, f"{clip}: cannot decode frame")
     reached = int(line.split("cannot decode frame ")[1].split()[0])
     assert sorted(_masks(tmp_path / "cut")) == [f"{t:05d}" for t in range(reached)]
@@ -342,7 +344,7 @@ def test_overwrite_keeps_the_earlier_outputs_when_the_run_fails_before_its_first
     out = tmp_path / "out"
     args = ["-q", "run", padded, "--annotations", annotations, "--out", out, "--backend", "torch",
             "--checkpoint", checkpoint]
-    assert softmask(*args).returncode == 0
+    assert in_process(capsys, *args).returncode == 0
     before = {name: (out / name).read_bytes() for name in _files(out)}
     bad = write_label_png(tmp_path / "bad.png", np.full((64, 96), 9, np.uint8))
     failed = in_process(capsys, "run", padded, "--annotations", bad, "--out", out, "--overwrite",

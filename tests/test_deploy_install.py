@@ -3,8 +3,8 @@
 Here (torch installed): importing the CLI, ``softmask --help`` and argument errors, and the modules
 behind run, bench, stream, serve and parity import no torch. In ``.venv-deploy`` (``pip install .``
 without torch; ``scripts/test.sh`` makes it with ``scripts/setup_env.sh deploy``): ``softmask run``
-on the demo's embedded video from an export made here writes the masks this environment's ONNX
-Runtime run writes, ``bench`` and ``parity`` between exports run, and the commands that need torch
+on a synthetic clip from an export made here writes the masks this environment's ONNX Runtime run
+writes, ``bench`` and ``parity`` between exports run, and the commands that need torch
 say so in one line with exit code 4.
 """
 
@@ -22,10 +22,8 @@ from PIL import Image
 
 from softmask.cli import main
 from softmask.data.io import read_label_png, write_label_png
-from softmask.demo import DEMO_MIN_DIM, default_video
-from softmask.export.streaming import export_streaming
-from softmask.runtime.factory import resolve_model
 from softmask.runtime.outputs import MASKS_DIR
+from tests.videos import first_annotation, moving_objects
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY_VENV = REPO / ".venv-deploy"
@@ -125,23 +123,21 @@ def deploy_softmask() -> Path:
     return DEPLOY_VENV / "bin" / "softmask"
 
 
+CLIP_FRAMES = 12
+
+
 @pytest.fixture(scope="module")
-def demo_clip(tmp_path_factory) -> tuple[Path, Path, Path]:
-    """The demo's embedded video as PNG frames, its annotations (each object on the frame it
-    first appears), and an export of the bundled model made here (the demo's settings)."""
+def clip(tmp_path_factory, shared_export) -> tuple[Path, Path, Path]:
+    """A synthetic clip as PNG frames, its first frame's annotation in a folder, and the session's
+    shared export of the tiny model for its size (made here, with torch)."""
     root = tmp_path_factory.mktemp("deploy")
-    video = default_video()
     frames, annotations = root / "frames", root / "annotations"
     frames.mkdir()
     annotations.mkdir()
-    for t, frame in enumerate(video.frames):
+    for t, frame in enumerate(moving_objects(CLIP_FRAMES)):
         Image.fromarray(frame).save(frames / f"{t:05d}.png")
-    for t, labels in video.annotations().items():
-        write_label_png(annotations / f"{t:05d}.png", labels)
-    height, width = video.frames[0].shape[:2]
-    export = export_streaming(resolve_model(None), root / "export", height, width,
-                              video.num_objects, min_dim=DEMO_MIN_DIM)
-    return frames, annotations, export.directory
+    write_label_png(annotations / "00000.png", first_annotation())
+    return frames, annotations, shared_export(64, 96, 3, 3, min_dim=48).directory
 
 
 def _masks(out: Path) -> dict[str, np.ndarray]:
@@ -155,9 +151,9 @@ def _deploy_run(softmask: Path, *args: object, cwd: Path) -> subprocess.Complete
 
 
 def test_a_deployment_install_runs_an_export_with_the_masks_of_this_environment(
-    deploy_softmask, demo_clip, tmp_path
+    deploy_softmask, clip, tmp_path
 ):
-    frames, annotations, export = demo_clip
+    frames, annotations, export = clip
     here = tmp_path / "here"
     assert main(["-q", "run", str(frames), "--annotations", str(annotations), "--out", str(here),
                  "--export-dir", str(export)]) == 0
@@ -166,16 +162,16 @@ def test_a_deployment_install_runs_an_export_with_the_masks_of_this_environment(
                          "--out", deployed, "--export-dir", export, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     expected, got = _masks(here), _masks(deployed)
-    assert len(expected) == len(default_video().frames) and got.keys() == expected.keys()
+    assert len(expected) == CLIP_FRAMES and got.keys() == expected.keys()
     for name, labels in expected.items():
         assert np.array_equal(got[name], labels), f"{name}: masks differ"
     assert any(labels.any() for labels in got.values())
 
 
 def test_a_deployment_install_names_the_torch_extra_where_torch_is_needed(
-    deploy_softmask, demo_clip, tmp_path
+    deploy_softmask, clip, tmp_path
 ):
-    frames, annotations, _ = demo_clip
+    frames, annotations, _ = clip
     for args, names in (
         (("export", "--height", 64, "--width", 96, "--objects", 1, "--out", tmp_path / "e"),
          "exporting a model"),
@@ -192,9 +188,9 @@ def test_a_deployment_install_names_the_torch_extra_where_torch_is_needed(
 
 
 def test_a_deployment_install_benches_an_export_and_checks_parity_between_exports(
-    deploy_softmask, demo_clip, tmp_path
+    deploy_softmask, clip, tmp_path
 ):
-    frames, annotations, export = demo_clip
+    frames, annotations, export = clip
     bench = _deploy_run(deploy_softmask, "-q", "bench", frames, "--annotations", annotations,
                         "--out", tmp_path / "bench", "--export-dir", export, "--warmup", 2,
                         cwd=tmp_path)
@@ -207,12 +203,12 @@ def test_a_deployment_install_benches_an_export_and_checks_parity_between_export
                          cwd=tmp_path)
     assert parity.returncode == 0, parity.stderr
     result = json.loads((tmp_path / "parity.json").read_text())
-    assert result["passed"] and len(result["frames"]) == len(default_video().frames)
+    assert result["passed"] and len(result["frames"]) == CLIP_FRAMES
 
 
-def test_serving_an_export_imports_no_torch(demo_clip, tmp_path):
+def test_serving_an_export_imports_no_torch(clip, tmp_path):
     # Here torch is installed, so an import of it on the way (also one inside a function) shows.
-    _, _, export = demo_clip
+    _, _, export = clip
     code = (
         "import sys\n"
         "from softmask.serve.repository import write_repository\n"

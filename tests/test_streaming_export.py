@@ -14,13 +14,14 @@ from softmask.export.streaming import MANIFEST_NAME, export_streaming, load_stre
 from softmask.ops.onnx_op import DOMAIN, OP_TYPE
 from softmask.runtime import OnnxRuntimeBackend, TorchBackend, VideoStream
 
-H, W, N, WINDOW = 64, 96, 3, 3
+# The sizes of test_cli's exports: the session's shared exports serve both.
+H, W, N, WINDOW = 64, 96, 2, 3
 C, QB = 64, 9  # tiny config: width and background descriptors
 
 
 @pytest.fixture(scope="module")
-def export(model, tmp_path_factory):
-    return export_streaming(model, tmp_path_factory.mktemp("export"), H, W, N, WINDOW)
+def export(shared_export):
+    return shared_export(H, W, N, WINDOW)
 
 
 def _plugin_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
@@ -170,8 +171,8 @@ def test_bad_sizes_are_input_errors(model, tmp_path):
         export_streaming(model, tmp_path, H, W, 0)
 
 
-def test_fp16_export_runs_in_onnxruntime_close_to_the_fp32_model(model, tmp_path):
-    export = export_streaming(model, tmp_path, H, W, N, WINDOW, fp16=True)
+def test_fp16_export_runs_in_onnxruntime_close_to_the_fp32_model(model, shared_export):
+    export = shared_export(H, W, N, WINDOW, fp16=True)
     assert export.precision == "fp16"
     dtypes = {i["name"]: i["dtype"] for i in export.io("step", "inputs")}
     assert dtypes == {
